@@ -1,0 +1,1 @@
+"""The `ditto` command line: one module per subcommand, listed in `main.COMMANDS`."""

@@ -1,0 +1,1 @@
+"""The ditto pytest plugin (options, fixtures, regression module). Filled in by the harness."""
