@@ -1,0 +1,51 @@
+"""Model-derived parameters of TensorRT-LLM's GPTAttention plugin, as ditto recognises them.
+
+The `gpt_attention` op in the FX graph carries exactly these values as its attributes;
+the torch reference kernel, the native TensorRT lowering and the TensorRT-LLM plugin
+lowering all read them from here. Names follow TensorRT-LLM's `functional.gpt_attention()`
+keyword arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass(frozen=True)
+class GPTAttentionParams:
+    layer_idx: int  # index among the attention layers (the KV-cache layer)
+    num_heads: int
+    num_kv_heads: int
+    head_size: int
+    # softmax scale = 1 / (sqrt(head_size) * q_scaling), as in TensorRT-LLM
+    q_scaling: float = 1.0
+    # "learned_absolute" (no RoPE in the plugin), "rope_gpt_neox" (halves rotated),
+    # "rope_gptj" (interleaved pairs rotated)
+    position_embedding_type: str = "learned_absolute"
+    rotary_embedding_dim: int = 0
+    rotary_embedding_base: float = 10000.0
+    # "none", "linear", "dynamic", "longrope", "llama3", "yarn" (TensorRT-LLM RotaryScalingType)
+    rotary_embedding_scale_type: str = "none"
+    rotary_embedding_scale: float = 1.0
+    rotary_embedding_max_positions: int = 1024
+    rotary_embedding_original_max_positions: int = 1024
+    attn_logit_softcapping_scale: float = 0.0
+    # 0: full causal attention; > 0: sliding window length (keys older than this are not attended)
+    sliding_window: int = 0
+    # the paged KV cache layout
+    tokens_per_block: int = 64
+
+    @property
+    def has_rope(self) -> bool:
+        return self.position_embedding_type.startswith("rope")
+
+    @property
+    def qkv_width(self) -> int:
+        return (self.num_heads + 2 * self.num_kv_heads) * self.head_size
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
