@@ -1,0 +1,106 @@
+"""Lazy weights: what each graph weight is made of, read from safetensors only when asked.
+
+Export runs on the meta device, so the graph never holds real weights. Each weight of the
+TensorRT-LLM-form graph is described by a `WeightSource`: a tensor in a checkpoint file, a
+tensor kept in memory (non-persistent buffers such as RoPE tables, tiny constants), or a
+concatenation of other sources (fused QKV / gate-up projections).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ditto.errors import DittoError
+
+
+@dataclass(frozen=True)
+class CheckpointTensor:
+    """A tensor stored under `key` in a safetensors file."""
+
+    file: Path
+    key: str
+
+
+@dataclass(frozen=True)
+class InMemoryTensor:
+    """A tensor computed at load or pass time (buffers, RoPE tables, constants)."""
+
+    tensor: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Concat:
+    """Sources concatenated along `dim` (fused projections)."""
+
+    parts: tuple["WeightSource", ...]
+    dim: int = 0
+
+
+WeightSource = CheckpointTensor | InMemoryTensor | Concat
+
+
+@dataclass
+class WeightSpec:
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    source: WeightSource
+
+
+class WeightTable:
+    """name -> WeightSpec; names are valid Python identifiers (graph attribute names)."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, WeightSpec] = {}
+
+    def add(self, name: str, spec: WeightSpec) -> None:
+        self._specs[name] = spec
+
+    def remove(self, name: str) -> None:
+        self._specs.pop(name, None)
+
+    def names(self) -> list[str]:
+        return list(self._specs)
+
+    def spec(self, name: str) -> WeightSpec:
+        return self._specs[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._specs
+
+    def nbytes(self) -> int:
+        return sum(_numel(s.shape) * s.dtype.itemsize for s in self._specs.values())
+
+    def load(self, name: str) -> torch.Tensor:
+        """Read weight `name` now, in its recorded dtype."""
+        spec = self._specs[name]
+        tensor = _read(spec.source)
+        if tuple(tensor.shape) != tuple(spec.shape):
+            raise DittoError(
+                f"weight {name!r} has shape {tuple(tensor.shape)} in the checkpoint but the model expects "
+                f"{tuple(spec.shape)}; check that config.json matches the safetensors files"
+            )
+        return tensor.to(spec.dtype)
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def _read(source: WeightSource) -> torch.Tensor:
+    if isinstance(source, InMemoryTensor):
+        return source.tensor
+    if isinstance(source, Concat):
+        return torch.cat([_read(p) for p in source.parts], dim=source.dim)
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(source.file), framework="pt") as f:
+            return f.get_tensor(source.key)
+    except FileNotFoundError:
+        raise DittoError(f"weight file {source.file} disappeared; re-download or re-save the model") from None

@@ -1,0 +1,170 @@
+"""`torch.ops.ditto.gpt_attention`: TensorRT-LLM's GPTAttention plugin as a torch op.
+
+Semantics follow the plugin in its "remove input padding + paged KV cache" mode:
+
+- `qkv` [num_tokens, (num_heads + 2 * num_kv_heads) * head_size] packs the tokens of all
+  requests of the step without padding: context requests contribute their whole prompt
+  (`host_context_lengths[b]` tokens), generation requests one token, in batch order.
+- RoPE (when `position_embedding_type` is rope_*) is applied here to Q and K, at positions
+  `past + i` where `past = sequence_length[b] - new_tokens` (the plugin ignores
+  `position_ids`); cos/sin come from `rotary_cos_sin` [max_positions, rotary_dim] float32,
+  first half cos, second half sin, as TensorRT-LLM's RopeEmbeddingUtils lays them out.
+- K and V are written into the paged cache (see `ditto.ops.kv_cache`), then each query
+  attends causally to its own sequence's keys (optionally within a sliding window).
+- softmax scale = 1 / (sqrt(head_size) * q_scaling); scores and softmax in float32.
+
+The output is [num_tokens, num_heads * head_size] in the dtype of `qkv`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Optional
+
+import torch
+
+from ditto.ops.kv_cache import pool_at
+from ditto.ops.params import GPTAttentionParams
+
+# The op's tensor inputs, in the plugin's order (see ditto/trtllm/plugin.py for the plugin).
+TENSOR_INPUTS = (
+    "qkv",
+    "sequence_length",
+    "host_past_key_value_lengths",
+    "host_max_attention_window_sizes",
+    "host_sink_token_length",
+    "context_lengths",
+    "cache_indirection",
+    "host_request_types",
+    "kv_cache_block_offsets",
+    "host_kv_cache_block_offsets",
+    "host_kv_cache_pool_pointers",
+    "host_kv_cache_pool_mapping",
+    "rotary_inv_freq",
+    "rotary_cos_sin",
+    "host_context_lengths",
+    "host_runtime_perf_knobs",
+    "host_context_progress",
+)
+
+
+@torch.library.custom_op("ditto::gpt_attention", mutates_args=())
+def gpt_attention(
+    qkv: torch.Tensor,
+    sequence_length: torch.Tensor,
+    host_past_key_value_lengths: torch.Tensor,
+    host_max_attention_window_sizes: torch.Tensor,
+    host_sink_token_length: torch.Tensor,
+    context_lengths: torch.Tensor,
+    cache_indirection: torch.Tensor,
+    host_request_types: torch.Tensor,
+    kv_cache_block_offsets: torch.Tensor,
+    host_kv_cache_block_offsets: torch.Tensor,
+    host_kv_cache_pool_pointers: torch.Tensor,
+    host_kv_cache_pool_mapping: torch.Tensor,
+    rotary_inv_freq: Optional[torch.Tensor],
+    rotary_cos_sin: Optional[torch.Tensor],
+    host_context_lengths: torch.Tensor,
+    host_runtime_perf_knobs: torch.Tensor,
+    host_context_progress: torch.Tensor,
+    layer_idx: int,
+    num_heads: int,
+    num_kv_heads: int,
+    head_size: int,
+    q_scaling: float,
+    position_embedding_type: str,
+    rotary_embedding_dim: int,
+    rotary_embedding_base: float,
+    rotary_embedding_scale_type: str,
+    rotary_embedding_scale: float,
+    rotary_embedding_max_positions: int,
+    rotary_embedding_original_max_positions: int,
+    attn_logit_softcapping_scale: float,
+    sliding_window: int,
+    tokens_per_block: int,
+) -> torch.Tensor:
+    """Reference kernel in plain torch (see the module docstring for the semantics)."""
+    H, KV, D = num_heads, num_kv_heads, head_size
+    pool_idx, layer_in_pool = (int(v) for v in host_kv_cache_pool_mapping[layer_idx].tolist())
+    pool = pool_at(int(host_kv_cache_pool_pointers[pool_idx, 0]))
+    units = pool.view(-1, KV, tokens_per_block, D)  # one unit = K or V of one block of one layer
+    offsets = host_kv_cache_block_offsets[pool_idx].long()  # [batch, 2, max_blocks]
+    scale = 1.0 / (D**0.5 * q_scaling)
+
+    outputs = []
+    start = 0
+    seq_lens = sequence_length.tolist()
+    for b, request_type in enumerate(host_request_types.tolist()):
+        n = int(host_context_lengths[b]) if request_type == 0 else 1
+        total = int(seq_lens[b])
+        past = total - n
+        tokens = qkv[start : start + n]
+        start += n
+        q = tokens[:, : H * D].reshape(n, H, D).float()
+        k = tokens[:, H * D : (H + KV) * D].reshape(n, KV, D).float()
+        v = tokens[:, (H + KV) * D :].reshape(n, KV, D)
+        if position_embedding_type.startswith("rope"):
+            positions = torch.arange(past, total, device=qkv.device)
+            cos_sin = rotary_cos_sin[positions].float()
+            q = _rope(q, cos_sin, rotary_embedding_dim, position_embedding_type)
+            k = _rope(k, cos_sin, rotary_embedding_dim, position_embedding_type)
+
+        # write the new K/V into their blocks, then read the whole sequence back
+        pos = torch.arange(past, total, device=qkv.device)
+        blocks, slots = pos // tokens_per_block, pos % tokens_per_block
+        k_units = offsets[b, 0, blocks] + 2 * layer_in_pool
+        v_units = offsets[b, 1, blocks] + 2 * layer_in_pool
+        units[k_units, :, slots] = k.to(pool.dtype)
+        units[v_units, :, slots] = v.to(pool.dtype)
+        all_pos = torch.arange(total, device=qkv.device)
+        all_blocks, all_slots = all_pos // tokens_per_block, all_pos % tokens_per_block
+        keys = units[offsets[b, 0, all_blocks] + 2 * layer_in_pool, :, all_slots].float()  # [total, KV, D]
+        values = units[offsets[b, 1, all_blocks] + 2 * layer_in_pool, :, all_slots].float()
+
+        group = H // KV
+        keys = keys.repeat_interleave(group, dim=1)
+        values = values.repeat_interleave(group, dim=1)
+        scores = torch.einsum("nhd,thd->hnt", q, keys) * scale
+        if attn_logit_softcapping_scale > 0:
+            cap = attn_logit_softcapping_scale
+            scores = cap * torch.tanh(scores / cap)
+        query_pos = pos[:, None]
+        key_pos = all_pos[None, :]
+        allowed = key_pos <= query_pos
+        if sliding_window > 0:
+            allowed = allowed & (key_pos > query_pos - sliding_window)
+        scores = scores.masked_fill(~allowed[None], float("-inf"))
+        probs = torch.softmax(scores, dim=-1)
+        out = torch.einsum("hnt,thd->nhd", probs, values)
+        outputs.append(out.reshape(n, H * D).to(qkv.dtype))
+    return torch.cat(outputs, dim=0)
+
+
+_SIGNATURE = inspect.signature(gpt_attention._init_fn)
+
+
+@gpt_attention.register_fake
+def _(*args, **kwargs):
+    bound = _SIGNATURE.bind(*args, **kwargs).arguments
+    qkv = bound["qkv"]
+    return qkv.new_empty((qkv.shape[0], bound["num_heads"] * bound["head_size"]))
+
+
+def _rope(x: torch.Tensor, cos_sin: torch.Tensor, rotary_dim: int, style: str) -> torch.Tensor:
+    """Rotate the first `rotary_dim` features of each head; x [n, heads, D] float32."""
+    half = rotary_dim // 2
+    cos = cos_sin[:, None, :half]
+    sin = cos_sin[:, None, half:rotary_dim]
+    rot, rest = x[..., :rotary_dim], x[..., rotary_dim:]
+    if style == "rope_gptj":
+        even, odd = rot[..., 0::2], rot[..., 1::2]
+        rotated = torch.stack((even * cos - odd * sin, odd * cos + even * sin), dim=-1).flatten(-2)
+    else:  # rope_gpt_neox
+        first, second = rot[..., :half], rot[..., half:]
+        rotated = torch.cat((first * cos - second * sin, second * cos + first * sin), dim=-1)
+    return torch.cat((rotated, rest), dim=-1)
+
+
+def params_kwargs(params: GPTAttentionParams) -> dict:
+    """The op's scalar keyword arguments for `params`."""
+    return params.as_dict()

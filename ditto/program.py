@@ -1,0 +1,39 @@
+"""`TrtllmProgram`: the pipeline's product, the FX graph in TensorRT-LLM form plus its weights.
+
+- `graph_module`: placeholders are exactly the engine inputs (names, dtypes and dims in
+  `input_dims`); weights are `get_attr` nodes whose targets are keys of `weights`; the
+  output is a tuple `(logits, *extra_outputs)` named by `output_names`. Call functions are
+  ATen ops and `torch.ops.ditto.gpt_attention` (see `ditto/ops/gpt_attention.py`).
+- `weights`: lazy; nothing is read from disk until `materialize()`.
+- `attention`: the recognised `GPTAttentionParams` per attention layer, in layer order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ditto.ops.params import GPTAttentionParams
+from ditto.models.weights import WeightTable
+
+
+@dataclass
+class TrtllmProgram:
+    graph_module: torch.fx.GraphModule
+    weights: WeightTable
+    hf_config: Any  # transformers.PretrainedConfig
+    dtype: torch.dtype
+    attention: list[GPTAttentionParams]
+    # engine input name -> dims, each dim an int or a name ("num_tokens", "batch", ...)
+    input_dims: dict[str, tuple] = field(default_factory=dict)
+    output_names: list[str] = field(default_factory=lambda: ["logits"])
+    # what each pass did, in order: (pass name, number of places it rewrote)
+    pass_log: list[tuple[str, int]] = field(default_factory=list)
+
+    def materialize(self, device: str | torch.device = "cpu") -> torch.fx.GraphModule:
+        """Attach real weights to the graph module (reading them now) and return it."""
+        for name in self.weights.names():
+            setattr(self.graph_module, name, self.weights.load(name).to(device))
+        return self.graph_module
