@@ -29,6 +29,8 @@ class TrtllmProgram:
     # engine input name -> dims, each dim an int or a name ("num_tokens", "batch", ...)
     input_dims: dict[str, tuple] = field(default_factory=dict)
     output_names: list[str] = field(default_factory=lambda: ["logits"])
+    # probe name (layers.3.attn, ...) -> HF module path, see ditto.probes
+    probe_modules: dict[str, str] = field(default_factory=dict)
     # what each pass did, in order: (pass name, number of places it rewrote)
     pass_log: list[tuple[str, int]] = field(default_factory=list)
 

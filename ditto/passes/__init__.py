@@ -1,0 +1,26 @@
+"""FX passes that rewrite an exported HF model into TensorRT-LLM form.
+
+`PIPELINE` lists them in order; each module registers its pass by name. To add a pass:
+write a module with `@register_pass("name")`, import it here and add the name to PIPELINE.
+"""
+
+from ditto.passes import (  # noqa: F401  (importing registers the passes)
+    attention,
+    cleanup,
+    eager_attention,
+    engine_inputs,
+    fuse_linears,
+    last_token,
+    simplify,
+)
+
+PIPELINE = [
+    "remove_export_artifacts",
+    "eager_attention_to_sdpa",
+    "engine_inputs",
+    "replace_attention",
+    "gather_last_token",
+    "fuse_parallel_linears",
+    "simplify_shuffles",
+    "eliminate_dead_code",
+]

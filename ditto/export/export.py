@@ -1,0 +1,34 @@
+"""Export a meta-device Hugging Face causal LM with `torch.export`.
+
+The model is exported in TensorRT-LLM's packed ("remove input padding") form: one row of
+`num_tokens` tokens, `input_ids` and `position_ids` of shape [1, num_tokens] with
+`num_tokens` dynamic; the batch lives in the attention op's inputs, added by the passes.
+No weight is materialised: parameters, buffers and inputs are all on the meta device.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ditto.errors import DittoError
+from ditto.models.loader import LoadedModel
+
+# torch.export specialises sizes 0 and 1; the example uses more tokens than that.
+_EXAMPLE_TOKENS = 8
+
+
+def export_model(loaded: LoadedModel, max_num_tokens: int = 8192) -> torch.export.ExportedProgram:
+    num_tokens = torch.export.Dim("num_tokens", min=1, max=max(max_num_tokens, _EXAMPLE_TOKENS + 1))
+    input_ids = torch.zeros(1, _EXAMPLE_TOKENS, dtype=torch.long, device="meta")
+    position_ids = torch.arange(_EXAMPLE_TOKENS, device="meta")[None]
+    kwargs = dict(input_ids=input_ids, position_ids=position_ids, use_cache=False)
+    dynamic = dict(input_ids={1: num_tokens}, position_ids={1: num_tokens}, use_cache=None)
+    try:
+        with torch.no_grad():
+            return torch.export.export(loaded.model, (), kwargs, dynamic_shapes=dynamic, strict=False)
+    except Exception as e:
+        arch = type(loaded.model).__name__
+        raise DittoError(
+            f"torch.export failed for {arch}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}; "
+            "the model's forward must be traceable with a dynamic number of tokens"
+        ) from e

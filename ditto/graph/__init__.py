@@ -1,0 +1,1 @@
+"""Small helpers on torch.fx graphs shared by the passes (evaluation, node queries)."""

@@ -1,0 +1,166 @@
+"""Built-in tiny models: small, deterministic, randomly initialised Hugging Face models.
+
+Each is made locally from a config (no hub), saved once as a normal Hugging Face directory
+(config.json + model.safetensors) under the ditto cache, and addressed by name
+(`tiny-llama`, ...) anywhere a model path is accepted. Together they cover the building
+blocks ditto must recognise: RoPE variants (llama3 scaling, partial rotary), GQA/MQA, QKV
+bias, QK-norm, fused QKV and gate-up weights, GeGLU, embedding scale, tied embeddings,
+learned positions, LayerNorm, Conv1D weights.
+
+Weights come from ditto's own seeded generator per tensor name, not from transformers'
+initialisers, so they do not change when transformers changes its init code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import zlib
+from pathlib import Path
+
+import torch
+
+from ditto.errors import DittoError
+
+_COMMON = dict(
+    vocab_size=512,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    max_position_embeddings=512,
+)
+
+# name -> (what it exercises, config kwargs)
+TINY_MODELS: dict[str, tuple[str, dict]] = {
+    "tiny-llama": (
+        "Llama: RMSNorm, SwiGLU, RoPE with llama3 frequency scaling, MHA",
+        dict(
+            model_type="llama",
+            **_COMMON,
+            num_key_value_heads=4,
+            rope_parameters=dict(
+                rope_type="llama3",
+                rope_theta=500000.0,
+                factor=8.0,
+                low_freq_factor=1.0,
+                high_freq_factor=4.0,
+                original_max_position_embeddings=64,
+            ),
+        ),
+    ),
+    "tiny-mistral": (
+        "Mistral: GQA (4 query heads over 2 KV heads)",
+        dict(model_type="mistral", **_COMMON, num_key_value_heads=2, sliding_window=None, head_dim=16),
+    ),
+    "tiny-qwen2": (
+        "Qwen2: QKV bias, GQA, tied embeddings",
+        dict(model_type="qwen2", **_COMMON, num_key_value_heads=2, tie_word_embeddings=True),
+    ),
+    "tiny-qwen3": (
+        "Qwen3: QK-norm (RMSNorm on each head of Q and K before RoPE), GQA",
+        dict(model_type="qwen3", **_COMMON, num_key_value_heads=2, head_dim=16),
+    ),
+    "tiny-gemma": (
+        "Gemma: embedding scale, GeGLU, (1 + w) RMSNorm, tied embeddings, MQA, head_dim != hidden/heads",
+        dict(model_type="gemma", **_COMMON, num_key_value_heads=1, head_dim=32),
+    ),
+    "tiny-phi3": (
+        "Phi-3: fused qkv_proj and gate_up_proj weights, partial rotary (half the head)",
+        dict(
+            model_type="phi3",
+            **_COMMON,
+            num_key_value_heads=4,
+            pad_token_id=0,
+            eos_token_id=1,
+            rope_parameters=dict(rope_type="default", rope_theta=10000.0, partial_rotary_factor=0.5),
+        ),
+    ),
+    "tiny-gpt2": (
+        "GPT-2: learned positions, LayerNorm, GELU MLP, MHA, Conv1D weights, fused c_attn",
+        dict(
+            model_type="gpt2",
+            vocab_size=512,
+            n_embd=64,
+            n_layer=2,
+            n_head=4,
+            n_positions=512,
+            n_inner=128,
+            bos_token_id=1,
+            eos_token_id=2,
+        ),
+    ),
+}
+
+
+def is_tiny_name(spec: str) -> bool:
+    return spec in TINY_MODELS
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("DITTO_CACHE_DIR", Path.home() / ".cache" / "ditto"))
+
+
+def tiny_model_dir(name: str) -> Path:
+    """The local directory of tiny model `name`, created on first use."""
+    if name not in TINY_MODELS:
+        raise DittoError(f"unknown built-in model {name!r}; built-in models: {', '.join(TINY_MODELS)}")
+    _, kwargs = TINY_MODELS[name]
+    import transformers
+
+    fingerprint = hashlib.sha256(
+        json.dumps([kwargs, _GENERATOR_VERSION, transformers.__version__.split(".")[0]], sort_keys=True).encode()
+    ).hexdigest()[:12]
+    target = cache_root() / "tiny" / f"{name}-{fingerprint}"
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        _create(name, tmp)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process won the race; its copy is identical
+            shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+# Bump when the weight generator below changes (invalidates cached tiny models and goldens).
+_GENERATOR_VERSION = 1
+
+
+def _create(name: str, folder: Path) -> None:
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    _, kwargs = TINY_MODELS[name]
+    kwargs = dict(kwargs)
+    config = AutoConfig.for_model(kwargs.pop("model_type"), **kwargs)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    state = {}
+    for pname, param in model.named_parameters():
+        state[pname] = _deterministic_tensor(pname, tuple(param.shape))
+    model = model.to_empty(device="cpu")
+    model.load_state_dict(state, strict=False, assign=True)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    model.save_pretrained(folder)
+    (folder / "DITTO_TINY_MODEL").write_text(f"{name}: {TINY_MODELS[name][0]}\n")
+
+
+def _deterministic_tensor(name: str, shape: tuple[int, ...]) -> torch.Tensor:
+    """Seeded per name: matrices ~ N(0, 1/fan_in), vectors (norms, biases) ~ 1 + N(0, 0.1)."""
+    gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+    values = torch.randn(shape, generator=gen, dtype=torch.float32)
+    if len(shape) >= 2:
+        return values / shape[-1] ** 0.5
+    if name.endswith("bias"):
+        return values * 0.1
+    return 1.0 + 0.1 * values

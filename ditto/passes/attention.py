@@ -1,0 +1,375 @@
+"""Replace each attention (SDPA after `eager_attention_to_sdpa`) by one `gpt_attention` op.
+
+before (per layer, packed row of num_tokens tokens):
+    q = rope(transpose(view(q_proj(x))), cos(position_ids), sin(position_ids))
+    k = repeat_kv(rope(transpose(view(k_proj(x)))));  v = repeat_kv(transpose(view(v_proj(x))))
+    o = scaled_dot_product_attention(q, k, v, causal_mask(position_ids), scale=s)
+after:
+    qkv = reshape(cat([q_proj(x), k_proj(x), v_proj(x)], -1), [-1, (H + 2 KV) * D])
+    o = permute(reshape(gpt_attention(qkv, <engine inputs>, rotary_cos_sin, ..., q_scaling=...), ...))
+
+Recognition is by what the subgraphs compute, not by their spelling:
+- RoPE: the nodes between the head projection and the attention input that depend on
+  position_ids form the rotary embedding. They are run on probe vectors: basis vectors
+  give the rotation matrix (its rotary dimension, and whether halves or interleaved pairs are
+  rotated); one probe gives the cos/sin table for every position (covering linear, llama3,
+  yarn, ... scalings alike); a random probe verifies the result. Anything else fails fast.
+- the mask is run for a single sequence and must be causal (optionally a sliding window).
+- repeat_kv (unsqueeze/expand/reshape) is peeled off K and V to find the KV heads.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.fx import Node
+
+from ditto.errors import DittoError
+from ditto.graph.build import call, fake_empty
+from ditto.graph.evaluate import evaluate
+from ditto.graph.nodes import ancestors, fake, is_call, source_line
+from ditto.models.weights import InMemoryTensor, WeightSpec
+from ditto.ops import gpt_attention as _op  # noqa: F401  (registers torch.ops.ditto.gpt_attention)
+from ditto.ops.gpt_attention import TENSOR_INPUTS, _rope
+from ditto.ops.params import GPTAttentionParams
+from ditto.passes.manager import PassContext, register_pass
+
+aten = torch.ops.aten
+SDPA = aten.scaled_dot_product_attention.default
+_MASK_PROBE_TOKENS = 64
+
+
+@register_pass("replace_attention")
+def replace_attention(ctx: PassContext) -> int:
+    graph = ctx.graph
+    sdpas = [n for n in graph.nodes if is_call(n, SDPA)]
+    if not sdpas:
+        return 0
+    token_dependent = _data_descendants(ctx.engine_inputs["input_ids"])
+    position_only = _data_descendants(ctx.engine_inputs["position_ids"]) - token_dependent
+    for node in sdpas:
+        _replace_one(ctx, node, position_only, token_dependent)
+    return len(sdpas)
+
+
+def _replace_one(ctx: PassContext, node: Node, position_only: set, token_dependent: set) -> None:
+    graph = ctx.graph
+    q, k, v, mask, dropout_p, is_causal = _sdpa_args(node)
+    if dropout_p:
+        _fail(node, "attention dropout is active; export the model in eval mode")
+    k, v = _strip_repeat_kv(k), _strip_repeat_kv(v)
+    q_shape, k_shape, v_shape = (fake(x).shape for x in (q, k, v))
+    if len(q_shape) != 4 or q_shape[0] != 1:
+        _fail(node, f"expected a [1, heads, tokens, head_size] query, got {tuple(q_shape)}")
+    num_heads, head_size = int(q_shape[1]), int(q_shape[3])
+    num_kv_heads = int(k_shape[1])
+    if tuple(k_shape) != tuple(v_shape) or num_heads % num_kv_heads or int(k_shape[3]) != head_size:
+        _fail(node, f"query {tuple(q_shape)}, key {tuple(k_shape)}, value {tuple(v_shape)} do not form MHA/GQA/MQA")
+    sliding_window = _check_causal(ctx, node, mask, is_causal)
+
+    q_raw, q_rope = _rope_input(q, position_only, token_dependent, node)
+    k_raw, k_rope = _rope_input(k, position_only, token_dependent, node)
+    rope = {}
+    if q_rope is not None or k_rope is not None:
+        if q_rope is None or k_rope is None:
+            _fail(node, "RoPE is applied to only one of query and key")
+        rope = _identify_rope(ctx, q_raw, q, num_heads, head_size, node)
+        _verify_rope(ctx, k_raw, k, rope, node)
+
+    scale = node.kwargs.get("scale")
+    if scale is None:
+        scale = 1.0 / math.sqrt(head_size)
+    layer_idx = len(ctx.attention)
+    config = ctx.loaded.config
+    params = GPTAttentionParams(
+        layer_idx=layer_idx,
+        num_heads=num_heads,
+        num_kv_heads=num_kv_heads,
+        head_size=head_size,
+        q_scaling=1.0 / (scale * math.sqrt(head_size)),
+        position_embedding_type=rope.get("style", "learned_absolute"),
+        rotary_embedding_dim=rope.get("dim", 0),
+        rotary_embedding_base=rope.get("base", 10000.0),
+        rotary_embedding_scale_type=rope.get("scale_type", "none"),
+        rotary_embedding_scale=rope.get("scale", 1.0),
+        rotary_embedding_max_positions=_max_positions(config),
+        rotary_embedding_original_max_positions=rope.get("original_max_positions", _max_positions(config)),
+        sliding_window=sliding_window,
+        tokens_per_block=ctx.tokens_per_block,
+    )
+    ctx.attention.append(params)
+
+    with graph.inserting_before(node):
+        parts = [_to_rows(graph, x, heads) for x, heads in ((q_raw, num_heads), (k_raw, num_kv_heads), (v, num_kv_heads))]
+        packed = call(graph, aten.cat.default, (parts, -1))
+        qkv = call(graph, aten.reshape.default, (packed, [-1, params.qkv_width]))
+        tensors = {name: ctx.engine_inputs.get(name) for name in TENSOR_INPUTS}
+        tensors["qkv"] = qkv
+        tensors["rotary_inv_freq"] = _table_attr(ctx, "rotary_inv_freq", rope.get("inv_freq"))
+        tensors["rotary_cos_sin"] = _table_attr(ctx, "rotary_cos_sin", rope.get("cos_sin"))
+        attn = call(
+            graph,
+            torch.ops.ditto.gpt_attention.default,
+            tuple(tensors[name] for name in TENSOR_INPUTS),
+            params.as_dict(),
+            name="gpt_attention",
+        )
+        rows = call(graph, aten.reshape.default, (attn, [1, -1, num_heads, head_size]))
+        heads_first = call(graph, aten.permute.default, (rows, [0, 2, 1, 3]))
+    node.replace_all_uses_with(heads_first)
+    graph.erase_node(node)
+
+
+def _sdpa_args(node: Node):
+    names = ["query", "key", "value", "attn_mask", "dropout_p", "is_causal"]
+    defaults = [None, None, None, None, 0.0, False]
+    values = list(node.args) + defaults[len(node.args) :]
+    values = [node.kwargs.get(n, v) for n, v in zip(names, values)]
+    return values  # with enable_gqa, K/V simply carry fewer heads
+
+
+def _strip_repeat_kv(x: Node) -> Node:
+    """repeat_kv: reshape(expand(unsqueeze(kv, 2), [b, kv, n_rep, t, d]), [b, kv*n_rep, t, d]) -> kv."""
+    if is_call(x, aten.reshape.default, aten.view.default, aten._unsafe_view.default):
+        expanded = x.args[0]
+        if is_call(expanded, aten.expand.default) and is_call(expanded.args[0], aten.unsqueeze.default):
+            inner = expanded.args[0]
+            if inner.args[1] == 2 and len(fake(inner.args[0]).shape) == 4:
+                return inner.args[0]
+    return x
+
+
+def _data_descendants(start: Node) -> set[Node]:
+    """Nodes whose values depend on `start`'s values (not merely on its size)."""
+    seen = {start}
+    stack = [start]
+    while stack:
+        for user in stack.pop().users:
+            if user not in seen and not is_call(user, aten.sym_size.int):
+                seen.add(user)
+                stack.append(user)
+    return seen
+
+
+# ops RoPE is written with; the walk back from the attention input stays inside them
+_ROPE_OPS = {
+    aten.mul.Tensor, aten.add.Tensor, aten.sub.Tensor, aten.neg.default, aten.cat.default, aten.slice.Tensor,
+    aten.stack.default, aten.flatten.using_ints, aten._to_copy.default, aten.to.dtype, aten.unsqueeze.default,
+    aten.select.int, aten.view.default, aten.reshape.default,
+}
+
+
+def _rope_input(x: Node, position_only: set, token_dependent: set, sdpa: Node) -> tuple[Node, Node | None]:
+    """(the tensor RoPE is applied to, the RoPE output) or (x, None) when x has no RoPE.
+
+    Walking back from the attention input through element-wise/concat/slice ops, RoPE is
+    there when the walk meets position-only values (cos/sin of position_ids); the tensor it
+    rotates is the single token-dependent node where the walk leaves those ops.
+    """
+    seen, frontier, stack, found_positions = {x}, [], [x], False
+    while stack:
+        node = stack.pop()
+        if node in position_only:
+            found_positions = True
+            continue
+        if node is not x and (node not in token_dependent or not is_call(node, *_ROPE_OPS)):
+            if node in token_dependent:
+                frontier.append(node)
+            continue
+        if not is_call(node, *_ROPE_OPS):
+            return x, None
+        for n in node.all_input_nodes:
+            if n not in seen:
+                seen.add(n)
+                stack.append(n)
+    if not found_positions:
+        return x, None
+    for candidate in frontier:
+        if all(candidate in ancestors(other) for other in frontier):
+            return candidate, x
+    _fail(sdpa, f"could not find the single tensor RoPE is applied to (candidates: {[n.name for n in frontier]})")
+
+
+def _probe(ctx: PassContext, raw: Node, out: Node, values: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    known = {
+        raw: values,
+        ctx.engine_inputs["position_ids"]: positions.to(torch.int32),
+        ctx.engine_inputs["input_ids"]: torch.zeros(positions.shape[0], dtype=torch.int32),
+    }
+    return evaluate([out], known, ctx.weights.load)[0].float()
+
+
+def _layout(raw: Node, head_size: int) -> tuple[int, int]:
+    """(head axis, token axis) of a rank-4 [1, ., ., head_size] tensor."""
+    shape = fake(raw).shape
+    token_axis = next((i for i, d in enumerate(shape) if not isinstance(d, int)), None)
+    if len(shape) != 4 or shape[3] != head_size or token_axis not in (1, 2):
+        raise ValueError(f"unexpected layout {tuple(shape)} of {raw.name}")
+    return 3 - token_axis, token_axis
+
+
+def _identify_rope(ctx: PassContext, raw: Node, out: Node, heads: int, head_size: int, sdpa: Node) -> dict:
+    dtype = fake(raw).dtype
+    head_axis, token_axis = _layout(raw, head_size)
+    probe_positions = torch.tensor([1, 2, 3, 7, 19])
+    n = len(probe_positions)
+    # columns of the per-position rotation matrix: basis vector i fed to head (i % heads)
+    rotation = torch.zeros(n, head_size, head_size)
+    for first in range(0, head_size, heads):
+        x = torch.zeros(n, heads, head_size, dtype=dtype)
+        for h in range(heads):
+            if first + h < head_size:
+                x[:, h, first + h] = 1
+        y = _probe(ctx, raw, out, _arrange(x, head_axis, token_axis), probe_positions)
+        y = _unarrange(y, head_axis, token_axis)
+        for h in range(heads):
+            if first + h < head_size:
+                rotation[:, :, first + h] = y[:, h, :]
+    moved = (rotation - torch.eye(head_size)).abs().amax(dim=0)
+    touched = sorted(set(torch.nonzero(moved > 1e-6).flatten().tolist()))
+    dim = len(touched)
+    if dim == 0 or touched != list(range(dim)) or dim % 2:
+        _fail(sdpa, f"the position-dependent transform of {raw.name} is not a RoPE on leading features (moves {touched})")
+    half = dim // 2
+    neox = sum(rotation[:, j + half, j].abs().sum() for j in range(half))
+    gptj = sum(rotation[:, 2 * i + 1, 2 * i].abs().sum() for i in range(half))
+    style = "rope_gptj" if gptj > neox else "rope_gpt_neox"
+
+    max_positions = _max_positions(ctx.loaded.config)
+    probe = torch.zeros(head_size, dtype=dtype)
+    if style == "rope_gpt_neox":
+        probe[:half] = 1
+    else:
+        probe[0:dim:2] = 1
+    rows = []
+    for start in range(0, max_positions, 2048):
+        positions = torch.arange(start, min(start + 2048, max_positions))
+        x = probe.expand(len(positions), heads, head_size).clone()
+        y = _unarrange(_probe(ctx, raw, out, _arrange(x, head_axis, token_axis), positions), head_axis, token_axis)[:, 0]
+        if style == "rope_gpt_neox":
+            rows.append(torch.cat([y[:, :half], y[:, half:dim]], dim=-1))
+        else:
+            rows.append(torch.cat([y[:, 0:dim:2], y[:, 1:dim:2]], dim=-1))
+    cos_sin = torch.cat(rows).float().contiguous()
+    inv_freq = torch.atan2(cos_sin[1, half:], cos_sin[1, :half]).contiguous()
+    rope = dict(style=style, dim=dim, cos_sin=cos_sin, inv_freq=inv_freq, layout=(head_axis, token_axis))
+    rope.update(_rope_config(ctx.loaded.config, inv_freq, dim))
+    _verify_rope(ctx, raw, out, rope, sdpa)
+    return rope
+
+
+def _verify_rope(ctx: PassContext, raw: Node, out: Node, rope: dict, sdpa: Node) -> None:
+    """A random probe through the graph must equal ditto's RoPE with the recognised table."""
+    shape = fake(raw).shape
+    head_axis, token_axis = _layout(raw, int(shape[3]))
+    heads, head_size = int(shape[head_axis]), int(shape[3])
+    dtype = fake(raw).dtype
+    gen = torch.Generator().manual_seed(0)
+    positions = torch.randint(0, rope["cos_sin"].shape[0], (6,), generator=gen)
+    x = torch.randn(len(positions), heads, head_size, generator=gen).to(dtype)
+    got = _unarrange(_probe(ctx, raw, out, _arrange(x, head_axis, token_axis), positions), head_axis, token_axis)
+    want = _rope(x.float(), rope["cos_sin"][positions], rope["dim"], rope["style"])
+    tolerance = 1e-4 if dtype == torch.float32 else 5e-2
+    error = (got - want).abs().max().item()
+    if not error <= tolerance * max(1.0, want.abs().max().item()):
+        _fail(sdpa, f"RoPE on {raw.name} recognised as {rope['style']} dim {rope['dim']} does not reproduce the graph (error {error:.3g})")
+
+
+def _arrange(x: torch.Tensor, head_axis: int, token_axis: int) -> torch.Tensor:
+    """[tokens, heads, D] -> the graph's rank-4 layout with a leading 1."""
+    return (x.transpose(0, 1) if head_axis == 1 else x).unsqueeze(0)
+
+
+def _unarrange(y: torch.Tensor, head_axis: int, token_axis: int) -> torch.Tensor:
+    y = y.squeeze(0)
+    return y.transpose(0, 1) if head_axis == 1 else y
+
+
+def _check_causal(ctx: PassContext, sdpa: Node, mask, is_causal: bool) -> int:
+    """0 for a causal mask, w for a causal sliding window of w keys; fails on anything else."""
+    if mask is None:
+        if not is_causal:
+            _fail(sdpa, "attention without a causal mask (bidirectional) is not supported")
+        return 0
+    t = _MASK_PROBE_TOKENS
+    known = {
+        ctx.engine_inputs["position_ids"]: torch.arange(t, dtype=torch.int32),
+        ctx.engine_inputs["input_ids"]: torch.zeros(t, dtype=torch.int32),
+    }
+    value = evaluate([mask], known, ctx.weights.load)[0]
+    allowed = value if value.dtype == torch.bool else value > -1.0
+    allowed = allowed.reshape(-1, t, t)[0]
+    causal = torch.ones(t, t, dtype=torch.bool).tril()
+    if torch.equal(allowed, causal):
+        return 0
+    window = int(allowed[-1].sum())
+    band = causal & ~torch.ones(t, t, dtype=torch.bool).tril(-window)
+    if torch.equal(allowed, band):
+        return window
+    _fail(sdpa, "the attention mask is neither causal nor a causal sliding window")
+
+
+def _to_rows(graph, x: Node, heads: int) -> Node:
+    """[1, heads, T, D] or [1, T, heads, D] -> [1, T, heads * D]."""
+    shape = fake(x).shape
+    token_axis = next(i for i, d in enumerate(shape) if not isinstance(d, int))
+    if token_axis == 2:
+        x = call(graph, aten.permute.default, (x, [0, 2, 1, 3]))
+    return call(graph, aten.reshape.default, (x, [1, -1, heads * int(shape[3])]))
+
+
+def _table_attr(ctx: PassContext, base: str, table: torch.Tensor | None) -> Node | None:
+    """A get_attr for a rotary table, shared by every layer with the same values."""
+    if table is None:
+        return None
+    for name in ctx.weights.names():
+        if name.startswith(base):
+            source = ctx.weights.spec(name).source
+            if isinstance(source, InMemoryTensor) and torch.equal(source.tensor, table):
+                break
+    else:
+        name = base if base not in ctx.weights else f"{base}_{len(ctx.weights.names())}"
+        ctx.weights.add(name, WeightSpec(tuple(table.shape), table.dtype, InMemoryTensor(table)))
+        ctx.gm.register_buffer(name, torch.empty(table.shape, dtype=table.dtype, device="meta"))
+    graph = ctx.graph
+    existing = next((n for n in graph.nodes if n.op == "get_attr" and n.target == name), None)
+    if existing is not None:
+        return existing
+    with graph.inserting_before(next(n for n in graph.nodes if n.op != "placeholder")):
+        node = graph.get_attr(name)
+    node.meta["val"] = fake_empty(graph, table.shape, table.dtype)
+    return node
+
+
+def _max_positions(config) -> int:
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 2048
+
+
+_SCALE_TYPES = {"default": "none", "linear": "linear", "dynamic": "dynamic", "llama3": "llama3", "yarn": "yarn", "longrope": "longrope", "su": "longrope"}
+
+
+def _rope_config(config, inv_freq: torch.Tensor, dim: int) -> dict:
+    """Plugin fields TensorRT-LLM takes from the config (base, scaling); the table is exact anyway."""
+    params = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    if not isinstance(params, dict):
+        params = {}
+    theta = params.get("rope_theta", getattr(config, "rope_theta", None))
+    if theta is None:  # infer from the frequencies: inv_freq[1] = base ** (-2 / dim)
+        theta = float(inv_freq[1] ** (-dim / 2)) if len(inv_freq) > 1 else 10000.0
+    rope_type = params.get("rope_type", params.get("type", "default"))
+    out = dict(base=float(theta), scale_type=_SCALE_TYPES.get(rope_type, "none"), scale=float(params.get("factor", 1.0)))
+    if "original_max_position_embeddings" in params:
+        out["original_max_positions"] = int(params["original_max_position_embeddings"])
+    return out
+
+
+def _fail(node: Node, problem: str):
+    raise DittoError(
+        f"attention at node {node.name} ({source_line(node)}): {problem}. "
+        "Ditto recognises causal self-attention with optional RoPE, GQA/MQA and sliding window."
+    )

@@ -1,0 +1,57 @@
+"""Remove what export leaves that has no meaning for inference.
+
+before: x -> _assert_tensor_metadata(x); y = dropout(x, p, train=False); z = contiguous(y);
+        w = to.device(z, device("meta"), float32); a = arange(n, device=meta)
+after:  w = to.dtype(x, float32); a = arange(n)
+
+Device arguments are dropped because export ran on the meta device; the runtime that
+executes the graph places factory ops (`ditto.runtime.fx.place_on_device`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ditto.passes.manager import PassContext, register_pass
+
+aten = torch.ops.aten
+
+_CHECKS = {
+    aten._assert_tensor_metadata.default,
+    aten._assert_scalar.default,
+    aten.sym_constrain_range_for_size.default,
+    aten.sym_constrain_range.default,
+}
+_IDENTITY = {aten.contiguous.default, aten.clone.default, aten.alias.default, aten.detach.default, aten.lift_fresh_copy.default}
+
+
+@register_pass("remove_export_artifacts")
+def remove_export_artifacts(ctx: PassContext) -> int:
+    count = 0
+    graph = ctx.graph
+    for node in list(graph.nodes):
+        if node.op != "call_function":
+            continue
+        if node.target in _CHECKS and not node.users:
+            graph.erase_node(node)
+            count += 1
+        elif node.target in _IDENTITY or (node.target == aten.dropout.default and node.args[2] is False):
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
+            count += 1
+        elif node.target == aten.to.device:
+            # to.device(x, device, dtype, ...) -> to.dtype(x, dtype)
+            node.target = aten.to.dtype
+            node.args = (node.args[0], node.args[2])
+            count += 1
+        elif isinstance(node.kwargs.get("device"), torch.device):
+            node.kwargs = {k: v for k, v in node.kwargs.items() if k != "device"}
+            count += 1
+    return count
+
+
+@register_pass("eliminate_dead_code")
+def eliminate_dead_code(ctx: PassContext) -> int:
+    before = len(ctx.graph.nodes)
+    ctx.graph.eliminate_dead_code()
+    return before - len(ctx.graph.nodes)

@@ -1,0 +1,75 @@
+"""Normalise eager attention to SDPA so one recogniser handles both.
+
+before: p = softmax(matmul(q, transpose(k, -2, -1)) * s + mask, -1) [casts, dropout(train=False)]
+        o = matmul(p, v)
+after:  o = scaled_dot_product_attention(q, k, v, mask, scale=s)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.fx import Node
+
+from ditto.graph.build import call
+from ditto.graph.nodes import fake, is_call
+from ditto.passes.manager import PassContext, register_pass
+
+aten = torch.ops.aten
+_CASTS = (aten._to_copy.default, aten.to.dtype)
+_SOFTMAX = (aten._softmax.default, aten.softmax.int)
+_MATMUL = (aten.matmul.default, aten.bmm.default)
+
+
+@register_pass("eager_attention_to_sdpa")
+def eager_attention_to_sdpa(ctx: PassContext) -> int:
+    count = 0
+    for softmax in [n for n in ctx.graph.nodes if is_call(n, *_SOFTMAX)]:
+        match = _match(softmax)
+        if match is None:
+            continue
+        q, k, v, mask, scale, out = match
+        with ctx.graph.inserting_before(out):
+            sdpa = call(ctx.graph, aten.scaled_dot_product_attention.default, (q, k, v, mask), {"scale": scale})
+        out.replace_all_uses_with(sdpa)
+        count += 1
+    if count:
+        ctx.graph.eliminate_dead_code()
+    return count
+
+
+def _skip_casts(node: Node) -> Node:
+    while is_call(node, *_CASTS) or (is_call(node, aten.dropout.default) and node.args[2] is False):
+        node = node.args[0]
+    return node
+
+
+def _match(softmax: Node):
+    if softmax.args[1] not in (-1, len(fake(softmax).shape) - 1):
+        return None
+    scores = _skip_casts(softmax.args[0])
+    mask = None
+    if is_call(scores, aten.add.Tensor):
+        scores, mask = scores.args
+        if is_call(mask, aten.matmul.default, aten.mul.Tensor, aten.div.Tensor):
+            scores, mask = mask, scores
+    scale = 1.0
+    scores = _skip_casts(scores)
+    if is_call(scores, aten.mul.Tensor, aten.div.Tensor) and isinstance(scores.args[1], (int, float)):
+        scale = float(scores.args[1]) if scores.target == aten.mul.Tensor else 1.0 / float(scores.args[1])
+        scores = scores.args[0]
+    if not is_call(scores, *_MATMUL):
+        return None
+    q, k_t = scores.args
+    if not is_call(k_t, aten.transpose.int) or sorted(d % 4 for d in k_t.args[1:]) != [2, 3]:
+        return None
+    # follow the probabilities to the matmul with V
+    probs = softmax
+    while len(probs.users) == 1:
+        user = next(iter(probs.users))
+        if is_call(user, *_MATMUL) and user.args[0] is probs:
+            return q, k_t.args[0], user.args[1], mask, scale, user
+        if is_call(user, *_CASTS) or is_call(user, aten.dropout.default):
+            probs = user
+            continue
+        return None
+    return None

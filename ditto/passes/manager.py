@@ -1,0 +1,62 @@
+"""The pass manager: run registered passes in order, repeating the list to a fixed point.
+
+A pass is a function `(ctx: PassContext) -> int` returning how many places it rewrote
+(0 = nothing to do), so a run can print "fuse_parallel_linears: 8" and a test can assert it.
+Adding a pass is one `@register_pass("name")` in its own module, listed in `PIPELINE`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from ditto.models.loader import LoadedModel
+from ditto.models.weights import WeightTable
+from ditto.ops.params import GPTAttentionParams
+
+
+@dataclass
+class PassContext:
+    gm: torch.fx.GraphModule
+    weights: WeightTable
+    loaded: LoadedModel
+    tokens_per_block: int = 64
+    attention: list[GPTAttentionParams] = field(default_factory=list)
+    # engine input name -> placeholder node, once the TRT-LLM inputs exist
+    engine_inputs: dict = field(default_factory=dict)
+
+    @property
+    def graph(self) -> torch.fx.Graph:
+        return self.gm.graph
+
+
+Pass = Callable[[PassContext], int]
+PASSES: dict[str, Pass] = {}
+
+
+def register_pass(name: str):
+    def wrap(fn: Pass) -> Pass:
+        fn.pass_name = name
+        PASSES[name] = fn
+        return fn
+
+    return wrap
+
+
+def run_passes(ctx: PassContext, names: list[str], max_rounds: int = 10) -> list[tuple[str, int]]:
+    """Run `names` in order, again and again until a round changes nothing; log matches."""
+    totals: dict[str, int] = {name: 0 for name in names}
+    for _ in range(max_rounds):
+        changed = False
+        for name in names:
+            matches = PASSES[name](ctx)
+            if matches:
+                totals[name] += matches
+                changed = True
+                ctx.graph.lint()
+        if not changed:
+            break
+    ctx.gm.recompile()
+    return list(totals.items())

@@ -1,0 +1,67 @@
+"""The pipeline: model spec -> meta model -> ExportedProgram -> TensorRT-LLM-form TrtllmProgram.
+
+Each stage's output can be dumped (DEBUG_ARTIFACTS_DIR) and is the next stage's input.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ditto.debug.artifacts import write_graph_artifacts
+from ditto.errors import DittoError
+from ditto.export.export import export_model
+from ditto.export.graph import to_graph_module
+from ditto.models.loader import load_model
+from ditto.passes import PIPELINE
+from ditto.passes.manager import PassContext, run_passes
+from ditto.passes.unsupported import check_supported
+from ditto.probes import probe_modules
+from ditto.program import TrtllmProgram
+from ditto.trtllm.inputs import ENGINE_INPUTS
+
+
+def load_program(
+    model: str,
+    dtype: str | torch.dtype | None = None,
+    *,
+    tokens_per_block: int = 64,
+    max_num_tokens: int = 8192,
+    trust_remote_code: bool = False,
+    attn_implementation: str | None = None,
+    passes: list[str] | None = None,
+) -> TrtllmProgram:
+    """Export `model` and rewrite it into TensorRT-LLM form, with weights left on disk."""
+    loaded = load_model(model, dtype, trust_remote_code=trust_remote_code, attn_implementation=attn_implementation)
+    exported = export_model(loaded, max_num_tokens=max_num_tokens)
+    gm, weights = to_graph_module(exported, loaded)
+    ctx = PassContext(gm, weights, loaded, tokens_per_block=tokens_per_block)
+    log = run_passes(ctx, passes if passes is not None else PIPELINE)
+    _prune_weights(ctx)
+    check_supported(ctx)
+    num_layers = len(ctx.attention)
+    input_dims = {
+        spec.name: tuple(num_layers if d == "num_layers" else d for d in spec.dims) for spec in ENGINE_INPUTS
+    }
+    program = TrtllmProgram(
+        graph_module=gm,
+        weights=weights,
+        hf_config=loaded.config,
+        dtype=loaded.dtype,
+        attention=list(ctx.attention),
+        input_dims=input_dims,
+        pass_log=log,
+        probe_modules=probe_modules(loaded.model, num_layers),
+    )
+    write_graph_artifacts(program)
+    return program
+
+
+def _prune_weights(ctx: PassContext) -> None:
+    used = {n.target for n in ctx.graph.nodes if n.op == "get_attr"}
+    for name in ctx.weights.names():
+        if name not in used:
+            ctx.weights.remove(name)
+            if hasattr(ctx.gm, name):
+                delattr(ctx.gm, name)
+    if not used:
+        raise DittoError("the rewritten graph uses no weights; the export produced an empty model")

@@ -1,0 +1,82 @@
+"""Probes: named-by-meaning points inside a model, resolved per backend.
+
+`layers.{i}.attn` (attention block output), `layers.{i}.mlp` (MLP block output),
+`layers.{i}.out` (decoder layer output), `final_norm`, and `logits`. The decoder layers are
+found structurally (the ModuleList with one entry per hidden layer); inside a layer the
+attention and MLP blocks are the children that hold the attention computation and the
+rest. HF runs use module hooks on those paths; the FX graph finds each module's output node
+through the `nn_module_stack` export records on every node.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ditto.errors import DittoError
+
+ATTENTION_HINTS = ("attn", "attention")
+MLP_HINTS = ("mlp", "feed_forward", "ffn", "moe", "experts")
+NORM_HINTS = ("norm", "ln_f", "final_layernorm")
+
+
+def probe_modules(model: torch.nn.Module, num_layers: int) -> dict[str, str]:
+    """probe name -> module path for an HF model (meta or real)."""
+    layers_path, layers = _decoder_layers(model, num_layers)
+    probes: dict[str, str] = {}
+    for i in range(num_layers):
+        base = f"{layers_path}.{i}"
+        children = dict(layers[i].named_children())
+        attn = _child(children, ATTENTION_HINTS)
+        mlp = _child(children, MLP_HINTS)
+        if attn:
+            probes[f"layers.{i}.attn"] = f"{base}.{attn}"
+        if mlp:
+            probes[f"layers.{i}.mlp"] = f"{base}.{mlp}"
+        probes[f"layers.{i}.out"] = base
+    parent_path = layers_path.rsplit(".", 1)[0] if "." in layers_path else ""
+    parent = model.get_submodule(parent_path) if parent_path else model
+    norm = _child(dict(parent.named_children()), NORM_HINTS)
+    if norm:
+        probes["final_norm"] = f"{parent_path}.{norm}" if parent_path else norm
+    return probes
+
+
+def all_probe_names(probes: dict[str, str]) -> list[str]:
+    return list(probes) + ["logits"]
+
+
+def _decoder_layers(model: torch.nn.Module, num_layers: int):
+    for path, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == num_layers:
+            return path, module
+    raise DittoError(f"no list of {num_layers} decoder layers found in {type(model).__name__}")
+
+
+def _child(children: dict, hints: tuple[str, ...]) -> str | None:
+    for name in children:
+        if any(h in name.lower() for h in hints):
+            return name
+    return None
+
+
+def fx_probe_nodes(graph: torch.fx.Graph, probes: dict[str, str]) -> dict[str, torch.fx.Node]:
+    """probe name -> the node whose value leaves that module (the last node inside it)."""
+    last: dict[str, torch.fx.Node] = {}
+    wanted = set(probes.values())
+    for node in graph.nodes:
+        stack = node.meta.get("nn_module_stack") or {}
+        for path, _ in stack.values():
+            path = _normalise(path)
+            if path in wanted and isinstance(node.meta.get("val"), torch.Tensor):
+                last[path] = node
+    found = {name: last[path] for name, path in probes.items() if path in last}
+    missing = [name for name in probes if name not in found]
+    if missing:
+        raise DittoError(f"probes {missing} have no node in the FX graph (module paths {[probes[m] for m in missing]})")
+    return found
+
+
+def _normalise(path: str) -> str:
+    # older exports spell paths as L['self'].model.layers[0]
+    path = path.replace("L['self'].", "").replace("L__self__.", "")
+    return path.replace("[", ".").replace("]", "")

@@ -1,0 +1,81 @@
+"""A paged KV cache in torch, laid out and addressed as TensorRT-LLM's runtime does.
+
+One pool [num_blocks, num_layers, 2, num_kv_heads, tokens_per_block, head_size]; each
+sequence owns whole blocks; `step_inputs` builds the engine inputs of one step (packed
+tokens, block offsets, lengths, request types) exactly as TensorRT-LLM's runtime feeds a
+`trtllm-build` engine with in-flight batching and beam width 1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ditto.errors import DittoError
+from ditto.ops.kv_cache import block_offset, register_pool, unregister_pool
+from ditto.ops.params import GPTAttentionParams
+
+
+class PagedKVCache:
+    def __init__(self, attention: list[GPTAttentionParams], max_seq_len: int, batch: int, dtype, device="cpu"):
+        kv_shapes = {(p.num_kv_heads, p.head_size, p.tokens_per_block) for p in attention}
+        if len(kv_shapes) != 1:
+            raise DittoError(f"layers with different KV-head shapes {sorted(kv_shapes)} need several pools; not supported yet")
+        (self.num_kv_heads, self.head_size, self.tokens_per_block) = kv_shapes.pop()
+        self.num_layers = len(attention)
+        self.max_seq_len = max_seq_len
+        self.blocks_per_seq = math.ceil(max_seq_len / self.tokens_per_block)
+        self.batch = batch
+        self.pool = torch.zeros(
+            (batch * self.blocks_per_seq, self.num_layers, 2, self.num_kv_heads, self.tokens_per_block, self.head_size),
+            dtype=dtype,
+            device=device,
+        )
+        self.pointer = register_pool(self.pool)
+        # sequence b owns blocks [b * blocks_per_seq, (b + 1) * blocks_per_seq)
+        offsets = torch.empty((1, batch, 2, self.blocks_per_seq), dtype=torch.int32)
+        for b in range(batch):
+            for j in range(self.blocks_per_seq):
+                block = b * self.blocks_per_seq + j
+                offsets[0, b, 0, j] = block_offset(block, self.num_layers, 0)
+                offsets[0, b, 1, j] = block_offset(block, self.num_layers, 1)
+        self.offsets = offsets
+
+    def close(self) -> None:
+        unregister_pool(self.pool)
+
+    def step_inputs(
+        self, new_tokens: list[list[int]], past_lengths: list[int], context_lengths: list[int], is_context: bool, device="cpu"
+    ) -> dict[str, torch.Tensor]:
+        counts = [len(t) for t in new_tokens]
+        total = [p + n for p, n in zip(past_lengths, counts)]
+        if max(total) > self.max_seq_len:
+            raise DittoError(f"sequence length {max(total)} exceeds the cache's max_seq_len {self.max_seq_len}")
+        i32 = dict(dtype=torch.int32)
+        batch = len(new_tokens)
+        inputs = {
+            "input_ids": torch.tensor([t for seq in new_tokens for t in seq], **i32),
+            "position_ids": torch.cat([torch.arange(p, p + n, **i32) for p, n in zip(past_lengths, counts)]),
+            "last_token_ids": torch.tensor(counts, **i32).cumsum(0, **i32),
+            "kv_cache_block_offsets": self.offsets[:, :batch].clone(),
+            "host_kv_cache_block_offsets": self.offsets[:, :batch].clone(),
+            "host_kv_cache_pool_pointers": torch.tensor([[self.pointer, 0]], dtype=torch.int64),
+            "host_kv_cache_pool_mapping": torch.tensor([[0, layer] for layer in range(self.num_layers)], **i32),
+            "sequence_length": torch.tensor(total, **i32),
+            "host_request_types": torch.full((batch,), 0 if is_context else 1, **i32),
+            "host_past_key_value_lengths": torch.tensor(past_lengths, **i32),
+            "context_lengths": torch.tensor(context_lengths, **i32),
+            "host_runtime_perf_knobs": torch.full((16,), -1, dtype=torch.int64),
+            "host_context_progress": torch.zeros(1, dtype=torch.int64),
+            "host_context_lengths": torch.tensor(context_lengths, **i32),
+            "host_max_attention_window_sizes": torch.full((self.num_layers,), self.max_seq_len, **i32),
+            "host_sink_token_length": torch.zeros(1, **i32),
+            "cache_indirection": torch.zeros((batch, 1, self.max_seq_len), **i32),
+        }
+        # device tensors go to the device; host_* stay on the CPU, as in TensorRT-LLM
+        return {k: (v if k.startswith("host_") else v.to(device)) for k, v in inputs.items()}
+
+
+# Inputs that differ from run to run without meaning anything (addresses); left out of dumps.
+UNDUMPED_INPUTS = ("host_kv_cache_pool_pointers",)
