@@ -80,3 +80,11 @@ def _normalise(path: str) -> str:
     # older exports spell paths as L['self'].model.layers[0]
     path = path.replace("L['self'].", "").replace("L__self__.", "")
     return path.replace("[", ".").replace("]", "")
+
+
+def check_probes(requested: list[str], available: dict[str, str], model: str) -> list[str]:
+    """The requested probes other than logits; unknown names are an error listing the known ones."""
+    unknown = [p for p in requested if p != "logits" and p not in available]
+    if unknown:
+        raise DittoError(f"probes {unknown} do not exist in {model}; available: {', '.join(all_probe_names(available))}")
+    return [p for p in requested if p != "logits"]

@@ -10,7 +10,7 @@ import functools
 
 import torch
 
-from ditto.probes import fx_probe_nodes
+from ditto.probes import check_probes, fx_probe_nodes
 from ditto.runtime.backend import StepDump, StepwiseRequest, register_backend
 from ditto.runtime.paged_cache import PagedKVCache
 from ditto.runtime.stepwise import run_steps
@@ -70,23 +70,27 @@ class FxBackend:
         return None
 
     def run(self, request: StepwiseRequest) -> list[StepDump]:
-        program = _program(request.model, request.dtype, request.device)
-        gm = program.graph_module
-        probes = [p for p in request.probes if p != "logits"]
-        nodes = fx_probe_nodes(gm.graph, {p: program.probe_modules[p] for p in probes}) if probes else {}
-        cache = PagedKVCache(program.attention, max_seq_len_for(request), len(request.prompts), program.dtype, request.device)
-        names = [n.name for n in gm.graph.nodes if n.op == "placeholder"]
+        return run_program(_program(request.model, request.dtype, request.device), request)
 
-        def step(inputs):
-            runner = _Capture(gm, nodes)
-            with torch.no_grad():
-                (logits,) = runner.run(*[inputs[n] for n in names])
-            out = {"logits": logits.float()}
-            for name, value in runner.values.items():
-                out[name] = value.reshape(-1, value.shape[-1])
-            return out
 
-        try:
-            return run_steps(request, cache, step)
-        finally:
-            cache.close()
+def run_program(program, request: StepwiseRequest) -> list[StepDump]:
+    """Run a materialised program stepwise (the fx backend without its program cache)."""
+    gm = program.graph_module
+    probes = check_probes(request.probes, program.probe_modules, request.model)
+    nodes = fx_probe_nodes(gm.graph, {p: program.probe_modules[p] for p in probes}) if probes else {}
+    cache = PagedKVCache(program.attention, max_seq_len_for(request), len(request.prompts), program.dtype, request.device)
+    names = [n.name for n in gm.graph.nodes if n.op == "placeholder"]
+
+    def step(inputs):
+        runner = _Capture(gm, nodes)
+        with torch.no_grad():
+            (logits,) = runner.run(*[inputs[n] for n in names])
+        out = {"logits": logits.float()}
+        for name, value in runner.values.items():
+            out[name] = value.reshape(-1, value.shape[-1])
+        return out
+
+    try:
+        return run_steps(request, cache, step)
+    finally:
+        cache.close()

@@ -12,7 +12,7 @@ import functools
 import torch
 
 from ditto.models.loader import load_config, resolve_model_dir, _dtype_kwarg
-from ditto.probes import probe_modules
+from ditto.probes import check_probes, probe_modules
 from ditto.runtime.backend import StepDump, StepwiseRequest, register_backend
 from ditto.runtime.stepwise import next_tokens
 
@@ -35,7 +35,7 @@ class HfBackend:
 
     def run(self, request: StepwiseRequest) -> list[StepDump]:
         model, modules = _model(request.model, request.dtype, request.device)
-        probes = [p for p in request.probes if p != "logits"]
+        probes = check_probes(request.probes, modules, request.model)
         captured: dict[str, torch.Tensor] = {}
         hooks = []
         for probe in probes:
@@ -55,7 +55,11 @@ class HfBackend:
     def _steps(self, model, request, probes, captured) -> list[StepDump]:
         from transformers import DynamicCache
 
+        import inspect
+
         device = request.device
+        # transformers >= 5.2x renamed past_key_values to cache
+        cache_kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         caches = [DynamicCache() for _ in request.prompts]
         new_tokens = [list(p) for p in request.prompts]
         past = [0] * len(request.prompts)
@@ -66,7 +70,7 @@ class HfBackend:
                 ids = torch.tensor([tokens], device=device)
                 positions = torch.arange(past[b], past[b] + len(tokens), device=device)[None]
                 with torch.no_grad():
-                    out = model(input_ids=ids, position_ids=positions, past_key_values=caches[b], use_cache=True)
+                    out = model(input_ids=ids, position_ids=positions, use_cache=True, **{cache_kwarg: caches[b]})
                 logits.append(out.logits[0, -1].float())
                 for p in probes:
                     values[p].append(captured[p].reshape(-1, captured[p].shape[-1]))

@@ -1,0 +1,82 @@
+"""Architectures no test names elsewhere, built from their transformers configs: they must work
+with no ditto code of their own, or fail fast naming the nodes no pattern matched."""
+
+import pytest
+import torch
+
+from ditto.errors import DittoError
+from ditto.pipeline import load_program
+from ditto.runtime.backend import StepwiseRequest, get_backend
+from ditto.runtime.fx import run_program
+from tests.parity import PROMPTS, forced_request, worst_errors
+
+_COMMON = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+               max_position_embeddings=256)
+# what each exercises beyond the built-in tiny models
+ARCHITECTURES = {
+    "stablelm": dict(_COMMON, num_key_value_heads=2, partial_rotary_factor=0.25),  # LayerNorm, quarter rotary
+    "cohere": dict(_COMMON, num_key_value_heads=2),  # interleaved (GPT-J style) RoPE, parallel block
+    "olmo2": dict(_COMMON, num_key_value_heads=2),  # QK-norm over the whole projection
+    "granite": dict(_COMMON, num_key_value_heads=2),  # residual/embedding/logit multipliers
+    "gptj": dict(vocab_size=256, n_embd=64, n_layer=2, n_head=4, rotary_dim=8, n_positions=256),  # partial interleaved
+}
+
+
+def _save(tmp_path, model_type, kwargs):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **kwargs))
+    model.save_pretrained(tmp_path)
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize("model_type", sorted(ARCHITECTURES))
+def test_unnamed_architecture_matches_hf(tmp_path, model_type):
+    path = _save(tmp_path, model_type, ARCHITECTURES[model_type])
+    request = forced_request(path, steps=4, probes=["layers.1.out"])
+    errors = worst_errors(get_backend("hf").run(request), get_backend("fx").run(request))
+    assert max(errors.values()) <= 1e-4, errors
+
+
+def test_eager_attention_is_normalised(tmp_path):
+    path = _save(tmp_path, "llama", dict(_COMMON, num_key_value_heads=2))
+    program = load_program(path, attn_implementation="eager")
+    assert dict(program.pass_log)["eager_attention_to_sdpa"] == 2
+    assert dict(program.pass_log)["replace_attention"] == 2
+    program.materialize()
+    request = forced_request(path, steps=3, probes=[])
+    errors = worst_errors(get_backend("hf").run(request), run_program(program, request))
+    assert errors["logits"] <= 1e-4
+
+
+def test_unsupported_attention_fails_fast_naming_nodes(tmp_path):
+    # Gemma 2's eager attention soft-caps its scores (tanh), a form no pattern matches yet
+    path = _save(tmp_path, "gemma2", dict(_COMMON, num_key_value_heads=2, head_dim=16))
+    with pytest.raises(DittoError, match=r"no pattern matched 2 node\(s\)[\s\S]*softmax[\s\S]*modeling_gemma2"):
+        load_program(path)
+
+
+def test_pass_log_counts(tmp_path):
+    program = load_program("tiny-mistral")
+    log = dict(program.pass_log)
+    assert log["replace_attention"] == 2
+    assert log["fuse_parallel_linears"] == 4  # QKV and gate/up in each of 2 layers
+    assert log["gather_last_token"] == 1
+    targets = [n.target for n in program.graph_module.graph.nodes if n.op == "call_function"]
+    assert targets.count(torch.ops.ditto.gpt_attention.default) == 2
+    assert torch.ops.aten.scaled_dot_product_attention.default not in targets
+    inputs = [n.name for n in program.graph_module.graph.nodes if n.op == "placeholder"]
+    from ditto.trtllm.inputs import ENGINE_INPUTS
+
+    assert inputs == [spec.name for spec in ENGINE_INPUTS]
+    params = program.attention[0]
+    assert (params.num_heads, params.num_kv_heads, params.head_size) == (4, 2, 16)
+    assert params.position_embedding_type == "rope_gpt_neox" and params.rotary_embedding_dim == 16
+
+
+def test_partial_rotary_and_learned_positions_are_recognised():
+    phi3 = load_program("tiny-phi3").attention[0]
+    assert phi3.rotary_embedding_dim == 8 and phi3.position_embedding_type == "rope_gpt_neox"
+    gpt2 = load_program("tiny-gpt2").attention[0]
+    assert gpt2.position_embedding_type == "learned_absolute" and gpt2.rotary_embedding_dim == 0
