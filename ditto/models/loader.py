@@ -169,14 +169,20 @@ def _checkpoint_index(directory: Path) -> dict[str, Path]:
             f"{directory} has no *.safetensors weights (found: {found}); ditto reads safetensors only — "
             "convert .bin checkpoints with transformers' save_pretrained(safe_serialization=True)"
         )
-    from safetensors import safe_open
+    return {key: f for f in files for key in _safetensors_keys(f)}
 
-    index = {}
-    for f in files:
-        with safe_open(str(f), framework="pt") as handle:
-            for key in handle.keys():
-                index[key] = f
-    return index
+
+def _safetensors_keys(path: Path) -> list[str]:
+    """Tensor names from a safetensors header alone (no mmap of the data: 70B files are huge)."""
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(length))
+    except (struct.error, json.JSONDecodeError, UnicodeDecodeError, MemoryError, OverflowError):
+        raise DittoError(f"{path} is not a valid safetensors file; re-download or re-save the model") from None
+    return [k for k in header if k != "__metadata__"]
 
 
 @contextlib.contextmanager

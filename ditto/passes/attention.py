@@ -28,7 +28,7 @@ from torch.fx import Node
 from ditto.errors import DittoError
 from ditto.graph.build import call, fake_empty
 from ditto.graph.evaluate import evaluate
-from ditto.graph.nodes import ancestors, fake, is_call, source_line
+from ditto.graph.nodes import fake, is_call, source_line
 from ditto.models.weights import InMemoryTensor, WeightSpec
 from ditto.ops import gpt_attention as _op  # noqa: F401  (registers torch.ops.ditto.gpt_attention)
 from ditto.ops.gpt_attention import TENSOR_INPUTS, _rope
@@ -68,13 +68,19 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
         _fail(node, f"query {tuple(q_shape)}, key {tuple(k_shape)}, value {tuple(v_shape)} do not form MHA/GQA/MQA")
     sliding_window = _check_causal(ctx, node, mask, is_causal)
 
-    q_raw, q_rope = _rope_input(q, position_only, token_dependent, node)
-    k_raw, k_rope = _rope_input(k, position_only, token_dependent, node)
+    q_raw, q_rope, q_operands = _rope_input(q, position_only, token_dependent, node)
+    k_raw, k_rope, _ = _rope_input(k, position_only, token_dependent, node)
     rope = {}
     if q_rope is not None or k_rope is not None:
         if q_rope is None or k_rope is None:
             _fail(node, "RoPE is applied to only one of query and key")
-        rope = _identify_rope(ctx, q_raw, q, num_heads, head_size, node)
+        # layers whose RoPE has the same ops and cos/sin values share one identification;
+        # each layer is still verified on its own
+        key = _rope_signature(ctx, q_raw, *q_operands)
+        if key not in ctx.memo:
+            ctx.memo[key] = _identify_rope(ctx, q_raw, q, num_heads, head_size, node)
+        rope = ctx.memo[key]
+        _verify_rope(ctx, q_raw, q, rope, node)
         _verify_rope(ctx, k_raw, k, rope, node)
 
     scale = node.kwargs.get("scale")
@@ -160,35 +166,64 @@ _ROPE_OPS = {
 }
 
 
-def _rope_input(x: Node, position_only: set, token_dependent: set, sdpa: Node) -> tuple[Node, Node | None]:
-    """(the tensor RoPE is applied to, the RoPE output) or (x, None) when x has no RoPE.
+def _rope_input(x: Node, position_only: set, token_dependent: set, sdpa: Node):
+    """(the tensor RoPE rotates, the RoPE output, the cos/sin nodes it reads), or (x, None, None).
 
     Walking back from the attention input through element-wise/concat/slice ops, RoPE is
     there when the walk meets position-only values (cos/sin of position_ids); the tensor it
     rotates is the single token-dependent node where the walk leaves those ops.
     """
-    seen, frontier, stack, found_positions = {x}, [], [x], False
+    seen, frontier, stack, operands, region = {x}, [], [x], set(), []
     while stack:
         node = stack.pop()
+        region.append(node)
         if node in position_only:
-            found_positions = True
+            operands.add(node)
             continue
         if node is not x and (node not in token_dependent or not is_call(node, *_ROPE_OPS)):
             if node in token_dependent:
                 frontier.append(node)
             continue
         if not is_call(node, *_ROPE_OPS):
-            return x, None
+            return x, None, None
         for n in node.all_input_nodes:
             if n not in seen:
                 seen.add(n)
                 stack.append(n)
-    if not found_positions:
-        return x, None
+    if not operands:
+        return x, None, None
     for candidate in frontier:
-        if all(candidate in ancestors(other) for other in frontier):
-            return candidate, x
+        if all(_depends_on(other, candidate) for other in frontier):
+            return candidate, x, (region, operands)
     _fail(sdpa, f"could not find the single tensor RoPE is applied to (candidates: {[n.name for n in frontier]})")
+
+
+def _depends_on(node: Node, target: Node, limit: int = 256) -> bool:
+    """Whether `node` reads `target`, looking at most `limit` nodes back (RoPE regions are small)."""
+    seen, stack = {node}, [node]
+    while stack and len(seen) <= limit:
+        current = stack.pop()
+        if current is target:
+            return True
+        for n in current.all_input_nodes:
+            if n not in seen:
+                seen.add(n)
+                stack.append(n)
+    return False
+
+
+def _rope_signature(ctx: PassContext, raw: Node, region: list[Node], operands: set[Node]) -> tuple:
+    def plain(args):
+        return tuple(plain(a) if isinstance(a, (list, tuple)) else ("node" if isinstance(a, Node) else a) for a in args)
+
+    ops = tuple((str(n.target), plain(n.args)) for n in region if n.op == "call_function")
+    known = {
+        ctx.engine_inputs["position_ids"]: torch.arange(8, dtype=torch.int32),
+        ctx.engine_inputs["input_ids"]: torch.zeros(8, dtype=torch.int32),
+    }
+    values = evaluate(sorted(operands, key=lambda n: n.name), known, ctx.weights.load)
+    digest = tuple(tuple(v.flatten().tolist()) for v in values)
+    return ops, digest, str(tuple(fake(raw).shape)), fake(raw).dtype
 
 
 def _probe(ctx: PassContext, raw: Node, out: Node, values: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -255,7 +290,6 @@ def _identify_rope(ctx: PassContext, raw: Node, out: Node, heads: int, head_size
     inv_freq = torch.atan2(cos_sin[1, half:], cos_sin[1, :half]).contiguous()
     rope = dict(style=style, dim=dim, cos_sin=cos_sin, inv_freq=inv_freq, layout=(head_axis, token_axis))
     rope.update(_rope_config(ctx.loaded.config, inv_freq, dim))
-    _verify_rope(ctx, raw, out, rope, sdpa)
     return rope
 
 

@@ -64,7 +64,7 @@ def _fuse(ctx: PassContext, linears: list) -> None:
         )
         bias_name = _joined_name([b.target for b in biases if b is not None])
         fused_bias = _add_attr(ctx, bias_name, WeightSpec((sum(widths),), dtype, Concat(parts)))
-    first = min(linears, key=lambda n: list(graph.nodes).index(n))
+    first = linears[0]  # collected in graph order
     with graph.inserting_before(first):
         args = (first.args[0], fused_weight) + ((fused_bias,) if fused_bias is not None else ())
         fused = call(graph, aten.linear.default, args, name=name.removesuffix("_weight"))

@@ -26,6 +26,8 @@ class PassContext:
     attention: list[GPTAttentionParams] = field(default_factory=list)
     # engine input name -> placeholder node, once the TRT-LLM inputs exist
     engine_inputs: dict = field(default_factory=dict)
+    # results passes share between matches (e.g. one RoPE identification for all layers)
+    memo: dict = field(default_factory=dict)
 
     @property
     def graph(self) -> torch.fx.Graph:
