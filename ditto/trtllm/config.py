@@ -1,0 +1,356 @@
+"""The engine directory TensorRT-LLM's runtime loads: `config.json` + `rank0.engine`.
+
+`engine_config()` builds `config.json` in the layout `trtllm-build` writes (TensorRT-LLM 1.2
+`Engine.save`: `{"version", "pretrained_config", "build_config"}`) from the Hugging Face
+config, the attention parameters ditto recognised (one `GPTAttentionParams` per layer) and the
+build options. `write_engine_dir()` writes the directory atomically.
+
+Facts read (not copied) from NVIDIA/TensorRT-LLM (newest stored versions of the 1.x line):
+- `tensorrt_llm/builder.py`: `Engine.save` (config.json written with indent 4, then
+  `rank{rank}.engine`), `EngineConfig.to_dict` (drops build_config.dry_run and
+  visualize_network), `BuildConfig` fields/defaults and `to_dict` (kv_cache_type as the enum
+  name, plugin_config and lora_config as dicts), `build()` (plugin_config.dtype = model dtype,
+  nccl_plugin None for one GPU, use_fp8_context_fmha off without FP8 quantization, paged_state
+  off for attention models).
+- `tensorrt_llm/models/modeling_utils.py` (commit 01ea6d79): `PretrainedConfig.__init__` /
+  `to_dict` (position_embedding_type as its name, mapping without "rank", quantization as
+  `QuantConfig` fields), logits_dtype default "float32".
+- `tensorrt_llm/mapping.py` `to_dict`, `tensorrt_llm/plugin/plugin.py` `PluginConfig` fields
+  and defaults (tokens_per_block 32, use_paged_context_fmha True), `tensorrt_llm/lora_manager`
+  `LoraConfig` fields, `tensorrt_llm/models/__init__.py` MODEL_MAP (architecture names).
+- What the runtimes need from it: see `ditto.trtllm.schema`.
+
+Architecture name: the runtimes only need generic decoder fields; the C++ runtime special-
+cases just GLM, Mamba and RecurrentGemma names. The HF name is written as is, since TensorRT-
+LLM's MODEL_MAP uses the HF names (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM,
+GemmaForCausalLM, Phi3ForCausalLM, GPT2LMHeadModel, ...). For a name outside MODEL_MAP the C++
+runtime still works, but the Python `ModelRunner` (`PretrainedConfig.from_dict`) raises
+KeyError; `is_trtllm_architecture()` says which case a model is in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ditto.errors import DittoError
+from ditto.ops.params import GPTAttentionParams
+from ditto.trtllm.plugin import PluginOptions
+from ditto.trtllm.schema import validate_config
+
+TARGET_TRTLLM_VERSION = "1.2.1"
+CONFIG_FILE = "config.json"
+ENGINE_FILE = "rank0.engine"
+
+# tensorrt_llm/models/__init__.py MODEL_MAP keys for decoder-only language models
+TRTLLM_ARCHITECTURES = frozenset({
+    "GPT2LMHeadModel", "GPT2LMHeadCustomModel", "GPTBigCodeForCausalLM", "Starcoder2ForCausalLM",
+    "JAISLMHeadModel", "GPTForCausalLM", "NemotronForCausalLM", "OPTForCausalLM", "BloomForCausalLM",
+    "RWForCausalLM", "FalconForCausalLM", "PhiForCausalLM", "Phi3ForCausalLM", "Phi3SmallForCausalLM",
+    "PhiMoEForCausalLM", "GPTNeoXForCausalLM", "GPTJForCausalLM", "MptForCausalLM", "MPTForCausalLM",
+    "LlamaForCausalLM", "ExaoneForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "ArcticForCausalLM",
+    "InternLMForCausalLM", "InternLM2ForCausalLM", "GraniteForCausalLM", "GraniteMoeForCausalLM",
+    "BaichuanForCausalLM", "SkyworkForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM",
+    "QWenLMHeadModel", "QWenForCausalLM", "Qwen2ForCausalLM", "Qwen2MoeForCausalLM", "Qwen3ForCausalLM",
+    "DbrxForCausalLM", "DeepseekForCausalLM", "DeciLMForCausalLM", "CohereForCausalLM",
+})
+
+_DTYPE_NAMES = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32"}
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """What `trtllm-build` takes on its command line, for the configurations ditto builds."""
+
+    dtype: str | torch.dtype  # float16 | bfloat16 | float32
+    max_batch_size: int
+    max_input_len: int
+    max_seq_len: int
+    max_num_tokens: int
+    max_beam_width: int = 1
+    tokens_per_block: int = 32  # TensorRT-LLM 1.x PluginConfig default
+    opt_num_tokens: int | None = None
+    gpt_attention_plugin: bool = True
+    gemm_plugin: bool = False
+    context_fmha: bool = True
+    use_paged_context_fmha: bool = True
+    enable_debug_output: bool = False
+
+    def __post_init__(self):
+        dtype = _DTYPE_NAMES.get(self.dtype, self.dtype)
+        if dtype not in _DTYPE_NAMES.values():
+            raise DittoError(f"TensorRT-LLM engines are float16, bfloat16 or float32, not {self.dtype!r}")
+        object.__setattr__(self, "dtype", dtype)
+        for name in ("max_batch_size", "max_input_len", "max_seq_len", "max_num_tokens", "tokens_per_block"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise DittoError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)!r}")
+        if self.max_beam_width != 1:
+            raise DittoError(f"ditto builds engines for beam width 1 only, got max_beam_width={self.max_beam_width}")
+        if self.max_input_len > self.max_seq_len:
+            raise DittoError(
+                f"--max-input-len ({self.max_input_len}) is larger than --max-seq-len ({self.max_seq_len}); "
+                "max-seq-len counts the prompt and the generated tokens"
+            )
+
+    @property
+    def resolved_opt_num_tokens(self) -> int:
+        # tensorrt_llm.builder check_max_num_tokens: min(max_batch_size * max_beam_width, max_num_tokens)
+        if self.opt_num_tokens is not None:
+            return self.opt_num_tokens
+        return min(self.max_batch_size * self.max_beam_width, self.max_num_tokens)
+
+    def plugin_options(self) -> PluginOptions:
+        """The GPTAttention plugin options these build options imply (kept in step with plugin_config)."""
+        return PluginOptions(
+            dtype=self.dtype,
+            tokens_per_block=self.tokens_per_block,
+            max_context_length=self.max_input_len,
+            context_fmha=self.context_fmha,
+            use_paged_context_fmha=self.use_paged_context_fmha and self.context_fmha,
+        )
+
+
+def is_trtllm_architecture(name: str) -> bool:
+    """Whether TensorRT-LLM's Python runtime knows `name` (its MODEL_MAP); the C++ runtime takes any."""
+    return name in TRTLLM_ARCHITECTURES
+
+
+def hf_architecture(hf_config) -> str:
+    """The model's HF class name: `architectures[0]`, else the causal-LM class of its model_type."""
+    architectures = getattr(hf_config, "architectures", None)
+    if architectures:
+        return architectures[0]
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    name = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(getattr(hf_config, "model_type", None))
+    if name is None:
+        raise DittoError(
+            f"cannot tell the architecture of model_type {getattr(hf_config, 'model_type', None)!r}: "
+            "its config.json has no 'architectures'; add the HF class name there"
+        )
+    return name
+
+
+def trtllm_version() -> str:
+    """The installed TensorRT-LLM's version (what trtllm-build writes), else the targeted one."""
+    try:
+        return metadata.version("tensorrt_llm")
+    except metadata.PackageNotFoundError:
+        return TARGET_TRTLLM_VERSION
+
+
+def engine_config(hf_config, attention: Sequence[GPTAttentionParams], options: BuildOptions) -> dict:
+    """config.json for an engine built from `hf_config`, as `trtllm-build` would write it."""
+    first = _uniform_attention(attention)
+    num_layers = getattr(hf_config, "num_hidden_layers", None)
+    if num_layers is not None and num_layers != len(attention):
+        raise DittoError(
+            f"the model has {num_layers} layers but {len(attention)} attention layers were recognised; "
+            "TensorRT-LLM's KV cache needs one attention per layer"
+        )
+    hidden_size = hf_config.hidden_size
+    pretrained = {
+        "architecture": hf_architecture(hf_config),
+        "dtype": options.dtype,
+        "vocab_size": hf_config.vocab_size,
+        "hidden_size": hidden_size,
+        "num_hidden_layers": len(attention),
+        "num_attention_heads": first.num_heads,
+        "hidden_act": _first_attr(hf_config, "hidden_act", "hidden_activation", "activation_function", default="gelu"),
+        "logits_dtype": "float32",
+        "norm_epsilon": float(
+            _first_attr(hf_config, "rms_norm_eps", "layer_norm_epsilon", "layer_norm_eps", "norm_eps", default=1e-5)
+        ),
+        "runtime_defaults": None,
+        "position_embedding_type": first.position_embedding_type,
+        "num_key_value_heads": first.num_kv_heads,
+        "intermediate_size": _first_attr(hf_config, "intermediate_size", "n_inner", default=None) or 4 * hidden_size,
+        "max_position_embeddings": _first_attr(
+            hf_config, "max_position_embeddings", default=first.rotary_embedding_max_positions
+        ),
+        "mapping": {
+            "world_size": 1, "gpus_per_node": 8, "cp_size": 1, "tp_size": 1, "pp_size": 1, "moe_tp_size": 1,
+            "moe_cluster_size": 1, "moe_ep_size": 1, "attn_tp_size": 1, "attn_cp_size": 1,
+        },
+        "quantization": {
+            "quant_algo": None, "kv_cache_quant_algo": None, "group_size": 128, "smoothquant_val": 0.5,
+            "clamp_val": None, "use_meta_recipe": False, "has_zero_point": False, "pre_quant_scale": False,
+            "exclude_modules": None,
+        },
+        "use_parallel_embedding": False,
+        "embedding_sharding_dim": 0,
+        "head_size": first.head_size,
+        "rotary_embedding_dim": first.rotary_embedding_dim,
+        "rotary_base": float(first.rotary_embedding_base),
+        "rotary_scaling": _rotary_scaling(hf_config),
+    }
+    build = {
+        "max_input_len": options.max_input_len,
+        "max_seq_len": options.max_seq_len,
+        "opt_batch_size": 8,
+        "max_batch_size": options.max_batch_size,
+        "max_beam_width": options.max_beam_width,
+        "max_num_tokens": options.max_num_tokens,
+        "opt_num_tokens": options.resolved_opt_num_tokens,
+        "max_prompt_embedding_table_size": 0,
+        "kv_cache_type": "PAGED",
+        "gather_context_logits": False,
+        "gather_generation_logits": False,
+        "strongly_typed": True,
+        "force_num_profiles": None,
+        "profiling_verbosity": "layer_names_only",
+        "enable_debug_output": options.enable_debug_output,
+        "max_draft_len": 0,
+        "speculative_decoding_mode": 1,  # SpeculativeDecodingMode.NONE
+        "use_refit": False,
+        "input_timing_cache": None,
+        "output_timing_cache": "model.cache",
+        "lora_config": {
+            "lora_dir": [], "lora_ckpt_source": "hf", "max_lora_rank": 64, "lora_target_modules": [],
+            "trtllm_modules_to_hf_modules": {},
+        },
+        "weight_sparsity": False,
+        "weight_streaming": False,
+        "plugin_config": _plugin_config(options),
+        "use_strip_plan": False,
+        "max_encoder_input_len": 1024,
+        "monitor_memory": False,
+        "use_mrope": False,
+    }
+    return {"version": trtllm_version(), "pretrained_config": pretrained, "build_config": build}
+
+
+def write_engine_dir(engine_dir: str | os.PathLike, config: dict, engine_bytes, *, force: bool) -> Path:
+    """Write config.json and rank0.engine into `engine_dir`, all or nothing.
+
+    Both files are written into a hidden temporary folder beside the target, which is then
+    renamed into place; an interrupted write leaves at most that temporary folder, never a
+    directory at `engine_dir` that looks complete. An existing target is replaced only with force.
+    """
+    target = Path(engine_dir)
+    if target.exists() and not force:
+        raise DittoError(f"{target} already exists; pass --force to replace it, or choose another directory")
+    if target.exists() and not target.is_dir():
+        raise DittoError(f"{target} exists and is not a directory; remove it or choose another path")
+    problems = validate_config(config)
+    if problems:
+        raise DittoError("refusing to write a config.json TensorRT-LLM cannot load:\n  " + "\n  ".join(problems))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        _write_file(staging / ENGINE_FILE, memoryview(engine_bytes))
+        _write_file(staging / CONFIG_FILE, json.dumps(config, indent=4).encode())
+        if target.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.rename(target, retired / target.name)
+            try:
+                os.rename(staging, target)
+            except BaseException:
+                os.rename(retired / target.name, target)
+                raise
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _write_file(path: Path, data) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _uniform_attention(attention: Sequence[GPTAttentionParams]) -> GPTAttentionParams:
+    if not attention:
+        raise DittoError("no attention layer was recognised; ditto builds decoder LMs with attention")
+    for index, params in enumerate(attention):
+        if params.layer_idx != index:
+            raise DittoError(f"attention layer {index} has layer_idx {params.layer_idx}; layers must be in order")
+    first = attention[0]
+    shapes = {(p.num_heads, p.num_kv_heads, p.head_size) for p in attention}
+    if len(shapes) > 1:
+        raise DittoError(
+            f"attention layers differ in (heads, kv heads, head size): {sorted(shapes)}; "
+            "ditto's engines use one KV-cache pool, which needs them equal"
+        )
+    return first
+
+
+def _first_attr(config, *names, default):
+    for name in names:
+        value = getattr(config, name, None)
+        if value is not None:
+            return value
+    return default
+
+
+def _rotary_scaling(hf_config) -> dict | None:
+    """HF's RoPE scaling dict (transformers 5 rope_parameters or 4.x rope_scaling), None when unscaled."""
+    params = getattr(hf_config, "rope_parameters", None) or getattr(hf_config, "rope_scaling", None)
+    if not isinstance(params, dict):
+        return None
+    kind = params.get("rope_type", params.get("type"))
+    if kind in (None, "default", "none"):
+        return None
+    return {k: v for k, v in params.items() if k not in ("rope_theta", "partial_rotary_factor")}
+
+
+def _plugin_config(options: BuildOptions) -> dict:
+    # PluginConfig's fields (tensorrt_llm/plugin/plugin.py) with the values build() leaves for a
+    # one-GPU, unquantized decoder; plugin dtypes are written resolved instead of "auto"
+    dtype = options.dtype
+    return {
+        "dtype": dtype,
+        "bert_attention_plugin": "auto",
+        "gpt_attention_plugin": dtype if options.gpt_attention_plugin else None,
+        "gemm_plugin": dtype if options.gemm_plugin else None,
+        "gemm_swiglu_plugin": None,
+        "fp8_rowwise_gemm_plugin": None,
+        "qserve_gemm_plugin": None,
+        "identity_plugin": None,
+        "nccl_plugin": None,
+        "lora_plugin": None,
+        "dora_plugin": False,
+        "weight_only_groupwise_quant_matmul_plugin": None,
+        "weight_only_quant_matmul_plugin": None,
+        "smooth_quant_plugins": True,
+        "smooth_quant_gemm_plugin": None,
+        "layernorm_quantization_plugin": None,
+        "rmsnorm_quantization_plugin": None,
+        "quantize_per_token_plugin": False,
+        "quantize_tensor_plugin": False,
+        "moe_plugin": "auto",
+        "mamba_conv1d_plugin": "auto",
+        "low_latency_gemm_plugin": None,
+        "low_latency_gemm_swiglu_plugin": None,
+        "gemm_allreduce_plugin": None,
+        "context_fmha": options.context_fmha,
+        "bert_context_fmha_fp32_acc": False,
+        "paged_kv_cache": True,
+        "remove_input_padding": True,
+        "norm_quant_fusion": False,
+        "reduce_fusion": False,
+        "user_buffer": False,
+        "tokens_per_block": options.tokens_per_block,
+        "use_paged_context_fmha": options.use_paged_context_fmha and options.context_fmha,
+        "use_fp8_context_fmha": False,
+        "fuse_fp4_quant": False,
+        "multiple_profiles": False,
+        "paged_state": False,
+        "streamingllm": False,
+        "manage_weights": False,
+        "use_fused_mlp": True,
+        "pp_reduce_scatter": False,
+    }
