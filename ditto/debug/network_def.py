@@ -10,11 +10,12 @@ statement; the comment right above it is the name of the layer that produces the
 statement assigns (the names `TRTLLM_ADD_OUTPUT` takes). `t["name"]` is the tensor called `name`:
 
     # LLaMAForCausalLM/transformer/layers/0/mlp/fc/MATRIX_MULTIPLY_0
-    t["...MATRIX_MULTIPLY_0_output_0"] = MATRIX_MULTIPLY(t["a"], t["b"], op0=MatrixOperation.NONE, ...)  # float16[-1, 11008]
+    t["..._output_0"] = MATRIX_MULTIPLY(t["a"], t["b"], op0=MatrixOperation.NONE, ...)  # float16[-1, 11008]
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -72,7 +73,8 @@ def network_definition_text(network) -> str:
         layer = typed_layer(network, network.get_layer(i))
         lines += ["", f"# {layer.name}", _layer_statement(layer)]
     lines += ["", "# outputs", "OUTPUTS = ["]
-    lines += [f"    {_ref(network.get_output(i))},  # {_tensor_type(network.get_output(i))}" for i in range(network.num_outputs)]
+    outputs = [network.get_output(i) for i in range(network.num_outputs)]
+    lines += [f"    {_ref(tensor)},  # {_tensor_type(tensor)}" for tensor in outputs]
     lines.append("]")
     return "\n".join(lines) + "\n"
 
@@ -94,6 +96,7 @@ def dtype_name(dtype) -> str:
     return _DTYPE_NAMES.get(dtype.name, dtype.name.lower())
 
 
+@functools.cache
 def _layer_classes(trt) -> dict[str, type]:
     """`I*Layer` classes of the module, keyed like `LayerType` names (`IIfConditionalInputLayer` too)."""
     base = trt.ILayer
@@ -164,7 +167,7 @@ def _value(value) -> str:
         return _value(value.item())
     if isinstance(value, np.ndarray):
         if value.size <= MAX_INLINE_ELEMENTS:
-            values = ", ".join(_value(v) for v in value.reshape(-1).tolist())
+            values = ", ".join(_array_item(v) for v in value.reshape(-1))
             return f"array([{values}], dtype={str(value.dtype)!r})"
         return f"Weights(dtype={str(value.dtype)!r}, shape={_value(value.shape)})"
     if hasattr(type(value), "__members__") and hasattr(value, "name"):  # bindings enum
@@ -176,6 +179,13 @@ def _value(value) -> str:
         items = [_value(v) for v in list(value)]
         return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
     return repr(str(value))
+
+
+def _array_item(value: np.generic) -> str:
+    """One array element; floats at their own precision (float32 1e-06, not 9.99999997e-07)."""
+    if isinstance(value, np.floating):
+        return str(value) if np.isfinite(value) else f"float({str(value)!r})"
+    return repr(value.item())
 
 
 def _enum(value) -> str:

@@ -136,8 +136,8 @@ def _unknown_layers_message(unknown: Sequence[str], names: Sequence[str]) -> str
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
         hint = "; closest: " + ", ".join(map(repr, close)) if close else "; no similar layer name"
         lines.append(f"  {name!r}{hint}")
-    lines.append("Layer names are the comments above each tensor in trt_network_def.py (written with "
-                 "DEBUG_ARTIFACTS_DIR set and --visualize_network --profiling_verbosity detailed)")
+    lines.append("Layer names are the comments above each tensor in trt_network_def.py, which "
+                 "scripts/trtllm-build writes into DEBUG_ARTIFACTS_DIR")
     return "\n".join(lines)
 
 
@@ -152,7 +152,10 @@ class PluginFields:
 
 
 def plugin_fields(collection) -> dict[str, np.ndarray]:
-    """{name: values} of a TensorRT `PluginFieldCollection` (or any iterable of `PluginField`)."""
+    """{name: copied values} of a TensorRT `PluginFieldCollection` (or iterable of `PluginField`).
+
+    Read it while the field arrays are alive: a `PluginField` only points at its array.
+    """
     return {field.name: np.array(field.data, copy=True) for field in collection}
 
 

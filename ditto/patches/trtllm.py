@@ -1,6 +1,8 @@
 """The monkeypatches themselves: thin wrappers that call ditto.debug.trtllm and write artifacts.
 
-Patched (function shapes read in TensorRT-LLM's sources, 1.2.0rc2 and the 0.20-era line):
+Patched. Read in TensorRT-LLM's sources: generation.py at v1.2.0rc2, builder.py / network.py /
+functional.py in recent main-line and 0.x-era copies (the same shapes in both). `apply` checks the
+signatures at import, so a release that changed them fails there, not mid-build:
 
 - `tensorrt_llm.builder.Builder.build_engine(self, network, builder_config, managed_weights=None)`:
   called by `tensorrt_llm.builder.build` once the network is complete (after graph rewriting and
@@ -11,8 +13,8 @@ Patched (function shapes read in TensorRT-LLM's sources, 1.2.0rc2 and the 0.20-e
   created, keyed by the final layer name.
 - `tensorrt_llm.runtime.generation.GenerationSession.dump_debug_buffers(self, step)`: called after
   every step in debug mode with `self.debug_buffer` holding the step's engine inputs and outputs
-  (extra outputs included). With DEBUG_ARTIFACTS_DIR it writes `step{step}.pt` there instead of
-  `tllm_debug/*.npy`.
+  (extra outputs included). With DEBUG_ARTIFACTS_DIR it writes `step{step}.pt` there (in
+  `rank{r}/` when the world size is above 1) instead of `tllm_debug/*.npy`.
 """
 
 from __future__ import annotations
@@ -54,26 +56,30 @@ def apply() -> str:
     from tensorrt_llm.network import get_plugin_info
     from tensorrt_llm.runtime.generation import GenerationSession
 
-    _patch(Builder, "build_engine", ("self", "network", "builder_config"),
-           lambda original: _build_engine(original, get_plugin_info))
-    _patch(GenerationSession, "dump_debug_buffers", ("self", "step"), _dump_debug_buffers)
+    patches = [
+        (Builder, "build_engine", ("self", "network", "builder_config"),
+         lambda original: _build_engine(original, get_plugin_info)),
+        (GenerationSession, "dump_debug_buffers", ("self", "step"), _dump_debug_buffers),
+    ]
+    for owner, name, leading_params, _ in patches:  # check all before patching any
+        _check_signature(owner, name, leading_params)
+    for owner, name, _, make in patches:
+        original = getattr(owner, name)
+        if not hasattr(original, "__ditto_original__"):
+            wrapper = functools.wraps(original)(make(original))
+            wrapper.__ditto_original__ = original
+            setattr(owner, name, wrapper)
     return line
 
 
-def _patch(owner, name: str, leading_params: tuple[str, ...], make) -> None:
-    original = getattr(owner, name)
-    if hasattr(original, "__ditto_original__"):
-        return
-    params = tuple(inspect.signature(original).parameters)[: len(leading_params)]
+def _check_signature(owner, name: str, leading_params: tuple[str, ...]) -> None:
+    params = tuple(inspect.signature(getattr(owner, name)).parameters)[: len(leading_params)]
     if params != leading_params:
         raise DittoError(
             f"ditto.patches: {owner.__module__}.{owner.__name__}.{name} takes ({', '.join(params)}, ...), "
             f"not ({', '.join(leading_params)}, ...) as in the TensorRT-LLM sources it was written against; "
             "this TensorRT-LLM build is not supported"
         )
-    wrapper = functools.wraps(original)(make(original))
-    wrapper.__ditto_original__ = original
-    setattr(owner, name, wrapper)
 
 
 def _build_engine(original, get_plugin_info):
@@ -112,6 +118,8 @@ def _dump_debug_buffers(original):
         folder = artifacts_dir()
         if folder is None:
             return original(self, step, *args, **kwargs)
+        if self.mapping.world_size > 1:  # one folder per rank, as tllm_debug/PP_*/TP_* does
+            folder = folder / f"rank{self.mapping.rank}"
         context = _step_context(self.runtime, step)
         shapes = {}
         for name in self.debug_buffer:
