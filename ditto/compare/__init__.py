@@ -1,0 +1,157 @@
+"""Compare step dumps tensor by tensor; results are data, printed by one formatter.
+
+`compare_tensors` -> TensorComparison (one name), `compare_dumps` -> DumpComparison (one
+step), `compare_paths` -> RunComparison (two step files, or two folders step by step).
+`format_table` and `to_json` (ditto.compare.report) turn any of them into text or JSON.
+
+What fails: a tensor fails when its shapes differ, when either side holds a NaN, or when any
+element is out of tolerance (`|a - b| > atol + rtol * |b|`, B is the reference; default
+tolerances per dtype in ditto.compare.tolerances). Different dtypes alone do not fail: a
+float16 run compared with a float32 run is the point; they are shown and the looser
+tolerance applies. A dump fails when any tensor fails or a name is only on one side (a
+missing probe is a difference; pair renamed ones with `aliases`). A run fails when any step
+fails or a step is only on one side.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import torch
+
+from ditto.compare.report import format_table, to_json
+from ditto.compare.results import DumpComparison, RunComparison, TensorComparison
+from ditto.compare.stats import count_nonfinite, elementwise_stats
+from ditto.compare.tolerances import DEFAULT_TOLERANCES, default_tolerance, tolerance_for
+from ditto.dumps import list_step_files, load_step
+from ditto.errors import DittoError
+
+__all__ = [
+    "DEFAULT_TOLERANCES",
+    "DumpComparison",
+    "RunComparison",
+    "TensorComparison",
+    "compare_dumps",
+    "compare_paths",
+    "compare_tensors",
+    "default_tolerance",
+    "format_table",
+    "to_json",
+]
+
+
+def compare_tensors(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    atol: float | None = None,
+    rtol: float | None = None,
+    name: str = "",
+    name_b: str | None = None,
+) -> TensorComparison:
+    """Compare `a` with the reference `b`; tolerances default per dtype."""
+    for side, t in (("A", a), ("B", b)):
+        if not isinstance(t, torch.Tensor):
+            raise DittoError(f"{name or 'compare'}: side {side} is {type(t).__name__}, not a tensor")
+    atol, rtol = tolerance_for(a.dtype, b.dtype, atol, rtol)
+    result = TensorComparison(
+        name=name,
+        name_b=name if name_b is None else name_b,
+        shape_a=tuple(a.shape),
+        shape_b=tuple(b.shape),
+        dtype_a=str(a.dtype).removeprefix("torch."),
+        dtype_b=str(b.dtype).removeprefix("torch."),
+        atol=atol,
+        rtol=rtol,
+        nan_a=0,
+        nan_b=0,
+        inf_a=0,
+        inf_b=0,
+    )
+    if not result.shape_match:
+        (result.nan_a, result.inf_a), (result.nan_b, result.inf_b) = count_nonfinite(a), count_nonfinite(b)
+        return result
+    s = elementwise_stats(a, b, atol, rtol)
+    result.nan_a, result.nan_b, result.inf_a, result.inf_b = s.nan_a, s.nan_b, s.inf_a, s.inf_b
+    result.max_abs = s.max_abs
+    result.mean_abs = s.sum_abs / s.n_abs if s.n_abs else 0.0
+    result.max_rel = s.max_rel
+    result.cosine = _cosine(s.ab, s.aa, s.bb)
+    result.frac_out_of_tol = s.n_out / a.numel() if a.numel() else 0.0
+    if s.worst_flat is not None:
+        result.worst_index = _unravel(s.worst_flat, result.shape_a)
+        result.worst_a = a.reshape(-1)[s.worst_flat].item()
+        result.worst_b = b.reshape(-1)[s.worst_flat].item()
+    return result
+
+
+def compare_dumps(
+    a: dict[str, torch.Tensor],
+    b: dict[str, torch.Tensor],
+    atol: float | None = None,
+    rtol: float | None = None,
+    aliases: dict[str, str] | None = None,
+    label: str = "",
+) -> DumpComparison:
+    """Compare every name of `a` with the same name of `b` (or `aliases[name]`), in `a`'s order."""
+    aliases = aliases or {}
+    result = DumpComparison(label=label)
+    paired_b = set()
+    for name, ta in a.items():
+        name_b = aliases.get(name, name)
+        if name_b not in b:
+            result.only_in_a.append(name)
+            continue
+        paired_b.add(name_b)
+        result.tensors.append(compare_tensors(ta, b[name_b], atol, rtol, name=name, name_b=name_b))
+    result.only_in_b = [name for name in b if name not in paired_b]
+    return result
+
+
+def compare_paths(
+    a: str | os.PathLike,
+    b: str | os.PathLike,
+    atol: float | None = None,
+    rtol: float | None = None,
+    aliases: dict[str, str] | None = None,
+) -> RunComparison:
+    """Compare two step files, or two dump folders step by step (step{i} with step{i})."""
+    a, b = Path(a), Path(b)
+    for p in (a, b):
+        if not p.exists():
+            raise DittoError(f"{p} does not exist; give two step files (step0.pt) or two dump folders")
+    if a.is_dir() != b.is_dir():
+        raise DittoError(f"compare a file with a file or a folder with a folder; got {a} and {b}")
+    result = RunComparison(a=str(a), b=str(b))
+    if not a.is_dir():
+        label = a.name if a.name == b.name else f"{a.name} | {b.name}"
+        result.steps.append(compare_dumps(load_step(a), load_step(b), atol, rtol, aliases, label=label))
+        return result
+    files_a = {p.stem: p for p in list_step_files(a)}
+    files_b = {p.stem: p for p in list_step_files(b)}
+    if not files_a and not files_b:
+        raise DittoError(f"neither {a} nor {b} holds step dumps (step0.pt or step0.safetensors, ...)")
+    for step, pa in files_a.items():
+        if step in files_b:
+            result.steps.append(compare_dumps(load_step(pa), load_step(files_b[step]), atol, rtol, aliases, label=step))
+    result.steps_only_in_a = [s for s in files_a if s not in files_b]
+    result.steps_only_in_b = [s for s in files_b if s not in files_a]
+    return result
+
+
+def _cosine(ab: float, aa: float, bb: float) -> float:
+    """Cosine similarity; two all-zero sides are identical (1), one all-zero side is unrelated (0)."""
+    if aa == 0 and bb == 0:
+        return 1.0
+    if aa == 0 or bb == 0:
+        return 0.0
+    return max(-1.0, min(1.0, ab / (math.sqrt(aa) * math.sqrt(bb))))
+
+
+def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    index = []
+    for size in reversed(shape):
+        flat, i = divmod(flat, size)
+        index.append(i)
+    return tuple(reversed(index))

@@ -101,7 +101,6 @@ def load_model(
     directory = resolve_model_dir(spec)
     config = load_config(directory, trust_remote_code)
     torch_dtype = _pick_dtype(config, dtype)
-    index = _checkpoint_index(directory)
     model = None
     # SDPA first (one clean node per attention); eager where a model has no SDPA path
     for implementation in [attn_implementation] if attn_implementation else ["sdpa", "eager"]:
@@ -119,6 +118,7 @@ def load_model(
     if model is None:
         raise _unsupported(config, error)
     model.eval()
+    index = _checkpoint_index(directory)  # after the architecture check: that error comes first
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
     for module in model.modules():
         for name, b in list(module._buffers.items()):

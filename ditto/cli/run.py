@@ -1,0 +1,85 @@
+"""Stepwise inference on ditto's own backends, writing one step dump per step.
+
+The seed's debugging flow on any machine: `ditto run` twice (e.g. fx in float32 and in
+float16), then `ditto compare` on the two dump folders. Prompts are tokenized with the
+model's tokenizer when its directory has one; otherwise (the built-in tiny models) the
+UTF-8 bytes of the prompt are the token ids.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from ditto.cli.progress import stage
+from ditto.errors import DittoError
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("model", help="HF model directory, hub id in the local cache, or a built-in tiny name")
+    parser.add_argument("--backend", default="fx", help="backend to run: fx (default), replay, hf")
+    parser.add_argument("--prompt", action="append", help="input text (repeatable: one sequence each)")
+    parser.add_argument("--token-ids", action="append", help="comma-separated token ids instead of --prompt (repeatable)")
+    parser.add_argument("--max-output-len", type=int, default=10, help="generation steps after the context step (default 10)")
+    parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
+    parser.add_argument("--device", default="cpu", help="torch device for the torch backends (default cpu)")
+    parser.add_argument("--probe", action="append", default=[], help="extra output by meaning: layers.0.attn, final_norm, ... (repeatable)")
+    parser.add_argument("--all-probes", action="store_true", help="dump every probe of every layer")
+    parser.add_argument(
+        "--output-dir", type=Path, help="where step{i}.pt go (default: $DEBUG_ARTIFACTS_DIR, else ./ditto-run)"
+    )
+    parser.add_argument("--format", choices=["pt", "safetensors"], default="pt", help="step dump format (default pt)")
+
+
+def run(args) -> int:
+    from ditto.dumps import save_steps
+    from ditto.models.loader import DTYPES, resolve_model_dir
+    from ditto.runtime.backend import StepwiseRequest, get_backend
+
+    directory = resolve_model_dir(args.model)
+    prompts, decode = _tokenize(directory, args.prompt, args.token_ids)
+    if args.max_output_len < 0:
+        raise DittoError("--max-output-len must be >= 0")
+    probes = list(args.probe)
+    if args.all_probes:
+        from ditto.models.loader import load_config
+        from ditto.probes import all_probe_names, probe_modules
+        from ditto.models.loader import load_model
+
+        loaded = load_model(args.model, args.dtype)
+        probes = all_probe_names(probe_modules(loaded.model, load_config(directory).num_hidden_layers))
+    backend = get_backend(args.backend)
+    reason = backend.unavailable_reason()
+    if reason:
+        raise DittoError(f"backend {args.backend!r} cannot run here: {reason}")
+    request = StepwiseRequest(
+        model=args.model, prompts=prompts, steps=args.max_output_len, dtype=DTYPES[args.dtype], probes=probes, device=args.device
+    )
+    with stage(f"run {args.backend} ({len(prompts)} sequences, {args.max_output_len} steps)"):
+        dumps = backend.run(request)
+    output = args.output_dir or Path(os.environ.get("DEBUG_ARTIFACTS_DIR") or "ditto-run")
+    paths = save_steps(output, dumps, fmt=args.format)
+    generated = torch.stack([d["logits"].argmax(-1) for d in dumps], dim=1).tolist()
+    for b, tokens in enumerate(generated):
+        print(f"[{b}] {decode(prompts[b])!r} -> {decode(tokens)!r}")
+    print(f"wrote {len(paths)} step dumps to {output}")
+    return 0
+
+
+def _tokenize(directory: Path, texts, token_ids):
+    if token_ids:
+        try:
+            prompts = [[int(t) for t in ids.split(",") if t.strip()] for ids in token_ids]
+        except ValueError:
+            raise DittoError("--token-ids takes comma-separated integers, e.g. --token-ids 1,2,3") from None
+        return prompts, lambda ids: ids
+    texts = texts or ["Hey, are you conscious?"]
+    has_tokenizer = any((directory / f).exists() for f in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json"))
+    if has_tokenizer:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+        return [tokenizer(t)["input_ids"] for t in texts], tokenizer.decode
+    return [list(t.encode()) for t in texts], lambda ids: bytes(i for i in ids if i < 256).decode(errors="replace")

@@ -1,0 +1,84 @@
+"""The parity check must catch a broken pass: each case breaks what one pass produced the way a
+bug in it would, and the fx-vs-HF comparison (the same as test_core_parity) must fail."""
+
+import dataclasses
+
+import pytest
+import torch
+
+import ditto.passes.manager as manager
+from ditto.errors import DittoError
+from ditto.models.weights import Concat
+from ditto.pipeline import load_program
+from ditto.runtime.backend import get_backend
+from ditto.runtime.fx import run_program
+from tests.parity import RELATIVE_TOLERANCE, forced_request, worst_errors
+
+aten = torch.ops.aten
+
+
+def _attention_nodes(ctx):
+    return [n for n in ctx.graph.nodes if n.target == torch.ops.ditto.gpt_attention.default]
+
+
+def wrong_rope_style(ctx):
+    for node in _attention_nodes(ctx):
+        node.kwargs = {**node.kwargs, "position_embedding_type": "rope_gptj"}
+
+
+def wrong_rotary_dim(ctx):
+    for node in _attention_nodes(ctx):
+        node.kwargs = {**node.kwargs, "rotary_embedding_dim": node.kwargs["rotary_embedding_dim"] // 2}
+
+
+def last_tokens_of_other_sequences(ctx):
+    sub = next(n for n in ctx.graph.nodes if n.target == aten.sub.Tensor and n.args[0].name == "last_token_ids")
+    with ctx.graph.inserting_after(sub):
+        flipped = ctx.graph.call_function(aten.flip.default, (sub, [0]))
+    sub.replace_all_uses_with(flipped, delete_user_cb=lambda user: user is not flipped)
+
+
+def swapped_fused_parts(ctx):
+    name = next(n for n in ctx.weights.names() if "q_k_v" in n and n.endswith("weight"))
+    spec = ctx.weights.spec(name)
+    q, k, v = spec.source.parts
+    ctx.weights.add(name, dataclasses.replace(spec, source=Concat((q, v, k), spec.source.dim)))
+
+
+def positions_from_tokens(ctx):
+    cast = next(n for n in ctx.graph.nodes if n.op == "call_function" and n.args and getattr(n.args[0], "target", None) == aten.unsqueeze.default and n.args[0].args[0].name == "position_ids")
+    unsqueeze = cast.args[0]
+    unsqueeze.args = (ctx.engine_inputs["input_ids"], 0)
+
+
+MUTATIONS = [
+    ("replace_attention", wrong_rope_style, "tiny-llama"),
+    ("replace_attention", wrong_rotary_dim, "tiny-qwen2"),
+    ("gather_last_token", last_tokens_of_other_sequences, "tiny-mistral"),
+    ("fuse_parallel_linears", swapped_fused_parts, "tiny-llama"),
+    ("engine_inputs", positions_from_tokens, "tiny-gpt2"),
+]
+
+
+@pytest.mark.parametrize("pass_name, mutate, model", MUTATIONS, ids=[m[1].__name__ for m in MUTATIONS])
+def test_broken_pass_is_caught(monkeypatch, pass_name, mutate, model):
+    original = manager.PASSES[pass_name]
+
+    def broken(ctx):
+        count = original(ctx)
+        if count:
+            mutate(ctx)
+        return count
+
+    monkeypatch.setitem(manager.PASSES, pass_name, broken)
+    program = load_program(model)
+    program.materialize()
+    request = forced_request(model, steps=3, probes=[])
+    errors = worst_errors(get_backend("hf").run(request), run_program(program, request))
+    assert errors["logits"] > 100 * RELATIVE_TOLERANCE[torch.float32], errors
+
+
+def test_skipped_attention_pass_fails_fast(monkeypatch):
+    monkeypatch.setitem(manager.PASSES, "replace_attention", lambda ctx: 0)
+    with pytest.raises(DittoError, match="no pattern matched 2 node"):
+        load_program("tiny-llama")
