@@ -76,6 +76,7 @@ def attention_params(hf) -> list[GPTAttentionParams]:
             rotary_embedding_max_positions=hf.max_position_embeddings,
             rotary_embedding_original_max_positions=hf.max_position_embeddings,
             tokens_per_block=OPTIONS.tokens_per_block,
+            sliding_window=getattr(hf, "sliding_window", None) or 0,
             **kwargs,
         )
         for i in range(hf.num_hidden_layers)
@@ -159,6 +160,18 @@ def test_schema_check_fails_on_a_wrong_type_or_value(path, value, fragment):
     node[path[-1]] = value
     problems = validate_config(config)
     assert any(fragment in p for p in problems), problems
+
+
+def test_sliding_window_becomes_the_runtime_default_attention_window():
+    assert build("mistral_gqa")["pretrained_config"]["runtime_defaults"] == {"max_attention_window": [32, 32, 32]}
+    assert build("llama")["pretrained_config"]["runtime_defaults"] is None
+    hf = HF_CONFIGS["llama"]()
+    params = attention_params(hf)
+    params[1] = GPTAttentionParams(**{**params[1].as_dict(), "sliding_window": 16})
+    config = engine_config(hf, params, OPTIONS)
+    assert config["pretrained_config"]["runtime_defaults"] == {"max_attention_window": [128, 16, 128]}
+    config["pretrained_config"]["runtime_defaults"]["max_attention_window"] = 16
+    assert any("max_attention_window must be list" in p for p in validate_config(config))
 
 
 def test_unknown_architecture_keeps_the_hf_name():

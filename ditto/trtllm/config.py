@@ -18,6 +18,8 @@ Facts read (not copied) from NVIDIA/TensorRT-LLM (newest stored versions of the 
 - `tensorrt_llm/mapping.py` `to_dict`, `tensorrt_llm/plugin/plugin.py` `PluginConfig` fields
   and defaults (tokens_per_block 32, use_paged_context_fmha True), `tensorrt_llm/lora_manager`
   `LoraConfig` fields, `tensorrt_llm/models/__init__.py` MODEL_MAP (architecture names).
+- `cpp/tensorrt_llm/runtime/jsonSerialization.h`: pretrained_config.runtime_defaults is
+  `{"max_attention_window": [per-layer ints], "sink_token_length": int}`.
 - What the runtimes need from it: see `ditto.trtllm.schema`.
 
 Architecture name: the runtimes only need generic decoder fields; the C++ runtime special-
@@ -169,7 +171,7 @@ def engine_config(hf_config, attention: Sequence[GPTAttentionParams], options: B
         "norm_epsilon": float(
             _first_attr(hf_config, "rms_norm_eps", "layer_norm_epsilon", "layer_norm_eps", "norm_eps", default=1e-5)
         ),
-        "runtime_defaults": None,
+        "runtime_defaults": _runtime_defaults(attention, options),
         "position_embedding_type": first.position_embedding_type,
         "num_key_value_heads": first.num_kv_heads,
         "intermediate_size": _first_attr(hf_config, "intermediate_size", "n_inner", default=None) or 4 * hidden_size,
@@ -294,6 +296,17 @@ def _first_attr(config, *names, default):
         if value is not None:
             return value
     return default
+
+
+def _runtime_defaults(attention: Sequence[GPTAttentionParams], options: BuildOptions) -> dict | None:
+    """Sliding windows as the runtime's default per-layer attention window (RuntimeDefaults).
+
+    The plugin takes the window from the `host_max_attention_window_sizes` input, which the
+    runtime fills from its KV-cache config, defaulting to these values (C++ executor).
+    """
+    if not any(p.sliding_window for p in attention):
+        return None
+    return {"max_attention_window": [p.sliding_window or options.max_seq_len for p in attention]}
 
 
 def _rotary_scaling(hf_config) -> dict | None:

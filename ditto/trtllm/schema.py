@@ -122,6 +122,11 @@ OPTIONAL_PLUGIN_CONFIG: dict[str, tuple[type, ...]] = {
     "dtype": (str,),
 }
 
+OPTIONAL_RUNTIME_DEFAULTS: dict[str, tuple[type, ...]] = {  # jsonSerialization.h RuntimeDefaults
+    "max_attention_window": (list,),
+    "sink_token_length": (int,),
+}
+
 OPTIONAL_LORA_CONFIG: dict[str, tuple[type, ...]] = {
     "max_lora_rank": (int,),
     "lora_target_modules": (list,),
@@ -142,6 +147,7 @@ SECTIONS: list[tuple[tuple[str, ...], dict, dict]] = [
     (("pretrained_config",), REQUIRED_PRETRAINED_CONFIG, OPTIONAL_PRETRAINED_CONFIG),
     (("pretrained_config", "mapping"), REQUIRED_MAPPING, {}),
     (("pretrained_config", "quantization"), {}, OPTIONAL_QUANTIZATION),
+    (("pretrained_config", "runtime_defaults"), {}, OPTIONAL_RUNTIME_DEFAULTS),
     (("build_config",), REQUIRED_BUILD_CONFIG, OPTIONAL_BUILD_CONFIG),
     (("build_config", "plugin_config"), REQUIRED_PLUGIN_CONFIG, OPTIONAL_PLUGIN_CONFIG),
     (("build_config", "lora_config"), {}, OPTIONAL_LORA_CONFIG),
