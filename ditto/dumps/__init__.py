@@ -66,7 +66,7 @@ def load_step(path: str | os.PathLike) -> StepDump:
 
             obj = load_file(path)
     except Exception as e:  # every way a file can be corrupt ends here, named
-        raise DittoError(f"cannot read step dump {path}: {type(e).__name__}: {e}") from e
+        raise DittoError(f"cannot read step dump {path}: {_load_problem(e)}") from e
     if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
         raise DittoError(
             f"{path} is not a step dump: expected a flat {{name: tensor}} dict, found {_describe(obj)}; "
@@ -135,6 +135,19 @@ def _plain_tensors(dump: StepDump, path: Path) -> StepDump:
         seen_storages.add(t.untyped_storage().data_ptr())
         out[name] = t
     return out
+
+
+def _load_problem(e: Exception) -> str:
+    """The useful line of a loader's error (torch's weights-only refusal is a page long)."""
+    text = str(e)
+    if "WeightsUnpickler error:" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0].split(". Please")[0]
+        return (
+            f"it is not a torch.save file of plain tensors ({detail}); "
+            "step dumps are loaded with weights_only=True and never run pickled code"
+        )
+    lines = [line for line in text.splitlines() if line.strip()]
+    return f"{type(e).__name__}: {lines[0] if lines else 'unreadable'}; the file is corrupt or not a step dump"
 
 
 def _describe(obj: object) -> str:
