@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from ditto.runtime.backend import StepwiseRequest, get_backend
@@ -20,9 +22,13 @@ PROBES = ["layers.0.attn", "layers.0.mlp", "layers.1.out", "final_norm"]
 RELATIVE_TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 6e-2}
 
 
+# DITTO_TEST_DEVICE=cuda runs the torch backends of these tests on a GPU (CI: cpu)
+DEVICE = os.environ.get("DITTO_TEST_DEVICE", "cpu")
+
+
 def forced_request(model: str, dtype=torch.float32, steps: int = 8, probes=PROBES) -> StepwiseRequest:
     """The request with HF's own greedy tokens forced on every backend."""
-    request = StepwiseRequest(model=model, prompts=PROMPTS, steps=steps, dtype=dtype, probes=list(probes))
+    request = StepwiseRequest(model=model, prompts=PROMPTS, steps=steps, dtype=dtype, probes=list(probes), device=DEVICE)
     reference = get_backend("hf").run(request)
     request.forced_tokens = [d["logits"].argmax(-1).tolist() for d in reference[:-1]]
     return request

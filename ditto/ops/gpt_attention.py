@@ -88,7 +88,7 @@ def gpt_attention(
     pool_idx, layer_in_pool = (int(v) for v in host_kv_cache_pool_mapping[layer_idx].tolist())
     pool = pool_at(int(host_kv_cache_pool_pointers[pool_idx, 0]))
     units = pool.view(-1, KV, tokens_per_block, D)  # one unit = K or V of one block of one layer
-    offsets = host_kv_cache_block_offsets[pool_idx].long()  # [batch, 2, max_blocks]
+    offsets = host_kv_cache_block_offsets[pool_idx].to(qkv.device).long()  # [batch, 2, max_blocks]
     scale = 1.0 / (D**0.5 * q_scaling)
 
     outputs = []
