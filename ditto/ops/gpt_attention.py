@@ -8,7 +8,9 @@ Semantics follow the plugin in its "remove input padding + paged KV cache" mode:
 - RoPE (when `position_embedding_type` is rope_*) is applied here to Q and K, at positions
   `past + i` where `past = sequence_length[b] - new_tokens` (the plugin ignores
   `position_ids`); cos/sin come from `rotary_cos_sin` [max_positions, rotary_dim] float32,
-  first half cos, second half sin, as TensorRT-LLM's RopeEmbeddingUtils lays them out.
+  first half cos, second half sin. (The plugin wants the same values interleaved per
+  frequency as [1, max_positions * rotary_dim]; `ditto.trtllm.plugin.plugin_rotary_cos_sin`
+  converts when lowering.)
 - K and V are written into the paged cache (see `ditto.ops.kv_cache`), then each query
   attends causally to its own sequence's keys (optionally within a sliding window).
 - softmax scale = 1 / (sqrt(head_size) * q_scaling); scores and softmax in float32.
