@@ -25,14 +25,13 @@ def load_program(
     dtype: str | torch.dtype | None = None,
     *,
     tokens_per_block: int = 64,
-    max_num_tokens: int = 8192,
     trust_remote_code: bool = False,
     attn_implementation: str | None = None,
     passes: list[str] | None = None,
 ) -> TrtllmProgram:
     """Export `model` and rewrite it into TensorRT-LLM form, with weights left on disk."""
     loaded = load_model(model, dtype, trust_remote_code=trust_remote_code, attn_implementation=attn_implementation)
-    exported = export_model(loaded, max_num_tokens=max_num_tokens)
+    exported = export_model(loaded)
     gm, weights = to_graph_module(exported, loaded)
     ctx = PassContext(gm, weights, loaded, tokens_per_block=tokens_per_block)
     log = run_passes(ctx, passes if passes is not None else PIPELINE)

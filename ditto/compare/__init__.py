@@ -23,6 +23,7 @@ import torch
 
 from ditto.compare.report import format_table, to_json
 from ditto.compare.results import DumpComparison, RunComparison, TensorComparison
+from ditto.compare import stats
 from ditto.compare.stats import count_nonfinite, elementwise_stats
 from ditto.compare.tolerances import DEFAULT_TOLERANCES, default_tolerance, tolerance_for
 from ditto.dumps import list_step_files, load_step
@@ -49,8 +50,12 @@ def compare_tensors(
     rtol: float | None = None,
     name: str = "",
     name_b: str | None = None,
+    compiled: bool | None = None,
 ) -> TensorComparison:
-    """Compare `a` with the reference `b`; tolerances default per dtype."""
+    """Compare `a` with the reference `b`; tolerances default per dtype.
+
+    `compiled`: run the fused compiled kernel (ditto.compare.stats); None decides by size.
+    """
     for side, t in (("A", a), ("B", b)):
         if not isinstance(t, torch.Tensor):
             raise DittoError(f"{name or 'compare'}: side {side} is {type(t).__name__}, not a tensor")
@@ -72,17 +77,19 @@ def compare_tensors(
     if not result.shape_match:
         (result.nan_a, result.inf_a), (result.nan_b, result.inf_b) = count_nonfinite(a), count_nonfinite(b)
         return result
-    s = elementwise_stats(a, b, atol, rtol)
-    result.nan_a, result.nan_b, result.inf_a, result.inf_b = s.nan_a, s.nan_b, s.inf_a, s.inf_b
-    result.max_abs = s.max_abs
-    result.mean_abs = s.sum_abs / s.n_abs if s.n_abs else 0.0
-    result.max_rel = s.max_rel
-    result.cosine = _cosine(s.ab, s.aa, s.bb)
-    result.frac_out_of_tol = s.n_out / a.numel() if a.numel() else 0.0
-    if s.worst_flat is not None:
-        result.worst_index = _unravel(s.worst_flat, result.shape_a)
-        result.worst_a = a.reshape(-1)[s.worst_flat].item()
-        result.worst_b = b.reshape(-1)[s.worst_flat].item()
+    if compiled is None:
+        compiled = a.numel() >= stats.COMPILE_MIN_NUMEL
+    e = elementwise_stats(a, b, atol, rtol, compiled)
+    result.nan_a, result.nan_b, result.inf_a, result.inf_b = e.nan_a, e.nan_b, e.inf_a, e.inf_b
+    result.max_abs = e.max_abs
+    result.mean_abs = e.sum_abs / e.n_abs if e.n_abs else 0.0
+    result.max_rel = e.max_rel
+    result.cosine = _cosine(e.ab, e.aa, e.bb)
+    result.frac_out_of_tol = e.n_out / a.numel() if a.numel() else 0.0
+    if e.worst_flat is not None:
+        result.worst_index = _unravel(e.worst_flat, result.shape_a)
+        result.worst_a = a.reshape(-1)[e.worst_flat].item()
+        result.worst_b = b.reshape(-1)[e.worst_flat].item()
     return result
 
 
@@ -97,15 +104,19 @@ def compare_dumps(
     """Compare every name of `a` with the same name of `b` (or `aliases[name]`), in `a`'s order."""
     aliases = aliases or {}
     result = DumpComparison(label=label)
-    paired_b = set()
-    for name, ta in a.items():
+    pairs = []
+    for name in a:
         name_b = aliases.get(name, name)
-        if name_b not in b:
+        if name_b in b:
+            pairs.append((name, name_b))
+        else:
             result.only_in_a.append(name)
-            continue
-        paired_b.add(name_b)
-        result.tensors.append(compare_tensors(ta, b[name_b], atol, rtol, name=name, name_b=name_b))
+    paired_b = {name_b for _, name_b in pairs}
     result.only_in_b = [name for name in b if name not in paired_b]
+    # Compiling the kernel costs seconds once; worth it when the whole dump is large.
+    compiled = sum(a[n].numel() for n, _ in pairs) >= stats.COMPILE_MIN_NUMEL
+    for name, name_b in pairs:
+        result.tensors.append(compare_tensors(a[name], b[name_b], atol, rtol, name, name_b, compiled))
     return result
 
 

@@ -17,8 +17,10 @@ from ditto.models.loader import LoadedModel
 _EXAMPLE_TOKENS = 8
 
 
-def export_model(loaded: LoadedModel, max_num_tokens: int = 8192) -> torch.export.ExportedProgram:
-    num_tokens = torch.export.Dim("num_tokens", min=1, max=max(max_num_tokens, _EXAMPLE_TOKENS + 1))
+def export_model(loaded: LoadedModel) -> torch.export.ExportedProgram:
+    # DYNAMIC rather than a named range: some transformers versions bound the token count by
+    # max_position_embeddings, which a fixed range would report as a violated constraint
+    num_tokens = torch.export.Dim.DYNAMIC
     input_ids = torch.zeros(1, _EXAMPLE_TOKENS, dtype=torch.long, device="meta")
     position_ids = torch.arange(_EXAMPLE_TOKENS, device="meta")[None]
     kwargs = dict(input_ids=input_ids, position_ids=position_ids, use_cache=False)

@@ -1,6 +1,6 @@
 """Remove what export leaves that has no meaning for inference.
 
-before: x -> _assert_tensor_metadata(x); y = dropout(x, p, train=False); z = contiguous(y);
+before: x -> _assert_tensor_metadata(x); y = dropout(x, p, train=False); z = contiguous(slice(y, 1, 0, END));
         w = to.device(z, device("meta"), float32); a = arange(n, device=meta)
 after:  w = to.dtype(x, float32); a = arange(n)
 
@@ -39,6 +39,10 @@ def remove_export_artifacts(ctx: PassContext) -> int:
             node.replace_all_uses_with(node.args[0])
             graph.erase_node(node)
             count += 1
+        elif node.target == aten.slice.Tensor and _is_full_slice(node):
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
+            count += 1
         elif node.target == aten.to.device:
             # to.device(x, device, dtype, ...) -> to.dtype(x, dtype)
             node.target = aten.to.dtype
@@ -48,6 +52,21 @@ def remove_export_artifacts(ctx: PassContext) -> int:
             node.kwargs = {k: v for k, v in node.kwargs.items() if k != "device"}
             count += 1
     return count
+
+
+_END = 9223372036854775807
+
+
+def _is_full_slice(node) -> bool:
+    """slice(x, dim, 0, end) that keeps everything (x[:, :, None] indexing leaves these)."""
+    args = list(node.args) + [0, 0, None, None, 1][len(node.args) :]
+    _, dim, start, end, step = args[:5]
+    if start not in (0, None) or step != 1:
+        return False
+    if end in (None, _END):
+        return True
+    size = node.args[0].meta["val"].shape[dim]
+    return isinstance(size, int) and isinstance(end, int) and end >= size
 
 
 @register_pass("eliminate_dead_code")
