@@ -1,0 +1,153 @@
+"""Goldens: one backend's step dumps for one model, recorded once and compared on every run.
+
+Layout: `<golden dir>/<model key>/<backend>/manifest.json` + `step{i}.safetensors`. A golden
+holds the compared names only (input_ids, position_ids, the probes, logits), not a backend's
+private engine inputs, so it survives harmless changes to how a backend feeds its engine.
+
+The manifest records what produced it; a golden whose model hash, dtype, versions, prompts,
+steps or format differ from this run is stale: reported with what differs, never compared.
+
+Two formats. `full`: the tensors as dumped. `fingerprint` (for large models, where full
+dumps would be GBs): per probe `<probe>::stats` (mean, std, min, max, mean |x|, l2 norm),
+`<probe>::slice` (a few tokens x evenly spaced features), and for logits the top-k ids
+(`logits::topk_index`, from the run that recorded) with the values there (`logits::topk_value`);
+a new run is fingerprinted at the golden's top-k ids, so near-ties cannot reorder them.
+
+Recording is atomic: the steps are written into a temp folder beside the golden, which
+replaces the old golden by rename only once complete. An interrupted `--update-golden`
+leaves the old golden (or none) and a `.tmp` folder that is ignored and later removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ditto.dumps import load_step, save_step
+from ditto.errors import DittoError
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+TOPK = 16
+SLICE_TOKENS = 3  # first, middle and last token of the step
+SLICE_FEATURES = 32
+FINGERPRINT_ABOVE_BYTES = 1 << 30  # `auto`: fingerprints for models with more weight bytes than this
+# What must match for a golden to be compared (manifest key -> how it is named in messages)
+IDENTITY = {
+    "model_hash": "model content hash",
+    "dtype": "dtype",
+    "versions": "versions",
+    "prompts": "prompts",
+    "steps": "steps",
+    "format": "golden format",
+    "format_version": "golden file format",
+}
+
+
+@dataclass
+class Golden:
+    manifest: dict
+    steps: list[dict[str, torch.Tensor]]
+
+
+def golden_path(root: Path, model_key: str, backend: str) -> Path:
+    return root / model_key / backend
+
+
+def record(folder: Path, manifest: dict, steps: list[dict[str, torch.Tensor]]) -> None:
+    """Write a golden atomically: temp folder first, then one rename over the old one."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in folder.parent.glob(f".{folder.name}.*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        for i, dump in enumerate(steps):
+            save_step(tmp / f"step{i}.safetensors", dump)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        if folder.exists():
+            old = folder.parent / f".{folder.name}.old.tmp"
+            os.rename(folder, old)
+            os.rename(tmp, folder)
+            shutil.rmtree(old)
+        else:
+            os.rename(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load(folder: Path) -> Golden | None:
+    """The golden in `folder`, None when there is none; a damaged golden is an error."""
+    if not (folder / MANIFEST).is_file():
+        return None
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except ValueError as e:
+        raise DittoError(f"golden manifest {folder / MANIFEST} is not valid JSON ({e}); re-record the golden") from None
+    steps = []
+    for i in range(int(manifest.get("num_steps", -1))):
+        path = folder / f"step{i}.safetensors"
+        if not path.is_file():
+            raise DittoError(f"golden {folder} lacks {path.name} that its manifest promises; re-record the golden")
+        steps.append(load_step(path))
+    return Golden(manifest, steps)
+
+
+def stale_reasons(manifest: dict, expected: dict) -> list[str]:
+    """What differs between the golden's manifest and this run ([] when it may be compared)."""
+    return [
+        f"{label}: golden {manifest.get(key)!r}, this run {expected[key]!r}"
+        for key, label in IDENTITY.items()
+        if manifest.get(key) != expected[key]
+    ]
+
+
+def choose_format(requested: str, weight_bytes: int) -> str:
+    if requested != "auto":
+        return requested
+    return "fingerprint" if weight_bytes > FINGERPRINT_ABOVE_BYTES else "full"
+
+
+def golden_steps(dumps: list[dict], names: list[str], fmt: str, like: list[dict] | None = None) -> list[dict]:
+    """The tensors a golden keeps (or that are compared with one) for each step."""
+    out = []
+    for i, dump in enumerate(dumps):
+        kept = {name: dump[name] for name in names if name in dump}
+        if fmt == "fingerprint":
+            kept = fingerprint(kept, like[i] if like and i < len(like) else None)
+        out.append(kept)
+    return out
+
+
+def fingerprint(dump: dict[str, torch.Tensor], like: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Compact stand-ins for a step's tensors; integer tensors (ids, positions) are kept whole."""
+    out: dict[str, torch.Tensor] = {}
+    for name, t in dump.items():
+        if not t.is_floating_point():
+            out[name] = t
+            continue
+        x = t.float()
+        flat = x.reshape(-1)
+        out[f"{name}::stats"] = torch.stack(
+            [flat.mean(), flat.std() if flat.numel() > 1 else flat.new_zeros(()), flat.min(), flat.max(),
+             flat.abs().mean(), flat.norm()]
+        )
+        rows = x.reshape(-1, x.shape[-1]) if x.dim() > 0 else x.reshape(1, 1)
+        tokens = torch.linspace(0, rows.shape[0] - 1, min(SLICE_TOKENS, rows.shape[0])).round().long()
+        features = torch.linspace(0, rows.shape[1] - 1, min(SLICE_FEATURES, rows.shape[1])).round().long()
+        out[f"{name}::slice"] = rows[tokens][:, features].contiguous()
+        if name == "logits":
+            key = f"{name}::topk_index"
+            index = like[key] if like is not None and key in like else rows.topk(min(TOPK, rows.shape[1])).indices
+            if index.shape[0] != rows.shape[0] or int(index.max()) >= rows.shape[1]:
+                raise DittoError(f"logits have shape {tuple(rows.shape)} but the golden's top-k ids are for "
+                                 f"{index.shape[0]} sequences; the golden was recorded for another batch or vocab")
+            out[key] = index
+            out[f"{name}::topk_value"] = rows.gather(1, index)
+    return out
