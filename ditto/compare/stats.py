@@ -33,7 +33,8 @@ from dataclasses import dataclass
 import torch
 
 EAGER_CHUNK = 1 << 18  # elements per eager step: float64 temporaries of 2 MiB stay cache-sized
-COMPILED_CHUNK = 1 << 22  # elements per compiled step; the compiled kernel is specialised to it
+COMPILED_CHUNK = 1 << 20  # elements per compiled step (the kernel is specialised to it); measured best here
+ARGMAX_BLOCK = 1 << 16  # elements per step of the search for the worst element
 COMPILE_MIN_NUMEL = 1 << 26  # 64M elements (256 MiB of float32 per side): compiling pays off from here
 
 
@@ -64,6 +65,7 @@ def elementwise_stats(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float
     chunk = COMPILED_CHUNK if compiled else EAGER_CHUNK
     tols = (torch.tensor(atol, dtype=torch.float64), torch.tensor(rtol, dtype=torch.float64))
     acc = ElementStats()
+    worst_lo, worst_exact = None, False  # the chunk holding the worst element, searched once at the end
     for lo in range(0, n, chunk):
         x, y = af[lo : lo + chunk], bf[lo : lo + chunk]
         if compiled and x.numel() == chunk:  # the tail chunk would need a second compilation
@@ -71,13 +73,14 @@ def elementwise_stats(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float
         else:
             part = _finite_stats(x, y, *tols)
         n_out, sum_abs, max_abs, max_rel, ab, aa, bb = part.tolist()
-        if math.isfinite(aa) and math.isfinite(bb):
-            nan_a = nan_b = inf_a = inf_b = 0
-            n_abs, rank = x.numel(), max_abs
-        else:
+        exact = not (math.isfinite(aa) and math.isfinite(bb))
+        if exact:
             n_out, sum_abs, n_abs, max_abs, rank, max_rel, ab, aa, bb, nan_a, nan_b, inf_a, inf_b = (
                 _exact_stats(x, y, atol, rtol).tolist()
             )
+        else:
+            nan_a = nan_b = inf_a = inf_b = 0
+            n_abs, rank = x.numel(), max_abs
         acc.n_out += int(n_out)
         acc.sum_abs += sum_abs
         acc.n_abs += int(n_abs)
@@ -87,9 +90,30 @@ def elementwise_stats(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float
         acc.nan_a, acc.nan_b = acc.nan_a + int(nan_a), acc.nan_b + int(nan_b)
         acc.inf_a, acc.inf_b = acc.inf_a + int(inf_a), acc.inf_b + int(inf_b)
         if rank > acc.worst_rank:  # strictly: the first worst element in row-major order wins
-            acc.worst_rank = rank
-            acc.worst_flat = lo + int(torch.argmax(_rank(x.double(), y.double())))
+            acc.worst_rank, worst_lo, worst_exact = rank, lo, exact
+    if worst_lo is not None:
+        x, y = af[worst_lo : worst_lo + chunk], bf[worst_lo : worst_lo + chunk]
+        if worst_exact:
+            offset = torch.argmax(_rank(x.double(), y.double()))
+        else:
+            offset = _argmax_abs_diff(x, y)
+        acc.worst_flat = worst_lo + int(offset)
     return acc
+
+
+def _argmax_abs_diff(x: torch.Tensor, y: torch.Tensor) -> int:
+    """Flat index of the largest |x - y| (first on ties), in the arithmetic of `_finite_stats`.
+
+    Walks cache-sized blocks: one pass over a whole chunk with fresh chunk-sized temporaries
+    cost more than the compiled kernel on eight chunks.
+    """
+    ct = _compute_dtype(x, y)
+    best, best_index = -1.0, 0
+    for lo in range(0, x.numel(), ARGMAX_BLOCK):
+        value, index = (x[lo : lo + ARGMAX_BLOCK].to(ct) - y[lo : lo + ARGMAX_BLOCK].to(ct)).abs_().max(0)
+        if value.item() > best:
+            best, best_index = value.item(), lo + int(index)
+    return best_index
 
 
 def count_nonfinite(t: torch.Tensor) -> tuple[int, int]:
@@ -116,7 +140,7 @@ def _finite_stats(a: torch.Tensor, b: torch.Tensor, atol: torch.Tensor, rtol: to
     x, y = a.to(ct), b.to(ct)
     d = (x - y).abs()
     y_abs = y.abs()
-    n_out = (d > atol.to(ct) + rtol.to(ct) * y_abs).sum()
+    n_out = (d > atol.to(ct) + rtol.to(ct) * y_abs).sum(dtype=torch.int32)  # int32: half the vector work of int64
     rel = torch.where(y_abs > 0, d / y_abs, 0.0)
     x64, y64 = x.double(), y.double()
     return torch.stack(

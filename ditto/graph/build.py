@@ -21,12 +21,24 @@ def call(graph: Graph, target, args: tuple, kwargs: dict | None = None, name: st
     node = graph.call_function(target, args, kwargs)
     if name:
         node.name = graph._graph_namespace.create_name(name, None)
-    mode = fake_mode_of(graph)
+    node.meta["val"] = fake_value(graph, target, args, kwargs)
+    return node
+
+
+def fake_value(graph: Graph, target, args: tuple, kwargs: dict):
+    """`target` run on the fake values of its inputs."""
     fake_args = torch.fx.node.map_arg(args, lambda n: n.meta["val"])
     fake_kwargs = torch.fx.node.map_arg(kwargs, lambda n: n.meta["val"])
-    with mode:
-        node.meta["val"] = target(*fake_args, **fake_kwargs)
-    return node
+    with fake_mode_of(graph):
+        if target in _SHAPE_RULES:
+            return _SHAPE_RULES[target](*fake_args, **fake_kwargs)
+        return target(*fake_args, **fake_kwargs)
+
+
+# Composite ops whose decomposition some torch versions (2.11) cannot run on symbolic shapes
+_SHAPE_RULES = {
+    torch.ops.aten.linear.default: lambda x, w, b=None: x.new_empty((*x.shape[:-1], w.shape[0])),
+}
 
 
 def fake_empty(graph: Graph, shape, dtype: torch.dtype) -> torch.Tensor:

@@ -15,7 +15,7 @@ import torch
 from torch.fx import Node
 
 from ditto.errors import DittoError
-from ditto.graph.build import call
+from ditto.graph.build import call, fake_value
 from ditto.graph.nodes import fake, is_call
 from ditto.passes.manager import PassContext, register_pass
 
@@ -78,17 +78,11 @@ def _output_values(output: Node) -> list[Node]:
 
 def _refresh_shapes(graph, start: Node, end: Node) -> None:
     """Recompute fake values from `start` to `end` after the gather changed the row count."""
-    from ditto.graph.build import fake_mode_of
-
-    mode = fake_mode_of(graph)
     node = start
     while True:
         if is_call(node, aten.view.default, aten.reshape.default):
             node.args = (node.args[0], [-1, *list(node.args[1])[-1:]]) if len(node.args[1]) else node.args
-        args = torch.fx.node.map_arg(node.args, lambda n: n.meta["val"])
-        kwargs = torch.fx.node.map_arg(node.kwargs, lambda n: n.meta["val"])
-        with mode:
-            node.meta["val"] = node.target(*args, **kwargs)
+        node.meta["val"] = fake_value(graph, node.target, node.args, node.kwargs)
         if node is end:
             return
         node = next(iter(node.users))
