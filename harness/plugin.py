@@ -12,7 +12,6 @@ Fixtures: `ditto_model` (parametrised by the models), `stepwise`, `golden`, `dit
 
 from __future__ import annotations
 
-import fnmatch
 from pathlib import Path
 
 import pytest
@@ -34,8 +33,6 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = read_settings(config)
     _check_models(settings.models)
     config.stash[_HARNESS] = _Lazy(config, settings)
-    if config.args_source != pytest.Config.ArgsSource.ARGS and str(REGRESSION_MODULE) not in config.args:
-        config.args.append(str(REGRESSION_MODULE))
 
 
 def _check_models(specs: list[str]) -> None:
@@ -95,18 +92,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         old.unlink()  # reports of an earlier session in the same folder
 
 
-def pytest_collect_file(file_path: Path, parent):
-    """The regression module, when a folder walk reaches it (its name is not a test_*.py name).
-
-    Named on the command line, pytest's python plugin collects it already.
-    """
-    if file_path == REGRESSION_MODULE and not parent.session.isinitpath(file_path) and not any(
-        fnmatch.fnmatch(file_path.name, pattern) for pattern in parent.config.getini("python_files")
-    ):
-        return pytest.Module.from_parent(parent, path=file_path)
-    return None
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     names = metafunc.fixturenames
     if not {"ditto_model", "ditto_backend", "ditto_pair"} & set(names):
@@ -122,7 +107,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("ditto_pair", pairs, ids=[f"{a}-vs-{b}" for a, b in pairs])
 
 
-def pytest_collection_modifyitems(items) -> None:
+@pytest.hookimpl(tryfirst=True)  # before -k / -m deselect
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
+    """Add the regression module when no test paths were named; group each model's tests for xdist.
+
+    The module is collected straight from the session, not through its folder, so a ditto
+    checkout's own conftest.py is not loaded into other projects' runs.
+    """
+    named = config.args_source == pytest.Config.ArgsSource.ARGS
+    if not named and not any(item.path == REGRESSION_MODULE for item in items):
+        items.extend(session.genitems(pytest.Module.from_parent(session, path=REGRESSION_MODULE)))
     for item in items:
         model = getattr(item, "callspec", None) and item.callspec.params.get("ditto_model")
         if model is not None:

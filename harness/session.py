@@ -46,7 +46,8 @@ class Harness:
     @functools.cached_property
     def backends(self) -> list[str]:
         """Backends to run, the reference first; unknown names are a usage error."""
-        names = self.settings.backends or list(self.unavailable)
+        registered = self.unavailable  # loads the built-in backends
+        names = self.settings.backends or list(registered)
         unknown = [n for n in names if n not in BACKENDS]
         if unknown:
             raise pytest.UsageError(f"--ditto-backends: unknown backend(s) {', '.join(unknown)}; "
