@@ -15,12 +15,12 @@ rules:
 - the worst element is the largest |a - b| with NaN ranked above everything, first in
   row-major order on ties; none when nothing differs.
 
-Speed: eagerly `_finite_stats` is ~25 torch ops per chunk, about 1 GB/s here. With
-`compiled=True` it runs through `torch.compile`: one fused vectorised loop, near memory
-bandwidth, but compiling costs seconds once per process and dtype pair (~3 s with torch's
-disk cache warm, ~15 s cold), so callers ask for it only when there are at least
-COMPILE_MIN_NUMEL elements to compare. Without a working compiler the eager path runs, with
-a warning.
+Speed (measured on a 2-core CPU machine, bench/compare_bandwidth.py): eagerly
+`_finite_stats` is ~25 torch ops per chunk, about 1.5 GB/s of input. With `compiled=True` it
+runs through `torch.compile`: one fused vectorised loop, 20-30 GB/s, but compiling costs
+~3 s once per process and dtype pair with torch's disk cache warm (~15 s cold). Callers ask
+for it from COMPILE_MIN_NUMEL elements, where eager time reaches that cost. Without a
+working compiler the eager path runs, with a warning.
 """
 
 from __future__ import annotations
@@ -32,10 +32,13 @@ from dataclasses import dataclass
 
 import torch
 
-EAGER_CHUNK = 1 << 18  # elements per eager step: float64 temporaries of 2 MiB stay cache-sized
+# Elements per eager step. Measured: 16K is ~1.5 GB/s, 64K is 3x slower (temporaries above
+# malloc's mmap threshold fault in fresh pages every op; ops above torch's 32K grain go
+# multi-threaded and stall when other processes hold the cores).
+EAGER_CHUNK = 1 << 14
 COMPILED_CHUNK = 1 << 20  # elements per compiled step (the kernel is specialised to it); measured best here
 ARGMAX_BLOCK = 1 << 16  # elements per step of the search for the worst element
-COMPILE_MIN_NUMEL = 1 << 26  # 64M elements (256 MiB of float32 per side): compiling pays off from here
+COMPILE_MIN_NUMEL = 1 << 28  # 256M elements (1 GiB of float32 per side): eager takes ~2 s, compiling ~3 s
 
 
 @dataclass

@@ -13,6 +13,7 @@ half-written step that a later compare would read as a real one.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -26,6 +27,7 @@ from ditto.errors import DittoError
 StepDump = dict[str, torch.Tensor]
 
 FORMATS = {"pt": ".pt", "safetensors": ".safetensors"}
+ORDER_KEY = "ditto.names"  # safetensors metadata: the dump's names in order
 _STEP_FILE = re.compile(r"^step(\d+)\.(pt|safetensors)$")
 
 
@@ -43,7 +45,8 @@ def save_step(path: str | os.PathLike, dump: StepDump) -> Path:
         else:
             from safetensors.torch import save_file
 
-            save_file(tensors, tmp)
+            # safetensors sorts names; the metadata keeps the dump's order (inputs, logits, probes).
+            save_file(tensors, tmp, metadata={ORDER_KEY: json.dumps(list(tensors))})
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -62,9 +65,7 @@ def load_step(path: str | os.PathLike) -> StepDump:
             # mmap needs the zip format that torch.save writes by default; older files load whole.
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
         else:
-            from safetensors.torch import load_file
-
-            obj = load_file(path)
+            obj = _load_safetensors(path)
     except Exception as e:  # every way a file can be corrupt ends here, named
         raise DittoError(f"cannot read step dump {path}: {_load_problem(e)}") from e
     if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
@@ -80,6 +81,18 @@ def save_steps(folder: str | os.PathLike, dumps: list[StepDump], fmt: str = "pt"
     if fmt not in FORMATS:
         raise DittoError(f"unknown step dump format {fmt!r}; use one of: {', '.join(FORMATS)}")
     return [save_step(Path(folder) / f"step{i}{FORMATS[fmt]}", dump) for i, dump in enumerate(dumps)]
+
+
+def _load_safetensors(path: Path) -> StepDump:
+    """Memory-mapped tensors, in the order the writer gave them when it recorded one."""
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        names = list(f.keys())
+        recorded = json.loads((f.metadata() or {}).get(ORDER_KEY, "[]"))
+        if sorted(recorded) == sorted(names):
+            names = recorded
+        return {name: f.get_tensor(name) for name in names}
 
 
 def list_step_files(folder: str | os.PathLike) -> list[Path]:

@@ -8,6 +8,9 @@ No weight is materialised: parameters, buffers and inputs are all on the meta de
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+
 import torch
 
 from ditto.errors import DittoError
@@ -25,8 +28,10 @@ def export_model(loaded: LoadedModel) -> torch.export.ExportedProgram:
     position_ids = torch.arange(_EXAMPLE_TOKENS, device="meta")[None]
     kwargs = dict(input_ids=input_ids, position_ids=position_ids, use_cache=False)
     dynamic = dict(input_ids={1: num_tokens}, position_ids={1: num_tokens}, use_cache=None)
+    if "position_ids" not in inspect.signature(loaded.model.forward).parameters:
+        del kwargs["position_ids"], dynamic["position_ids"]  # e.g. ALiBi models take no positions
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _scalar_constants_keep_values():
             return torch.export.export(loaded.model, (), kwargs, dynamic_shapes=dynamic, strict=False)
     except Exception as e:
         arch = type(loaded.model).__name__
@@ -34,3 +39,24 @@ def export_model(loaded: LoadedModel) -> torch.export.ExportedProgram:
             f"torch.export failed for {arch}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}; "
             "the model's forward must be traceable with a dynamic number of tokens"
         ) from e
+
+
+@contextlib.contextmanager
+def _scalar_constants_keep_values():
+    """`torch.tensor(3.0, device=x.device)` in a forward on meta would lose its value, and
+    export would lift a constant without one (seen with torch 2.11 + transformers 5.17:
+    GPT-2's attention scale, Gemma's embedding normaliser). Scalars are made on the CPU
+    instead, which works beside meta tensors like a Python number."""
+    original = torch.tensor
+
+    def tensor(data, *args, **kwargs):
+        device = kwargs.get("device")
+        if device is not None and torch.device(device).type == "meta" and isinstance(data, (int, float, bool)):
+            kwargs["device"] = "cpu"
+        return original(data, *args, **kwargs)
+
+    torch.tensor = tensor
+    try:
+        yield
+    finally:
+        torch.tensor = original
