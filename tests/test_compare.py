@@ -39,12 +39,12 @@ def flat_to_index(flat: int, shape) -> tuple[int, ...]:
 
 
 @contextlib.contextmanager
-def chunks_of_a_few_elements(enabled: bool = True):
+def chunks_of_a_few_elements(enabled: bool = True, chunk: int = 5, block: int = 3):
     """Small tensors then cross many chunk boundaries (hypothesis needs a context, not a fixture)."""
     with pytest.MonkeyPatch.context() as mp:
         if enabled:
-            mp.setattr(stats, "EAGER_CHUNK", 5)
-            mp.setattr(stats, "ARGMAX_BLOCK", 3)
+            mp.setattr(stats, "EAGER_CHUNK", chunk)
+            mp.setattr(stats, "ARGMAX_BLOCK", block)
         yield
 
 
@@ -110,12 +110,14 @@ def test_planted_difference_is_reported_at_its_index_with_its_size(shape, dtype,
         assert r.max_rel == pytest.approx(planted / abs(b[index].double().item()), rel=1e-6)
 
 
-def test_ties_report_the_first_worst_element_in_row_major_order(small_chunks):
+@pytest.mark.parametrize("chunk, block", [(5, 3), (1000, 3), (1000, 1000)])  # ties across chunks, blocks, within
+def test_ties_report_the_first_worst_element_in_row_major_order(chunk, block):
     b = torch.zeros(4, 6)
     a = b.clone()
     a[3, 1] = 2.0
     a[1, 4] = -2.0  # same magnitude, earlier in row-major order
-    r = compare_tensors(a, b)
+    with chunks_of_a_few_elements(chunk=chunk, block=block):
+        r = compare_tensors(a, b)
     assert r.worst_index == (1, 4)
     assert r.max_abs == 2.0
 
@@ -319,6 +321,7 @@ def test_compiled_kernel_gives_the_eager_numbers(monkeypatch):
             assert getattr(compiled, field) == getattr(eager, field), field
         for field in ("max_abs", "mean_abs", "max_rel", "cosine"):
             assert getattr(compiled, field) == pytest.approx(getattr(eager, field), rel=1e-6), field
+    assert not stats._compile_failed  # the kernel really was compiled, not replaced by the eager path
 
 
 def test_without_a_compiler_the_eager_path_runs(monkeypatch):

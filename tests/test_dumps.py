@@ -171,7 +171,7 @@ class _Marker:
 def test_a_pickle_with_code_is_refused_not_run(tmp_path):
     marker = tmp_path / "pwned"
     with open(tmp_path / "evil.pt", "wb") as f:
-        pickle.dump({"x": _Marker(str(marker))}, f)
+        pickle.dump({"x": _Marker(str(marker))}, f, protocol=2)
     with pytest.raises(DittoError, match=r"evil\.pt: it is not a torch\.save file of plain tensors"):
         load_step(tmp_path / "evil.pt")
     assert not marker.exists()

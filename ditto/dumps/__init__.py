@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -37,8 +37,7 @@ def save_step(path: str | os.PathLike, dump: StepDump) -> Path:
     suffix = _suffix(path)
     tensors = _plain_tensors(dump, path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # same folder: the rename is atomic
     try:
         if suffix == ".pt":
             torch.save(tensors, tmp)
@@ -83,18 +82,6 @@ def save_steps(folder: str | os.PathLike, dumps: list[StepDump], fmt: str = "pt"
     return [save_step(Path(folder) / f"step{i}{FORMATS[fmt]}", dump) for i, dump in enumerate(dumps)]
 
 
-def _load_safetensors(path: Path) -> StepDump:
-    """Memory-mapped tensors, in the order the writer gave them when it recorded one."""
-    from safetensors import safe_open
-
-    with safe_open(path, framework="pt") as f:
-        names = list(f.keys())
-        recorded = json.loads((f.metadata() or {}).get(ORDER_KEY, "[]"))
-        if sorted(recorded) == sorted(names):
-            names = recorded
-        return {name: f.get_tensor(name) for name in names}
-
-
 def list_step_files(folder: str | os.PathLike) -> list[Path]:
     """The `step{i}.pt` / `step{i}.safetensors` files of a folder, by step index."""
     folder = Path(folder)
@@ -118,6 +105,18 @@ def load_steps(folder: str | os.PathLike) -> list[StepDump]:
     if not files:
         raise DittoError(f"{folder} holds no step dumps (step0.pt or step0.safetensors, ...)")
     return [load_step(p) for p in files]
+
+
+def _load_safetensors(path: Path) -> StepDump:
+    """Memory-mapped tensors, in the order the writer gave them when it recorded one."""
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        names = list(f.keys())
+        recorded = json.loads((f.metadata() or {}).get(ORDER_KEY, "[]"))
+        if sorted(recorded) == sorted(names):
+            names = recorded
+        return {name: f.get_tensor(name) for name in names}
 
 
 def _suffix(path: Path) -> str:
