@@ -47,3 +47,12 @@ def worst_errors(reference: list[dict], other: list[dict]) -> dict[str, float]:
             error = (got[name].float() - value.float()).abs().max().item() / scale
             errors[name] = max(errors.get(name, 0.0), error)
     return errors
+
+
+def materialized(program):
+    """The program with its weights on the test device, ready for run_program."""
+    from ditto.runtime.fx import place_on_device
+
+    program.materialize(DEVICE)
+    place_on_device(program.graph_module, DEVICE)
+    return program

@@ -8,7 +8,7 @@ from ditto.errors import DittoError
 from ditto.pipeline import load_program
 from ditto.runtime.backend import StepwiseRequest, get_backend
 from ditto.runtime.fx import run_program
-from tests.parity import PROMPTS, forced_request, worst_errors
+from tests.parity import materialized, PROMPTS, forced_request, worst_errors
 
 _COMMON = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                max_position_embeddings=256)
@@ -44,7 +44,7 @@ def test_eager_attention_is_normalised(tmp_path):
     program = load_program(path, attn_implementation="eager")
     assert dict(program.pass_log)["eager_attention_to_sdpa"] == 2
     assert dict(program.pass_log)["replace_attention"] == 2
-    program.materialize()
+    materialized(program)
     request = forced_request(path, steps=3, probes=[])
     errors = worst_errors(get_backend("hf").run(request), run_program(program, request))
     assert errors["logits"] <= 1e-4

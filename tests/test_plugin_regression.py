@@ -13,7 +13,7 @@ import pytest
 pytest_plugins = ["pytester"]
 
 COMMON = ["-p", "harness.plugin", "--ditto-model=tiny-llama", "--ditto-steps=3", "-p", "no:cacheprovider",
-          "-W", "ignore::pytest.PytestAssertRewriteWarning"]
+          "-W", "ignore::pytest.PytestAssertRewriteWarning", "--assert=plain"]
 
 FAKE_BACKENDS = """
 from ditto.runtime.backend import BACKENDS, get_backend, register_backend
