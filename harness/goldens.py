@@ -8,7 +8,8 @@ The manifest records what produced it; a golden whose model hash, dtype, version
 steps or format differ from this run is stale: reported with what differs, never compared.
 
 Two formats. `full`: the tensors as dumped. `fingerprint` (for large models, where full
-dumps would be GBs): per probe `<probe>::stats` (mean, std, min, max, mean |x|, l2 norm),
+dumps would be GBs): per probe `<probe>::stats` (mean, std, min, max, mean |x|: all on the scale of the values,
+so the tolerance rule applies to them as to the values),
 `<probe>::slice` (a few tokens x evenly spaced features), and for logits the top-k ids
 (`logits::topk_index`, from the run that recorded) with the values there (`logits::topk_value`);
 a new run is fingerprinted at the golden's top-k ids, so near-ties cannot reorder them.
@@ -134,10 +135,8 @@ def fingerprint(dump: dict[str, torch.Tensor], like: dict[str, torch.Tensor] | N
             continue
         x = t.float()
         flat = x.reshape(-1)
-        out[f"{name}::stats"] = torch.stack(
-            [flat.mean(), flat.std() if flat.numel() > 1 else flat.new_zeros(()), flat.min(), flat.max(),
-             flat.abs().mean(), flat.norm()]
-        )
+        std = flat.std() if flat.numel() > 1 else flat.new_zeros(())
+        out[f"{name}::stats"] = torch.stack([flat.mean(), std, flat.min(), flat.max(), flat.abs().mean()])
         rows = x.reshape(-1, x.shape[-1]) if x.dim() > 0 else x.reshape(1, 1)
         tokens = torch.linspace(0, rows.shape[0] - 1, min(SLICE_TOKENS, rows.shape[0])).round().long()
         features = torch.linspace(0, rows.shape[1] - 1, min(SLICE_FEATURES, rows.shape[1])).round().long()

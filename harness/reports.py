@@ -77,7 +77,8 @@ def plot_models(report_dir: Path) -> list[Path]:
         runs = [r for r in records if r.get("max_abs_by_step")]
         if not runs:
             continue
-        fig, axes = plt.subplots(len(runs), 1, figsize=(9, 3.2 * len(runs)), squeeze=False)
+        fig, axes = plt.subplots(len(runs), 1, figsize=(9, 3.4 * len(runs)), squeeze=False)
+        fig.subplots_adjust(left=0.09, right=0.98, top=1 - 0.25 / len(runs), bottom=0.45 / len(runs), hspace=0.9)
         for ax, r in zip(axes[:, 0], runs):
             names = sorted({n for step in r["max_abs_by_step"] for n in step}, key=name_depth)
             for i, step in enumerate(r["max_abs_by_step"]):
@@ -89,7 +90,6 @@ def plot_models(report_dir: Path) -> list[Path]:
             ax.set_ylabel("max abs error")
             ax.set_title(f"{model_key}: {r['label']} ({'ok' if r['passed'] else 'FAIL'})", fontsize=9)
             ax.legend(fontsize=6, ncol=5)
-        fig.tight_layout()
         path = report_dir / f"{model_key}.png"
         fig.savefig(path, dpi=80)
         plt.close(fig)
