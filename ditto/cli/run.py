@@ -30,6 +30,12 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--output-dir", type=Path, help="where step{i}.pt go (default: $DEBUG_ARTIFACTS_DIR, else ./ditto-run)"
     )
+    parser.add_argument(
+        "--force-tokens-from",
+        type=Path,
+        metavar="DUMP_DIR",
+        help="feed the generated tokens of an earlier run (its step dumps) instead of this run's own greedy choice",
+    )
     parser.add_argument("--format", choices=["pt", "safetensors"], default="pt", help="step dump format (default pt)")
 
 
@@ -57,6 +63,8 @@ def run(args) -> int:
     request = StepwiseRequest(
         model=args.model, prompts=prompts, steps=args.max_output_len, dtype=DTYPES[args.dtype], probes=probes, device=args.device
     )
+    if args.force_tokens_from:
+        request.forced_tokens = _forced_tokens(args.force_tokens_from, args.max_output_len, len(prompts))
     with stage(f"run {args.backend} ({len(prompts)} sequences, {args.max_output_len} steps)"):
         dumps = backend.run(request)
     output = args.output_dir or Path(os.environ.get("DEBUG_ARTIFACTS_DIR") or "ditto-run")
@@ -83,3 +91,15 @@ def _tokenize(directory: Path, texts, token_ids):
         tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
         return [tokenizer(t)["input_ids"] for t in texts], tokenizer.decode
     return [list(t.encode()) for t in texts], lambda ids: bytes(i for i in ids if i < 256).decode(errors="replace")
+
+
+def _forced_tokens(folder: Path, steps: int, batch: int) -> list[list[int]]:
+    from ditto.dumps import load_steps
+
+    dumps = load_steps(folder)
+    if len(dumps) < steps + 1:
+        raise DittoError(f"{folder} holds {len(dumps)} steps; --max-output-len {steps} needs {steps + 1}")
+    forced = [dumps[s + 1]["input_ids"].tolist() for s in range(steps)]
+    if any(len(tokens) != batch for tokens in forced):
+        raise DittoError(f"{folder} was run with another number of sequences than the {batch} given here")
+    return forced
