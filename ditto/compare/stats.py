@@ -15,12 +15,15 @@ rules:
 - the worst element is the largest |a - b| with NaN ranked above everything, first in
   row-major order on ties; none when nothing differs.
 
-Speed (measured on a 2-core CPU machine, bench/compare_bandwidth.py): eagerly
-`_finite_stats` is ~25 torch ops per chunk, about 1.5 GB/s of input. With `compiled=True` it
-runs through `torch.compile`: one fused vectorised loop, 20-30 GB/s, but compiling costs
-~3 s once per process and dtype pair with torch's disk cache warm (~15 s cold). Callers ask
-for it from COMPILE_MIN_NUMEL elements, where eager time reaches that cost. Without a
-working compiler the eager path runs, with a warning.
+Integers and bool are compared as float64: exact up to 2**53 (ids, positions and lengths are
+far below).
+
+Speed (bench/compare_bandwidth.py on a 2-core CPU machine, two 2 GiB float32 dumps): eagerly
+`_finite_stats` is ~25 torch ops per chunk, ~1.3 GB/s of input. With `compiled=True` it runs
+through `torch.compile`: one fused vectorised loop, 20-30 GB/s, but compiling costs ~3 s once
+per process and dtype pair with torch's disk cache warm (~9 s cold). Callers ask for it from
+COMPILE_MIN_NUMEL elements, where the eager time has grown to that cost. Without a working
+compiler the eager path runs, with a warning.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import torch
 EAGER_CHUNK = 1 << 14
 COMPILED_CHUNK = 1 << 20  # elements per compiled step (the kernel is specialised to it); measured best here
 ARGMAX_BLOCK = 1 << 16  # elements per step of the search for the worst element
-COMPILE_MIN_NUMEL = 1 << 28  # 256M elements (1 GiB of float32 per side): eager takes ~2 s, compiling ~3 s
+COMPILE_MIN_NUMEL = 1 << 29  # 512M elements (2 GiB of float32 per side): eager ~3 s, as long as compiling
 
 
 @dataclass
@@ -107,8 +110,8 @@ def elementwise_stats(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float
 def _argmax_abs_diff(x: torch.Tensor, y: torch.Tensor) -> int:
     """Flat index of the largest |x - y| (first on ties), in the arithmetic of `_finite_stats`.
 
-    Walks cache-sized blocks: one pass over a whole chunk with fresh chunk-sized temporaries
-    cost more than the compiled kernel on eight chunks.
+    Walks cache-sized blocks: eager ops on a whole chunk fault in fresh pages for every
+    temporary and cost more than the compiled kernel's pass over that chunk.
     """
     ct = _compute_dtype(x, y)
     best, best_index = -1.0, 0
@@ -122,7 +125,7 @@ def _argmax_abs_diff(x: torch.Tensor, y: torch.Tensor) -> int:
 def count_nonfinite(t: torch.Tensor) -> tuple[int, int]:
     """(NaN count, Inf count) of one tensor, chunk by chunk (for tensors with no partner)."""
     flat = t.reshape(-1)
-    if not (t.dtype.is_floating_point or t.dtype.is_complex):
+    if not t.dtype.is_floating_point:
         return 0, 0
     nan = inf = 0
     for lo in range(0, flat.numel(), EAGER_CHUNK):
