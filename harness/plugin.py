@@ -12,6 +12,7 @@ Fixtures: `ditto_model` (parametrised by the models), `stepwise`, `golden`, `dit
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,8 @@ def pytest_configure(config: pytest.Config) -> None:
     gpu.assign_gpu()  # before anything can initialise CUDA
     settings = read_settings(config)
     _check_models(settings.models)
+    if settings.backends:
+        _check_backends(settings.backends)
     config.stash[_HARNESS] = _Lazy(config, settings)
 
 
@@ -47,6 +50,16 @@ def _check_models(specs: list[str]) -> None:
             resolve_model_dir(spec)
         except DittoError as e:
             raise pytest.UsageError(f"--ditto-model {spec}: {e}") from None
+
+
+def _check_backends(names: list[str]) -> None:
+    from ditto.runtime.backend import BACKENDS, available_backends
+
+    available_backends()  # registers the built-in backends
+    unknown = [n for n in names if n not in BACKENDS]
+    if unknown:
+        raise pytest.UsageError(f"--ditto-backends: unknown backend(s) {', '.join(unknown)}; "
+                                f"known: {', '.join(sorted(BACKENDS))}")
 
 
 class _Lazy:
@@ -116,7 +129,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     """
     named = config.args_source == pytest.Config.ArgsSource.ARGS
     if not named and not any(item.path == REGRESSION_MODULE for item in items):
-        items.extend(session.genitems(pytest.Module.from_parent(session, path=REGRESSION_MODULE)))
+        nodeid = os.path.relpath(REGRESSION_MODULE, config.rootpath)  # as pytest names files outside rootdir
+        items.extend(session.genitems(pytest.Module.from_parent(session, path=REGRESSION_MODULE, nodeid=nodeid)))
     for item in items:
         model = getattr(item, "callspec", None) and item.callspec.params.get("ditto_model")
         if model is not None:
