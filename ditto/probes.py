@@ -53,7 +53,12 @@ def _decoder_layers(model: torch.nn.Module, num_layers: int):
 
 
 def _child(children: dict, hints: tuple[str, ...]) -> str | None:
-    for name in children:
+    """The child named by a hint (exact name first, then substring) that holds weights."""
+    weighted = {name: m for name, m in children.items() if any(True for _ in m.parameters())}
+    for hint in hints:
+        if hint in weighted:
+            return hint
+    for name in weighted:
         if any(h in name.lower() for h in hints):
             return name
     return None

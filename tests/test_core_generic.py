@@ -19,6 +19,9 @@ ARCHITECTURES = {
     "olmo2": dict(_COMMON, num_key_value_heads=2),  # QK-norm over the whole projection
     "granite": dict(_COMMON, num_key_value_heads=2),  # residual/embedding/logit multipliers
     "gptj": dict(vocab_size=256, n_embd=64, n_layer=2, n_head=4, rotary_dim=8, n_positions=256),  # partial interleaved
+    "gpt_neox": dict(_COMMON, rotary_pct=0.25),  # checkpoint key renamed at load (embed_out -> lm_head)
+    "opt": dict(vocab_size=256, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, ffn_dim=128,
+                max_position_embeddings=256, word_embed_proj_dim=64),  # offset learned positions, no MLP module
 }
 
 

@@ -61,8 +61,9 @@ def to_graph_module(ep: torch.export.ExportedProgram, loaded: LoadedModel) -> tu
 
 def _checkpoint_source(fqn: str, loaded: LoadedModel) -> CheckpointTensor:
     for candidate in [fqn, *loaded.aliases.get(fqn, [])]:
-        if candidate in loaded.checkpoint_index:
-            return CheckpointTensor(loaded.checkpoint_index[candidate], candidate)
+        key = loaded.renamed.get(candidate, candidate)
+        if key in loaded.checkpoint_index:
+            return CheckpointTensor(loaded.checkpoint_index[key], key)
     raise DittoError(
         f"parameter {fqn!r} is not in the checkpoint files of {loaded.directory}; the safetensors do not match "
         "the model that config.json describes (re-save with save_pretrained, or check the transformers version)"
