@@ -67,6 +67,7 @@ def record(folder: Path, manifest: dict, steps: list[dict[str, torch.Tensor]]) -
     for leftover in folder.parent.glob(f".{folder.name}.*"):
         shutil.rmtree(leftover, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp's 0700 would make a shared golden folder private
     try:
         for i, dump in enumerate(steps):
             save_step(tmp / f"step{i}.safetensors", dump)

@@ -2,15 +2,17 @@
 
 The content hash keys the engine cache and is recorded in golden manifests, so a changed
 checkpoint never meets an engine or a golden made from the old one. It covers config.json
-and every weight file; weights up to FULL_HASH_LIMIT are hashed in full, larger checkpoints
-by their safetensors headers (names, dtypes, shapes, offsets) plus SAMPLES evenly spaced 1 MiB
-blocks per file, so hashing a 140 GB checkpoint takes a second, not minutes.
+(less the version of transformers that saved it) and every weight file; weights up to
+FULL_HASH_LIMIT are hashed in full, larger checkpoints by their safetensors headers (names,
+dtypes, shapes, offsets) plus SAMPLES evenly spaced 1 MiB blocks per file, so hashing a
+140 GB checkpoint takes a second, not minutes.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import re
 import struct
 from dataclasses import dataclass
@@ -101,7 +103,7 @@ def content_hash(directory: Path) -> str:
     files = _weight_files(directory)
     total = sum(p.stat().st_size for p in files)
     digest = hashlib.sha256()
-    digest.update((directory / "config.json").read_bytes())
+    digest.update(_config_bytes(directory / "config.json"))
     for path in files:
         digest.update(f"\0{path.relative_to(directory)}\0{path.stat().st_size}\0".encode())
         if total <= FULL_HASH_LIMIT:
@@ -111,6 +113,16 @@ def content_hash(directory: Path) -> str:
         else:
             _sampled(path, digest)
     return digest.hexdigest()[:16]
+
+
+def _config_bytes(path: Path) -> bytes:
+    """config.json without `transformers_version`: which transformers saved a config does not change the model."""
+    try:
+        config = json.loads(path.read_text())
+    except ValueError:
+        return path.read_bytes()
+    config.pop("transformers_version", None)
+    return json.dumps(config, sort_keys=True).encode()
 
 
 def _weight_files(directory: Path) -> list[Path]:
