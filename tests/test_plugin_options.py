@@ -95,6 +95,7 @@ def test_command_line_wins_over_ini(pytester):
         (["--ditto-model=tiny-nonesuch"], "", "*unknown built-in model 'tiny-nonesuch'*"),
         (["--ditto-model=./missing-model"], "", "*model './missing-model' not found: pass a local Hugging Face directory*"),
     ],
+    ids=["negative steps", "ini steps not a number", "ini dtype", "unknown backend", "unknown tiny", "missing path"],
 )
 def test_bad_values_are_usage_errors(pytester, args, ini, message):
     if ini:

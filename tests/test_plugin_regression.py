@@ -124,3 +124,19 @@ def test_trtllm_engine_is_skipped_without_tensorrt_llm(pytester):
     result = pytester.runpytest("-p", "harness.plugin", "--ditto-model=tiny-llama", "test_engine.py", "-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*TensorRT-LLM is not installed on this machine*"])
+
+
+def test_fixtures_in_a_users_own_test(pytester):
+    pytester.makepyfile(test_mine="""
+def test_mine(ditto_model, stepwise, golden):
+    dumps = stepwise("hf")
+    assert ditto_model.key == "tiny-llama" and len(dumps) == 4  # context step + 3 forced steps
+    assert dumps[0]["layers.1.out"].shape == (16, 64) and dumps[1]["logits"].shape == (3, 512)
+    assert stepwise("hf") is dumps  # run once per session
+    golden.check("hf")
+""")
+    golden_dir = pytester.path / "g"
+    args = [*COMMON, "test_mine.py", f"--golden-dir={golden_dir}"]
+    pytester.runpytest(*args, "--update-golden").assert_outcomes(passed=1)
+    assert (golden_dir / "tiny-llama" / "hf" / "step3.safetensors").is_file()
+    pytester.runpytest(*args).assert_outcomes(passed=1)
