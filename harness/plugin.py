@@ -101,7 +101,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         return
     lazy = session.config.stash[_HARNESS]
     report_dir = _report_dir(session.config, lazy.settings)
-    for old in [*report_dir.glob(f"*/*{reports.EVENT_SUFFIX}"), *report_dir.glob("*/*.txt"), *report_dir.glob("*.png")]:
+    for old in reports.report_files(report_dir):
         old.unlink()  # reports of an earlier session in the same folder
 
 

@@ -55,9 +55,15 @@ def write_event(report_dir: Path, model_key: str, label: str, meta: dict) -> Non
     _atomic_write(report_dir / model_key / f"{label}{EVENT_SUFFIX}", json.dumps({**meta, "label": label}) + "\n")
 
 
+def report_files(report_dir: Path) -> list[Path]:
+    """The files this module writes into a report folder (and nothing else a user keeps there)."""
+    found = [p for suffix in (EVENT_SUFFIX, ".txt") for p in report_dir.glob(f"*/*-vs-*{suffix}")]
+    return found + [p for p in report_dir.glob("*.png") if (report_dir / p.stem).is_dir()]
+
+
 def read_records(report_dir: Path) -> dict[str, list[dict]]:
     records: dict[str, list[dict]] = {}
-    for path in sorted(report_dir.glob(f"*/*{EVENT_SUFFIX}")):
+    for path in sorted(report_dir.glob(f"*/*-vs-*{EVENT_SUFFIX}")):
         try:
             records.setdefault(path.parent.name, []).append(json.loads(path.read_text()))
         except (OSError, ValueError):
