@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ditto.errors import DittoError
+from ditto.ops.gpt_attention import TENSOR_INPUTS
 from ditto.ops.params import GPTAttentionParams
 
 PLUGIN_NAME = "GPTAttention"
@@ -164,23 +165,9 @@ def gpt_attention_input_names(params: GPTAttentionParams, options: PluginOptions
     """
     if not (options.use_cache and options.paged_kv_cache and options.remove_input_padding):
         raise DittoError("ditto builds GPTAttention only with a paged KV cache and packed (padding-free) input")
-    names = [
-        "qkv",
-        "sequence_length",
-        "host_past_key_value_lengths",
-        "host_max_attention_window_sizes",
-        "host_sink_token_length",
-        "context_lengths",
-        "cache_indirection",
-        "host_request_types",
-        "kv_cache_block_offsets",
-        "host_kv_cache_block_offsets",
-        "host_kv_cache_pool_pointers",
-        "host_kv_cache_pool_mapping",
-    ]
-    if params.has_rope:
-        names += ["rotary_inv_freq", "rotary_cos_sin"]
-    names += ["host_context_lengths", "host_runtime_perf_knobs", "host_context_progress"]
+    # the op's inputs are the plugin's, in the plugin's order; RoPE tables only when rotating
+    rotary = ("rotary_inv_freq", "rotary_cos_sin")
+    names = [n for n in TENSOR_INPUTS if params.has_rope or n not in rotary]
     return names
 
 
