@@ -40,6 +40,8 @@ class StepwiseRequest:
     forced_tokens: list[list[int]] | None = None
     probes: list[str] = field(default_factory=list)
     device: str = "cpu"
+    # the engine directory, for backends that run a built engine (ditto, trtllm)
+    engine_dir: str | None = None
 
 
 class StepwiseBackend(Protocol):
