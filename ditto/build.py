@@ -32,6 +32,7 @@ def build(
     max_num_tokens: int = 512,
     tokens_per_block: int = 32,
     add_output: tuple[str, ...] = (),
+    probes: tuple[str, ...] = (),
     attention: str = "auto",
     force: bool = False,
     trt_provider: str | None = None,
@@ -69,9 +70,16 @@ def build(
         tokens_per_block=tokens_per_block,
         gpt_attention_plugin=attention == "plugin",
     )
+    extra = {name: name for name in add_output}
+    if probes:  # probes by meaning (layers.3.mlp, ...) -> their FX nodes, outputs named by meaning
+        from ditto.probes import check_probes, fx_probe_nodes
+
+        wanted = check_probes(list(probes), program.probe_modules, model)
+        found = fx_probe_nodes(program.graph_module.graph, {p: program.probe_modules[p] for p in wanted})
+        extra.update({probe: node.name for probe, node in found.items()})
     limits = NetworkLimits(max_batch_size=max_batch_size, max_seq_len=max_seq_len, max_num_tokens=max_num_tokens)
     with timed("network"):
-        built = build_network(program, trt, limits, tuple(add_output), attention=attention)
+        built = build_network(program, trt, limits, extra, attention=attention)
     with timed("build"):
         config = built.builder.create_builder_config()
         profile = built.builder.create_optimization_profile()

@@ -61,7 +61,7 @@ def _ditto_build(model: ModelUnderTest, folder: Path, options: dict) -> None:
     from ditto.build import build
 
     build(str(model.directory), folder, dtype=options["dtype"], max_batch_size=options["max_batch_size"],
-          max_seq_len=options["max_seq_len"], add_outputs=options["probes"])
+          max_seq_len=options["max_seq_len"], probes=tuple(p for p in options["probes"] if p != "logits"), force=True)
 
 
 def _ditto_unavailable() -> str | None:

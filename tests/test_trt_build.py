@@ -73,12 +73,12 @@ def test_layers_are_named_after_fx_nodes():
 
 def test_build_writes_engine_dir_and_artifacts(tmp_path, monkeypatch):
     monkeypatch.setenv("DEBUG_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
-    path = build("tiny-gpt2", tmp_path / "engine", add_output=("gpt_attention",))
+    path = build("tiny-gpt2", tmp_path / "engine", add_output=("gpt_attention",), probes=("layers.0.mlp",))
     config = json.loads((path / "config.json").read_text())
     assert validate_config(config) == []
     assert (path / "rank0.engine").stat().st_size > 100_000
     report = json.loads((tmp_path / "artifacts" / "build_report.json").read_text())
-    assert [o["name"] for o in report["outputs"]] == ["logits", "gpt_attention", "present_kv_cache_pool"]
+    assert [o["name"] for o in report["outputs"]] == ["logits", "gpt_attention", "layers.0.mlp", "present_kv_cache_pool"]
     assert set(report["stage_seconds"]) == {"load, export, passes", "network", "build", "write"}
     text = (tmp_path / "artifacts" / "trt_network_def.py").read_text()
     assert "# gpt_attention/" in text

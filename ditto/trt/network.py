@@ -41,8 +41,9 @@ class BuiltNetwork:
 
 
 def build_network(
-    program: TrtllmProgram, trt, limits: NetworkLimits, add_outputs: tuple[str, ...] = (), attention: str = "native"
+    program: TrtllmProgram, trt, limits: NetworkLimits, add_outputs=(), attention: str = "native"
 ) -> BuiltNetwork:
+    """`add_outputs`: FX node names (outputs named after them) or {output name: node name}."""
     if attention != "native":
         raise DittoError(
             "the GPTAttention plugin lowering needs TensorRT-LLM's plugin library (a GPU node); "
@@ -50,7 +51,9 @@ def build_network(
         )
     gm = program.graph_module
     nodes = {n.name: n for n in gm.graph.nodes}
-    _check_add_outputs(add_outputs, nodes)
+    if not isinstance(add_outputs, dict):
+        add_outputs = {name: name for name in add_outputs}
+    _check_add_outputs(add_outputs.values(), nodes)
     logger = trt.Logger(trt.Logger.ERROR)
     builder = trt.Builder(logger)
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
@@ -138,8 +141,8 @@ def _mark_outputs(ctx, node: Node, program: TrtllmProgram, add_outputs, nodes, s
         tensor.name = name
         ctx.network.mark_output(tensor)
         names.append(name)
-    for name in add_outputs:
-        tensor = ctx.values[nodes[name]]
+    for name, node_name in add_outputs.items():
+        tensor = ctx.values[nodes[node_name]]
         identity = ctx.network.add_identity(tensor)
         identity.name = f"ditto/add_output/{name}"
         out = identity.get_output(0)
