@@ -99,11 +99,13 @@ class ConversionContext:
         return self.out(layer, "shape")
 
     def reshape(self, x, dims: list):
-        layer = self.network.add_shuffle(x)
         if all(isinstance(d, (int, np.integer)) for d in dims):
+            layer = self.network.add_shuffle(x)
             layer.reshape_dims = tuple(int(d) for d in dims)
         else:
-            layer.set_input(1, self.shape_tensor(dims))
+            shape = self.shape_tensor(dims)  # created first: layers stay in dependency order
+            layer = self.network.add_shuffle(x)
+            layer.set_input(1, shape)
         return self.out(layer, "reshape")
 
     def transpose(self, x, perm: list[int]):
@@ -118,8 +120,9 @@ class ConversionContext:
             return x
         if all(d >= 0 for d in x.shape):
             return self.reshape(x, [1] * missing + list(x.shape))
+        shape = self.shape_tensor([1] * missing + [self.dim(x, i) for i in range(len(x.shape))])
         layer = self.network.add_shuffle(x)
-        layer.set_input(1, self.shape_tensor([1] * missing + [self.dim(x, i) for i in range(len(x.shape))]))
+        layer.set_input(1, shape)
         return self.out(layer, "unsqueeze")
 
     def elementwise(self, a, b, op):
