@@ -1,92 +1,173 @@
-"""Execute a TensorRT INetworkDefinition layer by layer in torch (see `ditto.replay.layers`).
+"""Walk an `INetworkDefinition` in dependency order and compute every layer in torch.
 
-Why: no machine here can run a TensorRT engine, and on a GPU node an engine mismatch leaves
-open whether the network or TensorRT's kernels differ. Replay answers the first question
-anywhere a network can be built. Each output is given the dtype the (strongly typed)
-network declares for it.
+Only the generic network API is used (`get_layer`, `get_input`/`get_output`, tensor names,
+dtypes and shapes), plus each layer's own attributes after casting it to its concrete class,
+as TensorRT's Python documentation describes. Layers run in creation order except where a
+layer consumes a tensor created after it (`set_input` on an earlier layer): then it waits for
+its producer. Each computed output is checked against what the network declares for it: its
+data type (the network is strongly typed, so that is exact) and every static dimension. A
+replay that disagrees with TensorRT's own shape inference fails there, at that layer.
 """
 
 from __future__ import annotations
 
+import difflib
+import heapq
+import sys
+
 import torch
 
-from ditto.replay.layers import LAYERS, ReplayError
-
-# LayerType name -> the concrete layer class to view a generic ILayer as
-_CLASSES = {
-    "CONSTANT": "IConstantLayer",
-    "SHUFFLE": "IShuffleLayer",
-    "ELEMENTWISE": "IElementWiseLayer",
-    "UNARY": "IUnaryLayer",
-    "ACTIVATION": "IActivationLayer",
-    "CAST": "ICastLayer",
-    "IDENTITY": "IIdentityLayer",
-    "REDUCE": "IReduceLayer",
-    "MATRIX_MULTIPLY": "IMatrixMultiplyLayer",
-    "GATHER": "IGatherLayer",
-    "SLICE": "ISliceLayer",
-    "CONCATENATION": "IConcatenationLayer",
-    "SHAPE": "IShapeLayer",
-    "SOFTMAX": "ISoftMaxLayer",
-    "SELECT": "ISelectLayer",
-    "SCATTER": "IScatterLayer",
-    "CUMULATIVE": "ICumulativeLayer",
-}
-
-_DTYPES = {
-    "FLOAT": torch.float32,
-    "HALF": torch.float16,
-    "BF16": torch.bfloat16,
-    "INT32": torch.int32,
-    "INT64": torch.int64,
-    "BOOL": torch.bool,
-    "INT8": torch.int8,
-}
+from ditto.errors import DittoError
+from ditto.replay import attention as _attention  # noqa: F401  (registers the attention layers)
+from ditto.replay import layers as _layers  # noqa: F401  (registers the standard layers)
+from ditto.replay import plugins as _plugins  # noqa: F401  (registers plugin layers)
+from ditto.replay.registry import (
+    NEUTRAL_ATTRIBUTES,
+    REPLAYS,
+    LayerCall,
+    ReplayError,
+    concrete_classes,
+    own_attributes,
+    torch_dtype,
+)
 
 
-def torch_dtype(trt_dtype) -> torch.dtype:
-    name = str(trt_dtype).split(".")[-1]
-    if name not in _DTYPES:
-        raise ReplayError(f"replay does not know the TensorRT dtype {name}")
-    return _DTYPES[name]
+def replay_network(
+    network,
+    inputs: dict[str, torch.Tensor],
+    outputs: list[str] | None = None,
+    device: str | torch.device = "cpu",
+    plugin_fields: dict[str, dict] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Compute `network` on `inputs` in torch; returns the tensors named in `outputs`.
+
+    `outputs` may name any tensor of the network (layer outputs too); None means the
+    network's marked outputs. `plugin_fields` maps a plugin layer's name to the fields its
+    plugin was created with (IPluginV2 objects do not expose them; see `ditto.replay.plugins`).
+    Inputs are used as they are, except that a KV-cache-update layer writes into its cache
+    input in place, as the engine does.
+    """
+    trt = sys.modules[type(network).__module__]  # the bindings module (tensorrt or tensorrt_rtx)
+    device = torch.device(device)
+    if not network.get_flag(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED):
+        raise DittoError("replay follows strongly typed networks only; create the network with STRONGLY_TYPED")
+    values = _network_inputs(network, inputs, device)
+    layers = dependency_order(network)
+    produced = {t.name for layer in layers for t in _outputs(layer)} | set(values)
+    wanted = [network.get_output(i).name for i in range(network.num_outputs)] if outputs is None else list(outputs)
+    for name in wanted:
+        if name not in produced:
+            close = difflib.get_close_matches(name, sorted(produced), n=5)
+            raise DittoError(f"the network has no tensor {name!r}; closest: {', '.join(close) or '(none)'}")
+    last_use = {t.name: i for i, layer in enumerate(layers) for t in _inputs(layer) if t is not None}
+    for index, layer in enumerate(layers):
+        call = _call(trt, layer, values, device, plugin_fields or {})
+        results = REPLAYS[call.kind].fn(call)
+        results = list(results) if isinstance(results, (list, tuple)) else [results]
+        outs = _outputs(layer)
+        if len(results) != len(outs):
+            raise call.error(f"replay produced {len(results)} outputs, the layer has {len(outs)}")
+        for k, tensor in enumerate(outs):
+            _check_output(call, k, tensor, results[k])
+            values[tensor.name] = results[k]
+        for tensor in _inputs(layer):
+            if tensor is not None and last_use[tensor.name] == index and tensor.name not in wanted:
+                values.pop(tensor.name, None)
+    return {name: values[name] for name in wanted}
 
 
-def replay_network(network, trt, inputs: dict[str, torch.Tensor], device: str = "cpu") -> dict[str, torch.Tensor]:
-    """The network's outputs (and only those) for `inputs`, computed layer by layer."""
-    env: dict[str, torch.Tensor] = {}
-    for i in range(network.num_inputs):
-        tensor = network.get_input(i)
-        if tensor.name not in inputs:
-            raise ReplayError(f"no value for network input {tensor.name!r}")
-        env[tensor.name] = inputs[tensor.name].to(device=device, dtype=torch_dtype(tensor.dtype))
-    for lay in _topological(network, set(env)):
-        kind = str(lay.type).split(".")[-1]
-        if kind not in LAYERS:
-            raise ReplayError(f"replay does not implement layer {lay.name!r} of type {kind}")
-        lay.__class__ = getattr(trt, _CLASSES[kind])
-        args = [env[lay.get_input(j).name] if lay.get_input(j) is not None else None for j in range(lay.num_inputs)]
-        results = LAYERS[kind](trt, lay, args)
-        for j, value in enumerate(results):
-            out = lay.get_output(j)
-            env[out.name] = value.to(device=device, dtype=torch_dtype(out.dtype))
-    return {network.get_output(i).name: env[network.get_output(i).name] for i in range(network.num_outputs)}
+def dependency_order(network) -> list:
+    """The layers, each after the producers of its inputs, otherwise in creation order."""
+    layers = [network.get_layer(i) for i in range(network.num_layers)]
+    producer = {t.name: i for i, layer in enumerate(layers) for t in _outputs(layer)}
+    waits_on = [{producer[t.name] for t in _inputs(layer) if t is not None and t.name in producer} for layer in layers]
+    consumers: dict[int, list[int]] = {}
+    for i, deps in enumerate(waits_on):
+        for d in deps:
+            consumers.setdefault(d, []).append(i)
+    pending = [len(deps) for deps in waits_on]
+    ready = [i for i, n in enumerate(pending) if n == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(layers[i])
+        for c in consumers.get(i, ()):
+            pending[c] -= 1
+            if pending[c] == 0:
+                heapq.heappush(ready, c)
+    if len(order) != len(layers):
+        stuck = [layers[i].name for i, n in enumerate(pending) if n][:5]
+        raise ReplayError(f"layers {stuck} are part of a cycle; a network must be acyclic")
+    return order
 
 
-def _topological(network, available: set[str]) -> list:
-    """Layers in an order where each runs after the producers of its inputs (a network's
-    layer list is its creation order, which need not be that)."""
-    pending = [network.get_layer(i) for i in range(network.num_layers)]
-    ordered = []
-    while pending:
-        ready = [
-            lay for lay in pending
-            if all(lay.get_input(j) is None or lay.get_input(j).name in available for j in range(lay.num_inputs))
-        ]
-        if not ready:
-            raise ReplayError(f"layers {[lay.name for lay in pending[:5]]} wait on tensors nothing produces")
-        for lay in ready:
-            ordered.append(lay)
-            available.update(lay.get_output(j).name for j in range(lay.num_outputs))
-        ready_ids = {id(lay) for lay in ready}
-        pending = [lay for lay in pending if id(lay) not in ready_ids]
-    return ordered
+def typed_layer(trt, layer):
+    """(LayerType name, the layer cast to its concrete class); the type is read first because
+    some concrete classes (IActivationLayer) reuse `type` for their own attribute."""
+    kind = layer.type.name
+    cls = concrete_classes(trt).get(kind.replace("_", "").lower())
+    if cls is not None and not isinstance(layer, cls):
+        layer.__class__ = cls
+    return kind, layer
+
+
+def _call(trt, layer, values: dict, device, plugin_fields: dict) -> LayerCall:
+    kind, layer = typed_layer(trt, layer)
+    replay = REPLAYS.get(kind)
+    if replay is None:
+        raise ReplayError(
+            f"layer {layer.name!r} has type {kind}, which replay does not compute; add it in ditto/replay/ "
+            "with @replays(...), written from TensorRT's documentation of the layer"
+        )
+    unknown = own_attributes(trt, type(layer)) - replay.reads - NEUTRAL_ATTRIBUTES
+    if unknown:
+        raise ReplayError(
+            f"layer {layer.name!r} ({kind}) has attribute(s) {', '.join(sorted(unknown))} that replay does not "
+            "interpret (a newer TensorRT?); teach its replay in ditto/replay/ what they mean"
+        )
+    if getattr(layer, "num_ranks", 1) != 1:
+        raise ReplayError(f"layer {layer.name!r} ({kind}): num_ranks = {layer.num_ranks}: replay runs one rank")
+    args = [None if t is None else values[t.name] for t in _inputs(layer)]
+    return LayerCall(layer, kind, trt, args, device, plugin_fields.get(layer.name))
+
+
+def _check_output(call: LayerCall, index: int, tensor, value) -> None:
+    if not isinstance(value, torch.Tensor):
+        raise call.error(f"replay produced {type(value).__name__} for output {index}, not a tensor")
+    declared = torch_dtype(tensor.dtype, f"output {tensor.name!r}")
+    if value.dtype != declared:
+        raise call.error(f"replay computed output {index} as {value.dtype}, the network declares {declared}")
+    shape = tuple(tensor.shape)
+    if len(shape) != value.dim() or any(d >= 0 and d != v for d, v in zip(shape, value.shape)):
+        raise call.error(f"replay computed output {index} with shape {tuple(value.shape)}, the network declares {shape}")
+
+
+def _network_inputs(network, inputs: dict, device) -> dict:
+    declared = {network.get_input(i).name: network.get_input(i) for i in range(network.num_inputs)}
+    missing = sorted(set(declared) - set(inputs))
+    extra = sorted(set(inputs) - set(declared))
+    if missing or extra:
+        raise DittoError(
+            f"replay inputs do not match the network's: missing {missing or 'none'}, not inputs of the network "
+            f"{extra or 'none'}; the network takes {sorted(declared)}"
+        )
+    values = {}
+    for name, tensor in declared.items():
+        value = inputs[name]
+        dtype = torch_dtype(tensor.dtype, f"network input {name!r}")
+        shape = tuple(tensor.shape)
+        if value.dtype != dtype or value.dim() != len(shape) or any(d >= 0 and d != v for d, v in zip(shape, value.shape)):
+            raise DittoError(
+                f"input {name!r} is {value.dtype} {tuple(value.shape)}; the network takes {dtype} {shape} (-1: any)"
+            )
+        values[name] = value if value.device == device else value.to(device)
+    return values
+
+
+def _inputs(layer):
+    return [layer.get_input(i) for i in range(layer.num_inputs)]
+
+
+def _outputs(layer):
+    return [layer.get_output(i) for i in range(layer.num_outputs)]
