@@ -37,6 +37,7 @@ def build(
     force: bool = False,
     trt_provider: str | None = None,
     trust_remote_code: bool = False,
+    verify: bool = False,
 ) -> Path:
     engine_dir = Path(engine_dir)
     if engine_dir.exists() and not force:
@@ -89,6 +90,13 @@ def build(
         engine = built.builder.build_serialized_network(built.network, config)
         if engine is None:
             raise DittoError("TensorRT failed to build the engine; rerun with DEBUG_ARTIFACTS_DIR set and read trt_network_def.py")
+    if verify:
+        from ditto.replay.verify import verify_build
+
+        with timed("verify (replay vs fx)"):
+            report = verify_build(program, built.network, trt, extra, max_seq_len)
+        for name, diff in report.items():
+            print(f"verify: {name}: max abs difference replay vs fx {diff:.3g}")
     with timed("write"):
         trtllm_config = engine_config(program.hf_config, program.attention, options)
         trtllm_config["build_config"]["ditto"] = {"attention": attention, "trt_provider": trt.__name__, "outputs": built.outputs}

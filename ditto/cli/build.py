@@ -25,6 +25,8 @@ def add_arguments(parser) -> None:
                         help="GPTAttention plugin (needs TensorRT-LLM) or TensorRT's own layers; auto picks what is installed")
     parser.add_argument("--trt-provider", choices=["tensorrt", "tensorrt_rtx"], help="TensorRT module (default: tensorrt if importable)")
     parser.add_argument("--force", action="store_true", help="replace an existing engine directory")
+    parser.add_argument("--verify", action="store_true",
+                        help="replay the built network in torch on a small batch and print its largest difference from the FX graph per output")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code from its directory")
 
 
@@ -45,6 +47,7 @@ def run(args) -> int:
         force=args.force,
         trt_provider=args.trt_provider,
         trust_remote_code=args.trust_remote_code,
+        verify=args.verify,
     )
     print(f"engine: {path}")
     return 0
