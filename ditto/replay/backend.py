@@ -49,10 +49,13 @@ class ReplayBackend:
         built = build_network(program, trt, limits, {p: node.name for p, node in nodes.items()})
         cache = PagedKVCache(program.attention, max_seq_len, len(request.prompts), program.dtype, request.device)
 
+        network_inputs = {built.network.get_input(i).name for i in range(built.network.num_inputs)}
+
         def step(inputs):
-            feed = dict(inputs, **{POOL_INPUT: cache.pool})
+            feed = {name: value for name, value in inputs.items() if name in network_inputs}
+            feed[POOL_INPUT] = cache.pool
             with torch.no_grad():
-                outputs = replay_network(built.network, trt, feed, request.device)
+                outputs = replay_network(built.network, feed, device=request.device)
             cache.pool.copy_(outputs.pop(POOL_OUTPUT))
             outputs = {k: v.reshape(-1, v.shape[-1]) for k, v in outputs.items()}  # probes packed like fx
             outputs["logits"] = outputs["logits"].float()

@@ -1,0 +1,53 @@
+"""Replay of ditto's own networks: the `replay` backend against `fx` and `hf` on every tiny
+model, and deliberately broken converters that replay must catch. Layer-level tests, on
+networks built by hand, are in test_replay_layers.py.
+"""
+
+import pytest
+import torch
+
+from ditto.models.tiny import TINY_MODELS
+from ditto.runtime.backend import get_backend
+from tests.parity import RELATIVE_TOLERANCE, forced_request, worst_errors
+
+
+@pytest.mark.parametrize("model", sorted(TINY_MODELS))
+def test_replay_matches_fx_and_hf(model):
+    request = forced_request(model)
+    replayed = get_backend("replay").run(request)
+    for reference in (get_backend("fx").run(request), get_backend("hf").run(request)):
+        errors = worst_errors(reference, replayed)
+        assert set(errors) >= {"logits", "layers.0.attn", "layers.0.mlp", "layers.1.out", "final_norm"}
+        assert max(errors.values()) <= RELATIVE_TOLERANCE[torch.float32], errors
+
+
+def _wrong_permutation(original):
+    def permute(ctx, x, perm):
+        perm = list(perm)
+        if len(perm) == 4:
+            perm[1], perm[2] = perm[2], perm[1]
+        return original(ctx, x, perm)
+
+    return permute
+
+
+def _wrong_slice(original):
+    def slice_tensor(ctx, x, dim=0, start=None, end=None, step=1):
+        if start and end not in (None, 9223372036854775807):
+            return original(ctx, x, dim, start - 1, end - 1, step)
+        return original(ctx, x, dim, start, end, step)
+
+    return slice_tensor
+
+
+@pytest.mark.parametrize("target, breaker, model", [
+    (torch.ops.aten.slice.Tensor, _wrong_slice, "tiny-llama"),  # gate/up split off by one
+    (torch.ops.aten.rsqrt.default, lambda original: (lambda ctx, x: original(ctx, original(ctx, x))), "tiny-qwen2"),
+])
+def test_replay_catches_a_broken_converter(monkeypatch, target, breaker, model):
+    import ditto.trt.converters as converters
+
+    monkeypatch.setitem(converters.CONVERTERS, target, breaker(converters.CONVERTERS[target]))
+    request = forced_request(model, steps=2, probes=[])
+    errors = worst_errors(get_backend("fx").run(request), get_backend("replay").run(request))
+    assert errors["logits"] > 100 * RELATIVE_TOLERANCE[torch.float32], errors
