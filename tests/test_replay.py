@@ -22,13 +22,14 @@ def test_replay_matches_fx_and_hf(model):
 
 
 def _wrong_permutation(original):
-    def permute(ctx, x, perm):
-        perm = list(perm)
-        if len(perm) == 4:
-            perm[1], perm[2] = perm[2], perm[1]
-        return original(ctx, x, perm)
+    """linear whose square weight gets an extra transpose (a shuffle with permutation (1, 0))."""
 
-    return permute
+    def linear(ctx, x, weight, bias=None):
+        if len(weight.shape) == 2 and weight.shape[0] == weight.shape[1]:
+            weight = ctx.transpose(weight, [1, 0])
+        return original(ctx, x, weight, bias)
+
+    return linear
 
 
 def _wrong_slice(original):
@@ -41,6 +42,7 @@ def _wrong_slice(original):
 
 
 @pytest.mark.parametrize("target, breaker, model", [
+    (torch.ops.aten.linear.default, _wrong_permutation, "tiny-llama"),  # o_proj weight transposed
     (torch.ops.aten.slice.Tensor, _wrong_slice, "tiny-llama"),  # gate/up split off by one
     (torch.ops.aten.rsqrt.default, lambda original: (lambda ctx, x: original(ctx, original(ctx, x))), "tiny-qwen2"),
 ])

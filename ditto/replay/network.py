@@ -42,7 +42,7 @@ def replay_network(
     """Compute `network` on `inputs` in torch; returns the tensors named in `outputs`.
 
     `outputs` may name any tensor of the network (layer outputs too); None means the
-    network's marked outputs. `plugin_fields` maps a plugin layer's name to the fields its
+    network's marked outputs. Only the layers these depend on are computed. `plugin_fields` maps a plugin layer's name to the fields its
     plugin was created with (IPluginV2 objects do not expose them; see `ditto.replay.plugins`).
     Inputs are used as they are, except that a KV-cache-update layer writes into its cache
     input in place, as the engine does.
@@ -59,6 +59,7 @@ def replay_network(
         if name not in produced:
             close = difflib.get_close_matches(name, sorted(produced), n=5)
             raise DittoError(f"the network has no tensor {name!r}; closest: {', '.join(close) or '(none)'}")
+    layers = _needed(layers, wanted)
     last_use = {t.name: i for i, layer in enumerate(layers) for t in _inputs(layer) if t is not None}
     for index, layer in enumerate(layers):
         call = _call(trt, layer, values, device, plugin_fields or {})
@@ -100,6 +101,17 @@ def dependency_order(network) -> list:
         stuck = [layers[i].name for i, n in enumerate(pending) if n][:5]
         raise ReplayError(f"layers {stuck} are part of a cycle; a network must be acyclic")
     return order
+
+
+def _needed(layers: list, wanted: list[str]) -> list:
+    """The layers `wanted` depends on, in the same order (the others are not computed)."""
+    needed_tensors = set(wanted)
+    needed = []
+    for layer in reversed(layers):
+        if any(t.name in needed_tensors for t in _outputs(layer)):
+            needed.append(layer)
+            needed_tensors.update(t.name for t in _inputs(layer) if t is not None)
+    return needed[::-1]
 
 
 def typed_layer(trt, layer):
