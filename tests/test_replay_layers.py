@@ -577,6 +577,18 @@ def test_squeeze_unsqueeze_identity():
     np.testing.assert_array_equal(out["identity"], x)
 
 
+def test_einsum_and_assertion():
+    a, b = randn(2, 3), randn(3, 4)
+    net = Net()
+    ia, ib = net.input("a", a), net.input("b", b)
+    net.out(net.network.add_einsum([ia, ib], "ij,jk->ki"))
+    bounded = net.network.add_elementwise(ia, net.const(np.full((1, 1), -100, np.float32)), trt.ElementWiseOperation.GREATER)
+    net.network.add_assertion(bounded.get_output(0), "a > -100")
+    np.testing.assert_allclose(net.run(a=a, b=b)["out"], (a @ b).T, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ReplayError, match="assertion failed: a > -100"):
+        net.run(a=a - 1000, b=b)  # the assertion runs although no output depends on it
+
+
 # ---- attention, rotary embedding, KV-cache update -----------------------------------------
 
 
@@ -604,6 +616,22 @@ def test_attention_padded_gqa(causal):
     expected = np.stack([_numpy_attention(q[b], k[b], v[b], allowed) for b in range(2)])
     np.testing.assert_allclose(net.run(q=q, k=k, v=v)["out"], expected, rtol=1e-5, atol=1e-5)
     assert net.builds()
+
+
+def test_attention_padded_key_value_lengths():
+    q, k, v = randn(2, 2, 3, 4), randn(2, 2, 5, 4), randn(2, 2, 5, 4)
+    lengths = np.array([5, 2], dtype=np.int32)
+    net = Net()
+    att = net.network.add_attention_v2(net.input("q", q), net.input("k", k), net.input("v", v), trt.AttentionNormalizationOp.SOFTMAX, trt.CausalMaskKind.NONE)
+    att.key_value_lengths = net.input("lengths", lengths)
+    net.out(att)
+    out = net.run(q=q, k=k, v=v, lengths=lengths)["out"]
+    for b in range(2):
+        allowed = np.broadcast_to(np.arange(5)[None, :] < lengths[b], (3, 5))
+        np.testing.assert_allclose(out[b], _numpy_attention(q[b], k[b], v[b], allowed), rtol=1e-5, atol=1e-5)
+    att.causal_kind = trt.CausalMaskKind.LOWER_RIGHT
+    with pytest.raises(ReplayError, match="LOWER_RIGHT"):
+        net.run(q=q, k=k, v=v, lengths=lengths)
 
 
 @pytest.mark.parametrize("kind", ["bool", "add"])

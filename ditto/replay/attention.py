@@ -65,8 +65,8 @@ def attention_input(call: LayerCall) -> torch.Tensor:
     out = torch.zeros_like(q)  # rows past the last query length are left zero (TensorRT: unspecified)
     for b in range(len(q_cum) - 1):
         qs, ks = slice(q_cum[b], q_cum[b + 1]), slice(kv_cum[b], kv_cum[b + 1])
-        one = _attend(call, q[qs].transpose(0, 1)[None], k[ks].transpose(0, 1)[None], v[ks].transpose(0, 1)[None], None, causal, normalize, None)
-        out[qs] = one[0].transpose(0, 1)
+        heads_first = [t.transpose(0, 1)[None] for t in (q[qs], k[ks], v[ks])]  # [1, heads, tokens, D]
+        out[qs] = _attend(call, *heads_first, None, causal, normalize, None)[0].transpose(0, 1)
     return out
 
 
@@ -105,6 +105,9 @@ def _attend(call, q, k, v, mask, causal: str, normalize: bool, kv_lengths):
     if kv_lengths is not None:
         if len(kv_lengths) != q.shape[0]:
             raise call.error(f"{len(kv_lengths)} key/value lengths for a batch of {q.shape[0]}")
+        if causal == "LOWER_RIGHT" and any(n != s_kv for n in kv_lengths):
+            # is the diagonal anchored at the padded length or at each sequence's? not documented
+            raise call.refuse("attention.causal_kind", "LOWER_RIGHT", "with key/value lengths shorter than the padded length")
         length = torch.tensor(kv_lengths, device=q.device)[:, None, None, None]
         allowed = allowed & (cols[None, None] < length)
     if mask is not None:
@@ -136,7 +139,9 @@ def rotary_embedding(call: LayerCall) -> torch.Tensor:
             raise call.error(f"positionIds {tuple(positions.shape)} for input {tuple(x.shape)}")
         cos, sin = cos[positions.long()], sin[positions.long()]
     if cos.shape != (x.shape[0], x.shape[2], half) or sin.shape != cos.shape:
-        raise call.error(f"cos/sin of shape {tuple(cos.shape)} / {tuple(sin.shape)} for input {tuple(x.shape)} and rotary dim {rotary}")
+        raise call.error(
+            f"cos/sin of shape {tuple(cos.shape)} / {tuple(sin.shape)} for input {tuple(x.shape)} and rotary dim {rotary}"
+        )
     cos, sin = cos.float()[:, None], sin.float()[:, None]  # [b, 1, s, r/2]
     wide = x.float()
     if call.attr("interleaved"):
@@ -158,6 +163,8 @@ def kv_cache_update(call: LayerCall) -> torch.Tensor:
     if len(write) != cache.shape[0]:
         raise call.error(f"{len(write)} write indices for a cache batch of {cache.shape[0]}")
     if form == "padded":
+        if update.dim() != 4 or update.shape[0] != len(write):
+            raise call.error(f"update {tuple(update.shape)} for {len(write)} write indices")
         pieces = [update[b] for b in range(update.shape[0])]  # [heads, s, head_size]
     else:
         cumulative = call.input(3).tolist()

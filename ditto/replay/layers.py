@@ -108,7 +108,9 @@ def slice_(call: LayerCall) -> torch.Tensor:
     x = call.input(0)
     rank = x.dim()
     mode = call.enum("mode", {m: m for m in ("STRICT_BOUNDS", "WRAP", "CLAMP", "FILL", "REFLECT")})
-    start, size, stride = (call.ints(i) if call.optional(i) is not None else _dims(call.attr(a)) for i, a in ((1, "start"), (2, "shape"), (3, "stride")))
+    start, size, stride = (
+        call.ints(i) if call.optional(i) is not None else _dims(call.attr(a)) for i, a in ((1, "start"), (2, "shape"), (3, "stride"))
+    )
     axes = call.ints(5) if call.optional(5) is not None else getattr(call.layer, "axes", None)
     axes = list(range(rank)) if axes is None else [_axis(call, "axes", a, rank) for a in _dims(axes)]
     if len(set(axes)) != len(axes) or not len(start) == len(size) == len(stride) == len(axes):
@@ -212,8 +214,8 @@ def _gather_element(call, data, indices, elementwise):
 
 def _gather_nd(call, data, indices, batch_dims):
     k = indices.shape[-1] if indices.dim() else 0
-    if not 0 <= batch_dims < data.dim() - 0 or indices.dim() < 1 or k > data.dim() - batch_dims:
-        raise call.error(f"ND gather of data {tuple(data.shape)} with indices {tuple(indices.shape)} and {batch_dims} elementwise dims")
+    if not 0 <= batch_dims < data.dim() or indices.dim() < 1 or k > data.dim() - batch_dims:
+        raise call.error(f"ND gather of {tuple(data.shape)} by indices {tuple(indices.shape)}, {batch_dims} elementwise dims")
     if tuple(data.shape[:batch_dims]) != tuple(indices.shape[:batch_dims]):
         raise call.error(f"ND gather elementwise dims differ: data {tuple(data.shape)}, indices {tuple(indices.shape)}")
     batch = math.prod(data.shape[:batch_dims])
@@ -228,7 +230,8 @@ def _gather_nd(call, data, indices, batch_dims):
         linear = linear * n + index
         inside &= valid
     out = table[torch.arange(batch, device=data.device)[:, None], linear]
-    out = torch.where(inside.reshape(*inside.shape, *([1] * len(rest))), out, torch.zeros((), dtype=data.dtype, device=data.device))
+    zero = torch.zeros((), dtype=data.dtype, device=data.device)
+    out = torch.where(inside.reshape(*inside.shape, *([1] * len(rest))), out, zero)
     return out.reshape(*indices.shape[:-1], *rest)
 
 
@@ -249,8 +252,9 @@ def scatter(call: LayerCall) -> torch.Tensor:
     out = data.clone(memory_format=torch.contiguous_format)
     if mode == "ELEMENT":
         axis = _axis(call, "axis", int(call.attr("axis")), data.dim())
-        if indices.dim() != data.dim() or updates.shape != indices.shape:
-            raise call.error(f"ELEMENT scatter of indices {tuple(indices.shape)}, updates {tuple(updates.shape)} into {tuple(data.shape)}")
+        fits = all(i <= n for d, (i, n) in enumerate(zip(indices.shape, data.shape)) if d != axis)
+        if indices.dim() != data.dim() or updates.shape != indices.shape or not fits:
+            raise call.error(f"ELEMENT scatter of {tuple(updates.shape)} at {tuple(indices.shape)} into {tuple(data.shape)}")
         _check_targets(call, indices, data.shape[axis])
         coords = list(torch.meshgrid(*[torch.arange(n, device=data.device) for n in indices.shape], indexing="ij"))
         coords[axis] = indices
@@ -259,8 +263,8 @@ def scatter(call: LayerCall) -> torch.Tensor:
         out.view(-1)[flat] = updates.reshape(-1)
         return out
     k = indices.shape[-1]
-    if k > data.dim():
-        raise call.error(f"ND scatter index tuples of length {k} into rank-{data.dim()} data")
+    if k > data.dim() or tuple(updates.shape) != (*indices.shape[:-1], *data.shape[k:]):
+        raise call.error(f"ND scatter of {tuple(updates.shape)} at {tuple(indices.shape)} into {tuple(data.shape)}")
     linear = torch.zeros(indices.shape[:-1], dtype=torch.int64, device=data.device)
     for j in range(k):
         _check_targets(call, indices[..., j], data.shape[j])

@@ -42,10 +42,11 @@ def replay_network(
     """Compute `network` on `inputs` in torch; returns the tensors named in `outputs`.
 
     `outputs` may name any tensor of the network (layer outputs too); None means the
-    network's marked outputs. Only the layers these depend on are computed. `plugin_fields` maps a plugin layer's name to the fields its
-    plugin was created with (IPluginV2 objects do not expose them; see `ditto.replay.plugins`).
-    Inputs are used as they are, except that a KV-cache-update layer writes into its cache
-    input in place, as the engine does.
+    network's marked outputs. Only the layers they depend on are computed (and assertions).
+    `plugin_fields` maps a plugin layer's name to the fields its plugin was created with
+    (IPluginV2 objects do not expose them; see `ditto.replay.plugins`). Inputs are used as
+    they are, except that a KV-cache-update layer writes into its cache input in place, as
+    the engine does.
     """
     trt = sys.modules[type(network).__module__]  # the bindings module (tensorrt or tensorrt_rtx)
     device = torch.device(device)
@@ -104,11 +105,13 @@ def dependency_order(network) -> list:
 
 
 def _needed(layers: list, wanted: list[str]) -> list:
-    """The layers `wanted` depends on, in the same order (the others are not computed)."""
+    """The layers `wanted` depends on, and every assertion (a layer without outputs), in the
+    same order; the others are not computed."""
     needed_tensors = set(wanted)
     needed = []
     for layer in reversed(layers):
-        if any(t.name in needed_tensors for t in _outputs(layer)):
+        outputs = _outputs(layer)
+        if not outputs or any(t.name in needed_tensors for t in outputs):
             needed.append(layer)
             needed_tensors.update(t.name for t in _inputs(layer) if t is not None)
     return needed[::-1]
