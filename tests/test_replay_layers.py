@@ -180,6 +180,32 @@ def test_slice_modes(mode, n, start, size, stride, index):
     np.testing.assert_array_equal(net.run(x=x)["out"], expected)
 
 
+def _reflect(c: int, n: int) -> int:
+    """Mirror about the edge elements until inside (the layer's REFLECT, one fold at a time)."""
+    while not 0 <= c < n:
+        c = -c if c < 0 else 2 * (n - 1) - c
+    return c
+
+
+_READS = {
+    "WRAP": lambda c, n: c % n,
+    "CLAMP": lambda c, n: min(max(c, 0), n - 1),
+    "REFLECT": lambda c, n: 0 if n == 1 else _reflect(c, n),
+    "FILL": lambda c, n: c if 0 <= c < n else None,
+}
+
+
+@FAST
+@given(mode=st.sampled_from(sorted(_READS)), n=st.integers(1, 5), start=st.integers(-7, 7), size=st.integers(0, 8),
+       stride=st.integers(-3, 3).filter(bool))
+def test_slice_modes_on_one_axis(mode, n, start, size, stride):
+    x = np.arange(2 * n, dtype=np.float32).reshape(2, n) + 1
+    net = _slice_net(x, (0, start), (2, size), (1, stride), getattr(trt.SampleMode, mode))
+    reads = [_READS[mode](c, n) for c in _coords(start, size, stride)]
+    expected = np.stack([[0.0 if r is None else x[i, r] for r in reads] for i in range(2)]).reshape(2, size)
+    np.testing.assert_array_equal(net.run(x=x)["out"], expected)
+
+
 @pytest.mark.parametrize("fill", [None, 7.5])
 def test_slice_fill(fill):
     x = randn(2, 3)

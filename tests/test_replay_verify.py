@@ -12,14 +12,15 @@ from ditto.pipeline import load_program
 from ditto.replay.verify import verify_build
 from ditto.trt.attention_native import POOL_OUTPUT
 from ditto.trt.network import NetworkLimits, build_network
+from tests.parity import RELATIVE_TOLERANCE
 
 trt = pytest.importorskip("tensorrt_rtx", reason="tensorrt_rtx is not installed")
 LIMITS = NetworkLimits(max_batch_size=4, max_seq_len=64, max_num_tokens=64)
 
 
-def _program(model):
+def _program(model, dtype=torch.float32):
     logging.getLogger("torch").setLevel(logging.WARNING)
-    return load_program(model, torch.float32, tokens_per_block=32)
+    return load_program(model, dtype, tokens_per_block=32)
 
 
 def _tensor_nodes(program) -> dict[str, str]:
@@ -42,6 +43,15 @@ def test_every_added_output_matches_its_fx_node(model):
     assert set(report) == {"logits", POOL_OUTPUT, *extra}
     worst = max(report, key=report.get)
     assert report[worst] <= 1e-4, (worst, report[worst])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_networks(dtype):
+    # both sides round every op to `dtype` (bfloat16 constants are read through the raw buffer)
+    program = _program("tiny-llama", dtype)
+    built = build_network(program, trt, LIMITS, {"mul_13": "mul_13"})
+    report = verify_build(program, built.network, trt, {"mul_13": "mul_13"}, LIMITS.max_seq_len, steps=2, relative=True)
+    assert max(report.values()) <= RELATIVE_TOLERANCE[dtype], report
 
 
 def test_verify_shows_a_wrong_slice(monkeypatch):
