@@ -7,7 +7,11 @@ DEBUG_ARTIFACTS_DIR set: graph files, `trt_network_def.py` and `build_report.jso
 
 from __future__ import annotations
 
+import contextlib
 import json
+import mmap
+import os
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,6 +20,7 @@ from ditto.cli.progress import stage
 from ditto.debug.artifacts import artifacts_dir
 from ditto.errors import DittoError
 from ditto.pipeline import load_program
+from ditto.trt.engine import build_engine
 from ditto.trt.network import NetworkLimits, build_network
 from ditto.trt.provider import trt_module
 from ditto.trtllm.config import BuildOptions, engine_config, write_engine_dir
@@ -40,27 +45,15 @@ def build(
     verify: bool = False,
 ) -> Path:
     engine_dir = Path(engine_dir)
+    _check_limits(max_batch_size=max_batch_size, max_input_len=max_input_len, max_seq_len=max_seq_len,
+                  max_num_tokens=max_num_tokens, tokens_per_block=tokens_per_block)
     if engine_dir.exists() and not force:
         raise DittoError(f"{engine_dir} already exists; pass --force to replace it")
     trt = trt_module(trt_provider)
     if attention == "auto":
         attention = "plugin" if _has_trtllm_plugins(trt) else "native"
-    timings: dict[str, float] = {}
-
-    def timed(name):
-        class _Timer:
-            def __enter__(self):
-                self.start = time.perf_counter()
-                self.cm = stage(name)
-                self.cm.__enter__()
-
-            def __exit__(self, *exc):
-                self.cm.__exit__(*exc)
-                timings[name] = time.perf_counter() - self.start
-
-        return _Timer()
-
-    with timed("load, export, passes"):
+    stages = _Stages()
+    with stages("load, export, passes"):
         program = load_program(model, dtype, tokens_per_block=tokens_per_block, trust_remote_code=trust_remote_code)
     options = BuildOptions(
         dtype=program.dtype,
@@ -79,30 +72,64 @@ def build(
         found = fx_probe_nodes(program.graph_module.graph, {p: program.probe_modules[p] for p in wanted})
         extra.update({probe: node.name for probe, node in found.items()})
     limits = NetworkLimits(max_batch_size=max_batch_size, max_seq_len=max_seq_len, max_num_tokens=max_num_tokens)
-    with timed("network"):
-        built = build_network(program, trt, limits, extra, attention=attention)
-    with timed("build"):
-        config = built.builder.create_builder_config()
-        profile = built.builder.create_optimization_profile()
-        for name, (lo, opt, hi) in built.profile.items():
-            profile.set_shape(name, lo, opt, hi)
-        config.add_optimization_profile(profile)
-        engine = built.builder.build_serialized_network(built.network, config)
-        if engine is None:
-            raise DittoError("TensorRT failed to build the engine; rerun with DEBUG_ARTIFACTS_DIR set and read trt_network_def.py")
-    if verify:
-        from ditto.replay.verify import verify_build
+    engine_dir.parent.mkdir(parents=True, exist_ok=True)
+    with stages("network"):
+        # computed weights are staged beside the engine directory (see ditto.trt.weights)
+        built = build_network(program, trt, limits, extra, attention=attention, staging_dir=engine_dir.parent)
+    folder = artifacts_dir()
+    fd, plan_path = tempfile.mkstemp(prefix=f".{engine_dir.name}.plan-", dir=engine_dir.parent)
+    os.close(fd)
+    try:
+        if folder is not None:  # before the build, so that a failed build can be read
+            from ditto.debug.network_def import write_network_definition
 
-        with timed("verify (replay vs fx)"):
-            report = verify_build(program, built.network, trt, extra, max_seq_len)
-        for name, diff in report.items():
-            print(f"verify: {name}: max abs difference replay vs fx {diff:.3g}")
-    with timed("write"):
-        trtllm_config = engine_config(program.hf_config, program.attention, options)
-        trtllm_config["build_config"]["ditto"] = {"attention": attention, "trt_provider": trt.__name__, "outputs": built.outputs}
-        path = write_engine_dir(engine_dir, trtllm_config, engine, force=force)
-    _write_artifacts(built, timings)
+            write_network_definition(built.network, folder / "trt_network_def.py")
+        with stages("build"):
+            build_engine(built, trt, Path(plan_path))
+        if verify:
+            from ditto.replay.verify import verify_build
+
+            with stages("verify (replay vs fx)"):
+                report = verify_build(program, built.network, trt, extra, max_seq_len)
+            for name, diff in report.items():
+                print(f"verify: {name}: max abs difference replay vs fx {diff:.3g}")
+        built.weights.release_pages()  # the network's weights are no longer needed in memory
+        with stages("write"):
+            trtllm_config = engine_config(program.hf_config, program.attention, options)
+            trtllm_config["build_config"]["ditto"] = {"attention": attention, "trt_provider": trt.__name__, "outputs": built.outputs}
+            with open(plan_path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as plan:
+                path = write_engine_dir(engine_dir, trtllm_config, plan, force=force)
+    finally:
+        built.weights.close()
+        os.unlink(plan_path)
+    if folder is not None:
+        _write_report(built, stages.seconds, folder)
     return path
+
+
+class _Stages:
+    """Progress display per stage (ditto.cli.progress) and each stage's wall time."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        with stage(name):
+            yield
+        self.seconds[name] = round(time.perf_counter() - start, 3)
+
+
+def _check_limits(**limits: int) -> None:
+    for name, value in limits.items():
+        if not isinstance(value, int) or value < 1:
+            raise DittoError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+    if limits["max_input_len"] > limits["max_seq_len"]:
+        raise DittoError(
+            f"--max-input-len {limits['max_input_len']} exceeds --max-seq-len {limits['max_seq_len']}; "
+            "a prompt must fit in the sequence"
+        )
 
 
 def _has_trtllm_plugins(trt) -> bool:
@@ -115,14 +142,8 @@ def _has_trtllm_plugins(trt) -> bool:
         return False
 
 
-def _write_artifacts(built, timings: dict) -> None:
-    folder = artifacts_dir()
-    if folder is None:
-        return
-    from ditto.debug.network_def import write_network_definition
-
+def _write_report(built, timings: dict, folder: Path) -> None:
     network = built.network
-    write_network_definition(network, folder / "trt_network_def.py")
     layers = Counter(str(network.get_layer(i).type).split(".")[-1] for i in range(network.num_layers))
     report = {
         "layers": network.num_layers,
@@ -131,6 +152,7 @@ def _write_artifacts(built, timings: dict) -> None:
         "outputs": [_io(network.get_output(i)) for i in range(network.num_outputs)],
         "profile": {k: [list(s) for s in v] for k, v in built.profile.items()},
         "stage_seconds": timings,
+        "weights": {"mapped_from_checkpoint_bytes": built.weights.mapped_bytes, "staged_bytes": built.weights.staged_bytes},
     }
     (folder / "build_report.json").write_text(json.dumps(report, indent=2))
 

@@ -21,6 +21,7 @@ from ditto.program import TrtllmProgram
 from ditto.trt import attention_native
 from ditto.trt.context import ConversionContext
 from ditto.trt.converters import CONVERTERS
+from ditto.trt.weights import WeightStore
 from ditto.trtllm.inputs import dim_ranges
 
 
@@ -38,12 +39,22 @@ class BuiltNetwork:
     outputs: list[str]
     keep_alive: list  # host tensors the network's constants point into
     builder: object
+    weights: WeightStore  # the files those tensors map; release_pages() while building, close() after
 
 
 def build_network(
-    program: TrtllmProgram, trt, limits: NetworkLimits, add_outputs=(), attention: str = "native"
+    program: TrtllmProgram,
+    trt,
+    limits: NetworkLimits,
+    add_outputs=(),
+    attention: str = "native",
+    staging_dir=None,
 ) -> BuiltNetwork:
-    """`add_outputs`: FX node names (outputs named after them) or {output name: node name}."""
+    """`add_outputs`: FX node names (outputs named after them) or {output name: node name}.
+
+    `staging_dir`: where computed weights are written and mapped from (see ditto.trt.weights);
+    None keeps them in memory.
+    """
     if attention != "native":
         raise DittoError(
             "the GPTAttention plugin lowering needs TensorRT-LLM's plugin library (a GPU node); "
@@ -67,6 +78,8 @@ def build_network(
     )
     profile: dict[str, tuple] = {}
     state: dict = {}
+    store = WeightStore(program.weights, staging_dir)
+    store.stage({n.target: n.meta["val"].dtype for n in gm.graph.nodes if n.op == "get_attr"})
     for node in gm.graph.nodes:
         ctx.node = node
         if node.op == "placeholder":
@@ -78,7 +91,7 @@ def build_network(
             ctx.values[node] = network.add_input(node.name, dtype, shape)
             profile[node.name] = tuple(tuple(d if isinstance(d, int) else ranges[d][i] for d in dims) for i in range(3))
         elif node.op == "get_attr":
-            ctx.values[node] = ctx.constant(program.weights.load(node.target).to(node.meta["val"].dtype), "weight")
+            ctx.values[node] = ctx.constant(store.tensor(node.target, node.meta["val"].dtype), "weight")
         elif node.op == "call_function":
             if node.target == torch.ops.ditto.gpt_attention.default:
                 if not state:
@@ -88,7 +101,7 @@ def build_network(
                 ctx.values[node] = _convert(ctx, node)
         elif node.op == "output":
             outputs = _mark_outputs(ctx, node, program, add_outputs, nodes, state)
-    return BuiltNetwork(network, profile, outputs, ctx.keep_alive, builder)
+    return BuiltNetwork(network, profile, outputs, ctx.keep_alive, builder, store)
 
 
 def _convert(ctx: ConversionContext, node: Node):
