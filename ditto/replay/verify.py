@@ -14,7 +14,7 @@ import torch
 from ditto.errors import DittoError
 from ditto.program import TrtllmProgram
 from ditto.replay.network import replay_network
-from ditto.runtime.fx import _Capture
+from ditto.runtime.fx import CapturingInterpreter
 from ditto.runtime.paged_cache import PagedKVCache
 from ditto.trt.attention_native import POOL_INPUT, POOL_OUTPUT
 
@@ -59,7 +59,7 @@ def verify_build(
     try:
         for step in range(steps + 1):
             inputs = fx_cache.step_inputs(tokens, past, context_lengths, is_context=step == 0)
-            runner = _Capture(gm, wanted)
+            runner = CapturingInterpreter(gm, wanted)
             with torch.no_grad():
                 results = runner.run(*[inputs[n] for n in placeholders])
             expected = dict(zip(program.output_names, results), **runner.values, **{POOL_OUTPUT: fx_cache.pool})

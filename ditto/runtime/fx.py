@@ -45,7 +45,7 @@ def _program(model: str, dtype: torch.dtype, device: str):
     return program
 
 
-class _Capture(torch.fx.Interpreter):
+class CapturingInterpreter(torch.fx.Interpreter):
     """Runs the graph and keeps the values of chosen nodes."""
 
     def __init__(self, gm, wanted: dict[str, torch.fx.Node]):
@@ -82,7 +82,7 @@ def run_program(program, request: StepwiseRequest) -> list[StepDump]:
     names = [n.name for n in gm.graph.nodes if n.op == "placeholder"]
 
     def step(inputs):
-        runner = _Capture(gm, nodes)
+        runner = CapturingInterpreter(gm, nodes)
         with torch.no_grad():
             (logits,) = runner.run(*[inputs[n] for n in names])
         out = {"logits": logits.float()}
