@@ -21,7 +21,7 @@ from ditto.debug.artifacts import artifacts_dir
 from ditto.errors import DittoError
 from ditto.pipeline import load_program
 from ditto.trt.engine import build_engine
-from ditto.trt.network import NetworkLimits, build_network
+from ditto.trt.network import NetworkLimits, build_network, resolve_attention
 from ditto.trt.provider import trt_module
 from ditto.trtllm.config import BuildOptions, engine_config, write_engine_dir
 
@@ -50,8 +50,7 @@ def build(
     if engine_dir.exists() and not force:
         raise DittoError(f"{engine_dir} already exists; pass --force to replace it")
     trt = trt_module(trt_provider)
-    if attention == "auto":
-        attention = "plugin" if _has_trtllm_plugins(trt) else "native"
+    attention = resolve_attention(trt, attention)
     stages = _Stages()
     with stages("load, export, passes"):
         program = load_program(model, dtype, tokens_per_block=tokens_per_block, trust_remote_code=trust_remote_code)
@@ -71,7 +70,8 @@ def build(
         wanted = check_probes(list(probes), program.probe_modules, model)
         found = fx_probe_nodes(program.graph_module.graph, {p: program.probe_modules[p] for p in wanted})
         extra.update({probe: node.name for probe, node in found.items()})
-    limits = NetworkLimits(max_batch_size=max_batch_size, max_seq_len=max_seq_len, max_num_tokens=max_num_tokens)
+    limits = NetworkLimits(max_batch_size=max_batch_size, max_seq_len=max_seq_len, max_num_tokens=max_num_tokens,
+                           max_input_len=max_input_len)
     engine_dir.parent.mkdir(parents=True, exist_ok=True)
     with stages("network"):
         # computed weights are staged beside the engine directory (see ditto.trt.weights)
@@ -130,16 +130,6 @@ def _check_limits(**limits: int) -> None:
             f"--max-input-len {limits['max_input_len']} exceeds --max-seq-len {limits['max_seq_len']}; "
             "a prompt must fit in the sequence"
         )
-
-
-def _has_trtllm_plugins(trt) -> bool:
-    registry = getattr(trt, "get_plugin_registry", None)
-    if registry is None or not hasattr(registry(), "get_plugin_creator"):
-        return False
-    try:
-        return registry().get_plugin_creator("GPTAttention", "1", "tensorrt_llm") is not None
-    except Exception:
-        return False
 
 
 def _write_report(built, timings: dict, folder: Path) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.fx import Node
 
-_TORCH_TO_TRT = {
+TRT_DTYPE_NAMES = {
     torch.float32: "float32",
     torch.float16: "float16",
     torch.bfloat16: "bfloat16",
@@ -47,10 +47,10 @@ class ConversionContext:
 
     # ---- dtypes and constants -----------------------------------------------------------
     def dtype(self, torch_dtype: torch.dtype):
-        return getattr(self.trt, _TORCH_TO_TRT[torch_dtype])
+        return getattr(self.trt, TRT_DTYPE_NAMES[torch_dtype])
 
     def torch_dtype(self, trt_dtype) -> torch.dtype:
-        for t, name in _TORCH_TO_TRT.items():
+        for t, name in TRT_DTYPE_NAMES.items():
             if getattr(self.trt, name) == trt_dtype:
                 return t
         raise ValueError(f"no torch dtype for {trt_dtype}")
@@ -91,7 +91,7 @@ class ConversionContext:
 
     def shape_tensor(self, dims: list):
         """int64 [len(dims)] from ints and int64 [1] tensors."""
-        parts = [d if not isinstance(d, (int, np.integer)) else self.constant(torch.tensor([int(d)]), "d") for d in dims]
+        parts = [self.constant(torch.tensor([int(d)]), "d") if isinstance(d, (int, np.integer)) else self.cast(d, torch.int64) for d in dims]
         if len(parts) == 1:
             return parts[0]
         layer = self.network.add_concatenation(parts)
@@ -106,6 +106,7 @@ class ConversionContext:
             shape = self.shape_tensor(dims)  # created first: layers stay in dependency order
             layer = self.network.add_shuffle(x)
             layer.set_input(1, shape)
+        layer.zero_is_placeholder = False  # torch semantics: a 0 is an empty dim, not "copy the input's"
         return self.out(layer, "reshape")
 
     def transpose(self, x, perm: list[int]):

@@ -1,0 +1,104 @@
+"""Reductions and normalisations: mean, sum, amax/amin, softmax, layer_norm, rms_norm.
+
+Normalisations of half-precision inputs compute in float32 and round once at the end, as
+torch's CPU and CUDA kernels do.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ditto.trt.converters import converter
+from ditto.trt.converters.elementwise import binary, result_dtype, unary
+
+aten = torch.ops.aten
+
+
+def axes_mask(x, dims) -> int:
+    rank = len(x.shape)
+    dims = range(rank) if dims is None or (not isinstance(dims, int) and len(dims) == 0) else dims
+    dims = [dims] if isinstance(dims, int) else dims
+    mask = 0
+    for d in dims:
+        mask |= 1 << (d % rank)
+    return mask
+
+
+def reduce(ctx, x, op: str, dims, keepdim: bool, name: str):
+    layer = ctx.network.add_reduce(x, getattr(ctx.trt.ReduceOperation, op), axes_mask(x, dims), bool(keepdim))
+    return ctx.out(layer, name)
+
+
+def _in_result_dtype(ctx, x):
+    return ctx.cast(x, result_dtype(ctx, ctx.torch_dtype(x.dtype)))
+
+
+@converter(aten.mean.dim)
+def mean(ctx, x, dims, keepdim=False, dtype=None):
+    return reduce(ctx, _in_result_dtype(ctx, x), "AVG", dims, keepdim, "mean")
+
+
+@converter(aten.mean.default)
+def mean_all(ctx, x, dtype=None):
+    return reduce(ctx, _in_result_dtype(ctx, x), "AVG", None, False, "mean")
+
+
+@converter(aten.sum.dim_IntList)
+def sum_dims(ctx, x, dims, keepdim=False, dtype=None):
+    return reduce(ctx, _in_result_dtype(ctx, x), "SUM", dims, keepdim, "sum")
+
+
+@converter(aten.sum.default)
+def sum_all(ctx, x, dtype=None):
+    return reduce(ctx, _in_result_dtype(ctx, x), "SUM", None, False, "sum")
+
+
+@converter(aten.amax.default)
+def amax(ctx, x, dims=(), keepdim=False):
+    return reduce(ctx, x, "MAX", dims, keepdim, "amax")
+
+
+@converter(aten.amin.default)
+def amin(ctx, x, dims=(), keepdim=False):
+    return reduce(ctx, x, "MIN", dims, keepdim, "amin")
+
+
+@converter(aten._softmax.default, aten.softmax.int)
+def softmax(ctx, x, dim, half_to_float_or_dtype=None):
+    x = _in_result_dtype(ctx, x)
+    layer = ctx.network.add_softmax(x)
+    layer.axes = 1 << (dim % len(x.shape))
+    return ctx.out(layer, "softmax")
+
+
+def _normalise(ctx, x, dims, eps, centre: bool):
+    """(x - mean) / sqrt(var + eps) (or x / sqrt(mean(x^2) + eps)) over `dims`, in float32."""
+    x = ctx.cast(x, torch.float32)
+    if centre:
+        x = binary(ctx, x, reduce(ctx, x, "AVG", dims, True, "mean"), "SUB", torch.float32)
+    power = reduce(ctx, binary(ctx, x, x, "PROD", torch.float32), "AVG", dims, True, "variance")
+    scale = unary(ctx, unary(ctx, binary(ctx, power, float(eps), "SUM", torch.float32), "SQRT"), "RECIP")
+    return binary(ctx, x, scale, "PROD", torch.float32)
+
+
+def _affine(ctx, y, weight, bias, dtype):
+    if weight is not None:
+        y = binary(ctx, y, ctx.cast(weight, torch.float32), "PROD", torch.float32)
+    if bias is not None:
+        y = binary(ctx, y, ctx.cast(bias, torch.float32), "SUM", torch.float32)
+    return ctx.cast(y, dtype)
+
+
+@converter(aten.layer_norm.default)
+def layer_norm(ctx, x, shape, weight=None, bias=None, eps=1e-5, cudnn_enable=True):
+    dtype = ctx.torch_dtype(x.dtype)
+    y = _normalise(ctx, x, list(range(-len(shape), 0)), eps, centre=True)
+    return _affine(ctx, y, weight, bias, dtype)
+
+
+@converter(aten.rms_norm.default)
+def rms_norm(ctx, x, shape, weight=None, eps=None):
+    dtype = result_dtype(ctx, ctx.torch_dtype(x.dtype))
+    eps = torch.finfo(ctx.torch_dtype(x.dtype)).eps if eps is None else eps
+    y = _normalise(ctx, x, list(range(-len(shape), 0)), eps, centre=False)
+    return _affine(ctx, y, weight, None, dtype)
