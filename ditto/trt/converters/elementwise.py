@@ -66,7 +66,9 @@ def float_input(ctx, x):
 
 # ---- arithmetic ------------------------------------------------------------------------------
 def _scaled(ctx, b, alpha):
-    return b if alpha == 1 else binary(ctx, b, alpha, "PROD")
+    if alpha == 1:
+        return b
+    return binary(ctx, b, alpha, "PROD") if is_tensor(ctx, b) else b * alpha
 
 
 @converter(aten.add.Tensor, aten.add.Scalar)
@@ -186,19 +188,23 @@ def ge(ctx, a, b):
     return _compare(ctx, a, b, ("GREATER", "EQUAL"))
 
 
-@converter(aten.logical_and.default, aten.bitwise_and.Tensor)
+def _bool_only(node) -> str | None:
+    """Bitwise ops are logical ops only on bool tensors."""
+    for arg in node.args:
+        val = arg.meta.get("val") if isinstance(arg, torch.fx.Node) else None
+        if isinstance(val, torch.Tensor) and val.dtype != torch.bool:
+            return f"a bitwise op on {val.dtype} (bool only)"
+    return None
+
+
+@converter(aten.logical_and.default)
 def logical_and(ctx, a, b):
     return binary(ctx, ctx.cast(a, torch.bool), ctx.cast(b, torch.bool), "AND", torch.bool)
 
 
-@converter(aten.logical_or.default, aten.bitwise_or.Tensor)
+@converter(aten.logical_or.default)
 def logical_or(ctx, a, b):
     return binary(ctx, ctx.cast(a, torch.bool), ctx.cast(b, torch.bool), "OR", torch.bool)
-
-
-def _bool_only(node) -> str | None:
-    val = node.args[0].meta.get("val")
-    return None if getattr(val, "dtype", None) == torch.bool else "integer bitwise_not"
 
 
 @converter(aten.logical_not.default)
@@ -206,9 +212,15 @@ def logical_not(ctx, x):
     return unary(ctx, ctx.cast(x, torch.bool), "NOT")
 
 
-@converter(aten.bitwise_not.default, supports=_bool_only)
-def bitwise_not(ctx, x):
-    return unary(ctx, x, "NOT")
+converter(aten.bitwise_and.Tensor, aten.__and__.Tensor, supports=_bool_only)(logical_and)
+converter(aten.bitwise_or.Tensor, aten.__or__.Tensor, supports=_bool_only)(logical_or)
+converter(aten.bitwise_not.default, supports=_bool_only)(logical_not)
+
+
+@converter(aten._assert_tensor_metadata.default)
+def assert_tensor_metadata(ctx, *args, **kwargs):
+    """export's check of a value's dtype: a strongly typed network is checked by construction."""
+    return None
 
 
 # ---- selects ----------------------------------------------------------------------------------

@@ -1,0 +1,259 @@
+"""Converters on small exported modules: real TensorRT-RTX networks, checked three ways.
+
+1. The network's outputs have the FX graph's dtypes and ranks, with -1 exactly where the
+   graph's dims are symbolic (no size baked in from the example input).
+2. TensorRT's builder accepts the network with a profile around the example sizes.
+3. `ditto.replay` (TensorRT's documented layer semantics in torch) computes what the module
+   computes, on the example input and on inputs of other sizes along the dynamic dims.
+"""
+
+import operator
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.export import Dim
+
+from ditto.errors import DittoError
+from ditto.replay.network import replay_network
+from ditto.trt.context import ConversionContext
+from ditto.trt.network import convert_graph
+from ditto.trt.provider import trt_module
+
+trt = trt_module("tensorrt_rtx")
+N = Dim("n", min=3, max=64)  # from 3: export specialises sizes 0, 1 (and 2 after x[1:])
+
+
+class Converted:
+    """A network and what it needs alive: its builder and the tensors its constants point into."""
+
+    def __init__(self, network, builder, keep_alive):
+        self.network, self.builder, self.keep_alive = network, builder, keep_alive
+
+
+def convert(module, args, dynamic=None):
+    """(Converted, exported graph module) for `module` exported on `args`."""
+    gm = torch.export.export(module, args, dynamic_shapes=(dynamic,) if dynamic else None).module()  # forward(*args)
+    for node in [n for n in gm.graph.nodes if n.op == "call_module"]:  # export's guard call
+        gm.graph.erase_node(node)
+    builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    ctx = ConversionContext(trt, network)
+
+    def placeholder(node):
+        val = node.meta["val"]
+        shape = tuple(d if isinstance(d, int) else -1 for d in val.shape)
+        return network.add_input(node.name, ctx.dtype(val.dtype), shape)
+
+    def get_attr(node):
+        return ctx.constant(operator.attrgetter(node.target)(gm), "weight")
+
+    values = convert_graph(ctx, gm.graph, placeholder, get_attr)
+    for i, tensor in enumerate(values):
+        tensor.name = f"out{i}"
+        network.mark_output(tensor)
+    return Converted(network, builder, ctx.keep_alive), gm
+
+
+def check(module, args, dynamic=None, others=(), rtol=1e-5, atol=1e-6, build=True):
+    """Convert, check I/O against the graph, build an engine, replay `args` and each of `others`."""
+    converted, gm = convert(module, args, dynamic)
+    network = converted.network
+    outputs = [n for n in gm.graph.nodes if n.op == "output"][0].args[0]
+    for i, node in enumerate(outputs):
+        val, tensor = node.meta["val"], network.get_output(i)
+        assert tensor.dtype == getattr(trt, str(val.dtype).removeprefix("torch.")), node.name
+        assert tuple(tensor.shape) == tuple(d if isinstance(d, int) else -1 for d in val.shape), node.name
+    if build:
+        _build(converted, args, others)
+    names = [network.get_input(i).name for i in range(network.num_inputs)]
+    for example in (args, *others):
+        expected = module(*example)
+        expected = expected if isinstance(expected, tuple) else (expected,)
+        got = replay_network(network, dict(zip(names, example)))
+        for i, value in enumerate(expected):
+            actual = got[f"out{i}"]
+            assert actual.dtype == value.dtype and actual.shape == value.shape
+            torch.testing.assert_close(actual, value, rtol=rtol, atol=atol)
+    return converted
+
+
+def _build(converted, args, others):
+    network, builder = converted.network, converted.builder
+    config = builder.create_builder_config()
+    profile = builder.create_optimization_profile()
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        sizes = [tuple(example[i].shape) for example in (args, *others)]
+        lo = tuple(min(s[d] for s in sizes) for d in range(len(tensor.shape)))
+        hi = tuple(max(s[d] for s in sizes) for d in range(len(tensor.shape)))
+        profile.set_shape(tensor.name, lo, sizes[0], hi)
+    config.add_optimization_profile(profile)
+    assert builder.build_serialized_network(network, config) is not None
+
+
+class Fn(torch.nn.Module):
+    def __init__(self, fn, **params):
+        super().__init__()
+        self.fn = fn
+        for name, value in params.items():
+            setattr(self, name, torch.nn.Parameter(value, requires_grad=False))
+
+    def forward(self, *args):
+        return self.fn(self, *args)
+
+
+def rows(n, width=8, dtype=torch.float32, seed=0):
+    return (torch.randn(n, width, generator=torch.Generator().manual_seed(seed)) * 2).to(dtype)
+
+
+# ---- elementwise --------------------------------------------------------------------------------
+ELEMENTWISE = {
+    "add_sub_alpha": lambda m, x: torch.add(x, x * 2, alpha=3) - torch.sub(x, 1.5, alpha=2),
+    "mul_div_scalars": lambda m, x: (x * 3) / (x.abs() + 1) + 2 / (x * x + 1),
+    "rsub": lambda m, x: 1 - x,
+    "pow": lambda m, x: x.pow(2) + x.abs().pow(1.5) + torch.pow(x.abs() + 1, x / 4),
+    "unary": lambda m, x: torch.rsqrt(x.abs() + 1) + torch.sqrt(x.abs()) + torch.exp(x / 4) - torch.neg(x) + x.cos() * x.sin(),
+    "activations": lambda m, x: F.silu(x) + F.gelu(x) + F.gelu(x, approximate="tanh") + F.relu(x) + x.tanh() + x.sigmoid(),
+    "min_max_clamp": lambda m, x: torch.maximum(x, x.flip(0) if False else x * 0.5) + torch.minimum(x, -x) + x.clamp(-1, 1) + x.clamp(min=0.5),
+    "where_masked_fill": lambda m, x: torch.where(x > 0, x, 0.1 * x) + x.masked_fill(x <= -1, -3.0) + torch.where(x >= 1, 2.0, x),
+    "compare_logic": lambda m, x: ((x > 0) & (x < 1)) | (x == x.floor()) | ~(x != 0.5),
+    "int_promotion": lambda m, x: (x.abs() * 4).to(torch.int32) / 3 + (x > 0).to(torch.int64) * 2,
+}
+
+
+@pytest.mark.parametrize("name", sorted(ELEMENTWISE))
+def test_elementwise(name):
+    check(Fn(ELEMENTWISE[name]), (rows(5),), ({0: N},), others=[(rows(9, seed=1),)])
+
+
+def test_bias_broadcast_and_half_precision():
+    module = Fn(lambda m, x: (x * m.w + m.b).to(torch.float32), w=torch.randn(8).half(), b=torch.randn(8).half())
+    check(module, (rows(5, dtype=torch.float16),), ({0: N},), others=[(rows(3, dtype=torch.float16),)], rtol=1e-3, atol=1e-3)
+
+
+# ---- reductions and normalisation ------------------------------------------------------------
+REDUCTIONS = {
+    "mean_sum_amax": lambda m, x: x.mean(-1, keepdim=True) + x.sum(dim=1, keepdim=True) + x.amax(-1, keepdim=True) + x.sum(),
+    "softmax": lambda m, x: torch.softmax(x, dim=-1) + F.softmax(x * 2, dim=0),
+    "layer_norm": lambda m, x: F.layer_norm(x, (8,), m.w, m.b, eps=1e-5),
+    "rms_norm": lambda m, x: F.rms_norm(x, (8,), m.w, eps=1e-6),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REDUCTIONS))
+def test_reductions(name):
+    module = Fn(REDUCTIONS[name], w=torch.randn(8), b=torch.randn(8))
+    check(module, (rows(5),), ({0: N},), others=[(rows(3, seed=3),)])
+
+
+def test_layer_norm_in_half_precision_computes_in_float32():
+    module = Fn(REDUCTIONS["layer_norm"], w=torch.randn(8).half(), b=torch.randn(8).half())
+    check(module, (rows(5, dtype=torch.float16),), ({0: N},), rtol=1e-3, atol=2e-3)
+
+
+# ---- matrix products -----------------------------------------------------------------------------
+def test_linear_addmm_mm_bmm_matmul():
+    def fn(m, x, y):
+        a = F.linear(x, m.w, m.b)  # [n, 4]
+        b = torch.addmm(m.b, x, m.w.t())
+        c = torch.mm(x, m.w.t()) + torch.matmul(x.unsqueeze(0), m.w.t())[0]
+        d = torch.bmm(y, y.transpose(1, 2)).sum(-1)  # [2, n]
+        return a + b + c, d
+
+    module = Fn(fn, w=torch.randn(4, 8), b=torch.randn(4))
+    y = torch.randn(2, 5, 3)
+    check(module, (rows(5), y), ({0: N}, {1: N}), others=[(rows(7), torch.randn(2, 7, 3))], rtol=1e-4, atol=1e-4)
+
+
+def test_bfloat16_weights_are_constants_without_numpy():
+    module = Fn(lambda m, x: F.linear(x, m.w).float(), w=torch.randn(4, 8).bfloat16())
+    network = check(module, (rows(5, dtype=torch.bfloat16),), ({0: N},), rtol=1e-2, atol=1e-2).network
+    weights = [network.get_layer(i) for i in range(network.num_layers) if network.get_layer(i).type == trt.LayerType.CONSTANT]
+    assert any(layer.get_output(0).dtype == trt.bfloat16 for layer in weights)
+
+
+# ---- shapes: views, symbolic sizes, expand -----------------------------------------------------
+SHUFFLES = {
+    "view_symbolic": lambda m, x: x.view(x.shape[0], 2, 4).permute(2, 0, 1).reshape(4, -1),
+    "sym_arithmetic": lambda m, x: x.reshape(x.shape[0] * 2, 4).sum(-1)[: x.shape[0] + 1] * (x.shape[0] - 1),
+    "unsqueeze_squeeze": lambda m, x: x.unsqueeze(1).unsqueeze(-1).squeeze(-1).squeeze(1).unsqueeze(0).squeeze(),
+    "transpose_t_flatten": lambda m, x: x.t().transpose(0, 1).contiguous().clone().flatten() * 1.0,
+    "expand": lambda m, x: x[:, :1].expand(-1, 3) + x.mean(0, keepdim=True).expand(x.shape[0], 8)[:, :3],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHUFFLES))
+def test_shuffles(name):
+    check(Fn(SHUFFLES[name]), (rows(4),), ({0: N},), others=[(rows(6, seed=2),), (rows(3, seed=4),)])
+
+
+def test_symbolic_sizes_are_shape_tensors_not_constants():
+    network = convert(Fn(SHUFFLES["view_symbolic"]), (rows(4),), ({0: N},))[0].network
+    assert tuple(network.get_output(0).shape) == (4, -1)
+    kinds = {network.get_layer(i).type for i in range(network.num_layers)}
+    assert trt.LayerType.SHAPE in kinds
+
+
+# ---- slicing, gathers, joins -----------------------------------------------------------------------
+SLICING = {
+    "slices": lambda m, x: torch.cat([x[:, 1:3], x[:, -2:], x[:, ::3][:, :2], x[:, 2:-4]], dim=1) + x[-2:].sum(),
+    "dynamic_dim_slices": lambda m, x: x[1:].sum(0) + x[:-1].sum(0) + x[::2].sum(0) + x[-1] + x.narrow(1, 2, 3).sum(-1).sum(),
+    "select": lambda m, x: x.select(1, 2)[:, None] + x[:, -1:] + x[0] + x[-1],
+    "split_chunk": lambda m, x: sum(p.sum(-1) for p in torch.split(x, 3, dim=1)) + sum(c.mean(-1) for c in x.chunk(2, dim=1))
+    + torch.split_with_sizes(x, [5, 3], dim=1)[1].sum(-1),
+    "stack_cat": lambda m, x: torch.stack([x, x * 2], dim=1).reshape(x.shape[0], -1) + torch.cat([x, x], -1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SLICING))
+def test_slicing(name):
+    check(Fn(SLICING[name]), (rows(4),), ({0: N},), others=[(rows(6, seed=5),), (rows(3, seed=6),)])
+
+
+def test_gathers():
+    def fn(m, ids, x):
+        return F.embedding(ids, m.table) + torch.index_select(x, 0, ids) + x[ids]
+
+    module = Fn(fn, table=torch.randn(10, 8))
+    ids = torch.tensor([3, 0, 2])
+    check(module, (ids, rows(4)), ({0: N}, {0: Dim("m", min=4, max=64)}), others=[(torch.tensor([1]), rows(5))])
+
+
+# ---- casts and creation ------------------------------------------------------------------------------
+def test_casts():
+    def fn(m, x, y):
+        return x.half().float() + x.to(torch.bfloat16).to(torch.float32) + y.type_as(x)[:, None], x.abs().to(torch.int32)
+
+    check(Fn(fn), (rows(4), torch.arange(4)), ({0: N}, {0: N}), rtol=1e-2, atol=1e-2)
+
+
+CREATION = {
+    "static": lambda m, x: x + torch.ones(8) + torch.zeros(1, 8) + torch.full((8,), 2.5),
+    "dynamic_size": lambda m, x: x + torch.ones(x.shape[0], 8) * 3 + x.new_zeros(x.shape[0], 1) + torch.full_like(x, 0.5),
+    "arange": lambda m, x: x * torch.arange(x.shape[0]).unsqueeze(-1) + torch.arange(2, 10).float() + torch.zeros_like(x),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CREATION))
+def test_creation(name):
+    check(Fn(CREATION[name]), (rows(4),), ({0: N},), others=[(rows(7, seed=7),)])
+
+
+# ---- naming and bad input ----------------------------------------------------------------------------
+def test_every_layer_is_named_after_its_fx_node():
+    converted, gm = convert(Fn(SLICING["split_chunk"]), (rows(4),), ({0: N},))
+    network = converted.network
+    nodes = {n.name for n in gm.graph.nodes}
+    names = [network.get_layer(i).name for i in range(network.num_layers)]
+    assert all(name.split("/")[0] in nodes for name in names), [n for n in names if n.split("/")[0] not in nodes]
+
+
+def test_op_without_converter_names_node_target_and_source_line():
+    with pytest.raises(DittoError, match=r"no converter for node cumsum \(target aten.cumsum.default\) from File .*test_trt_converters.py"):
+        convert(Fn(lambda m, x: torch.cumsum(x, 0)), (rows(4),))
+
+
+def test_capability_check_refuses_with_its_reason():
+    with pytest.raises(DittoError, match=r"node bitwise_not \(target aten.bitwise_not.default: a bitwise op on torch.int64 \(bool only\)\)"):
+        convert(Fn(lambda m, x: ~x), (torch.arange(4),))
