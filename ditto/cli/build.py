@@ -1,29 +1,48 @@
 """Build a TensorRT-LLM engine directory (config.json + rank0.engine) from a Hugging Face model.
 
-On a GPU node with TensorRT-LLM, attention becomes TensorRT-LLM's GPTAttention plugin; without
-it (TensorRT-RTX on a CPU machine) TensorRT's own layers (--attention native), and the engine
-takes and returns the paged KV-cache pool as tensors.
+Stages, each shown with its time: load, export, passes (the TensorRT-LLM-form FX graph),
+network (TensorRT layers), build (TensorRT's builder), write (the directory, atomically).
+With DEBUG_ARTIFACTS_DIR set, graph.txt, graph_module.py, trt_network_def.py and
+build_report.json are written there; graph.txt lists the node names --add-output takes.
+
+Attention: `plugin` (TensorRT-LLM's GPTAttention plugin; the engine's I/O is trtllm-build's)
+needs tensorrt + tensorrt_llm, a GPU node; `native` (TensorRT's own layers) builds anywhere,
+TensorRT-RTX on a CPU machine included, and its engine takes the paged KV-cache pool as the
+input `kv_cache_pool` instead of `host_kv_cache_pool_pointers` and returns it updated as
+`present_kv_cache_pool`. `auto` picks `plugin` when it can be created.
+
+examples:
+  ditto build ./Llama-2-7b-chat-hf ./engines/llama --dtype float16
+  DEBUG_ARTIFACTS_DIR=./artifacts ditto build tiny-llama ./engine --add-output gpt_attention_1 --add-output silu --force
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 
 def add_arguments(parser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("model", help="HF model directory, hub id in the local cache, or a built-in tiny name (tiny-llama, ...)")
-    parser.add_argument("engine_dir", type=Path, help="output engine directory")
+    parser.add_argument("engine_dir", type=Path, help="output engine directory (refused if it exists, unless --force)")
     parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="engine dtype (default: the checkpoint's)")
-    parser.add_argument("--max-batch-size", type=int, default=4)
-    parser.add_argument("--max-input-len", type=int, default=128)
-    parser.add_argument("--max-seq-len", type=int, default=256, help="prompt + generated tokens per sequence")
-    parser.add_argument("--max-num-tokens", type=int, default=512, help="tokens of all sequences in one step")
-    parser.add_argument("--tokens-per-block", type=int, default=32, help="paged KV-cache block size")
-    parser.add_argument("--add-output", action="append", default=[], metavar="NODE",
-                        help="mark an FX node's output as an extra engine output under its name (repeatable; names in graph.txt)")
-    parser.add_argument("--attention", choices=["auto", "plugin", "native"], default="auto",
-                        help="GPTAttention plugin (needs TensorRT-LLM) or TensorRT's own layers; auto picks what is installed")
-    parser.add_argument("--trt-provider", choices=["tensorrt", "tensorrt_rtx"], help="TensorRT module (default: tensorrt if importable)")
+    limits = parser.add_argument_group("limits (the engine's optimization profile, as trtllm-build sets it)")
+    limits.add_argument("--max-batch-size", type=int, default=4, help="sequences per step (default: %(default)s)")
+    limits.add_argument("--max-input-len", type=int, default=128, help="tokens of one prompt (default: %(default)s)")
+    limits.add_argument("--max-seq-len", type=int, default=256, help="prompt + generated tokens of one sequence (default: %(default)s)")
+    limits.add_argument("--max-num-tokens", type=int, default=512, help="tokens of all sequences in one step (default: %(default)s)")
+    limits.add_argument("--tokens-per-block", type=int, default=32, help="paged KV-cache block size (default: %(default)s)")
+    outputs = parser.add_argument_group("extra engine outputs")
+    outputs.add_argument("--add-output", action="append", default=[], metavar="NODE",
+                         help="mark FX node NODE's value as an engine output named NODE (repeatable; names in graph.txt)")
+    outputs.add_argument("--probe", action="append", default=[], metavar="NAME",
+                         help="mark a probe by meaning (layers.0.attn, layers.1.mlp, final_norm, ...) as an output of that name (repeatable)")
+    trt = parser.add_argument_group("TensorRT")
+    trt.add_argument("--attention", choices=["auto", "plugin", "native"], default="auto",
+                     help="attention lowering (default: %(default)s; see above)")
+    trt.add_argument("--trt-provider", choices=["tensorrt", "tensorrt_rtx"],
+                     help="TensorRT Python module (default: $DITTO_TRT_PROVIDER, else tensorrt if importable, else tensorrt_rtx)")
     parser.add_argument("--force", action="store_true", help="replace an existing engine directory")
     parser.add_argument("--verify", action="store_true",
                         help="replay the built network in torch on a small batch and print its largest difference from the FX graph per output")
@@ -43,6 +62,7 @@ def run(args) -> int:
         max_num_tokens=args.max_num_tokens,
         tokens_per_block=args.tokens_per_block,
         add_output=tuple(args.add_output),
+        probes=tuple(args.probe),
         attention=args.attention,
         force=args.force,
         trt_provider=args.trt_provider,
