@@ -1,11 +1,13 @@
 """Benchmark: `ditto build` of a Llama-2-7B config with random float16 weights on this machine.
 
-    python bench/build_llama7b.py [--layers 32] [--keep DIR]
+    nice -n 19 python bench/build_llama7b.py [--layers 32] [--checkpoint DIR]
 
-Writes the checkpoint (random fp16, one safetensors shard per layer, ~13.5 GB for 32 layers)
-to a temp folder, runs `ditto build` in a child process and prints the wall time of each stage
-and the child's peak RSS against the weights' bytes (target: peak RSS <= 1.3x the weights).
-`--layers` builds the same config with fewer layers when the machine has less memory or time.
+Writes the checkpoint (random fp16, one safetensors shard per layer, generated and saved one
+shard at a time; ~13.5 GB for 32 layers) to a temp folder (or DIR, kept and reused), runs
+`ditto build` in a child process and prints the wall time of each stage and the child's peak
+RSS against the weights' bytes (target: peak RSS <= 1.3x the weights). `--layers` builds the
+same config with fewer layers when the machine has less memory or time. Refuses to start
+without the disk it needs: the checkpoint, the build's staged weights and plan, the engine.
 """
 
 from __future__ import annotations
@@ -53,15 +55,26 @@ def write_checkpoint(folder: Path, layers: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--layers", type=int, default=32)
+    parser.add_argument("--checkpoint", type=Path, help="keep (and reuse) the random checkpoint in this folder")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ditto-bench-7b-"))
+    model = args.checkpoint or work / "model"
     try:
+        estimate = (2 * 32000 * 4096 + args.layers * 202_383_360) * 2  # embeddings + per-layer fp16 bytes
+        needed = estimate * (3 if (model / "config.json").exists() else 4)
+        free = shutil.disk_usage(work).free
+        if free < needed * 1.1:
+            raise SystemExit(f"needs ~{needed / 2**30:.0f} GiB free disk at {work}, has {free / 2**30:.0f} GiB")
         start = time.perf_counter()
-        weight_bytes = write_checkpoint(work / "model", args.layers)
+        if (model / "config.json").exists():
+            weight_bytes = sum(f.stat().st_size for f in model.glob("*.safetensors"))
+        else:
+            model.mkdir(parents=True, exist_ok=True)
+            weight_bytes = write_checkpoint(model, args.layers)
         print(f"checkpoint: {weight_bytes / 2**30:.2f} GiB in {time.perf_counter() - start:.0f}s", flush=True)
         start = time.perf_counter()
         result = subprocess.run(
-            [sys.executable, "-m", "ditto.cli.main", "build", str(work / "model"), str(work / "engine"),
+            [sys.executable, "-m", "ditto.cli.main", "build", str(model), str(work / "engine"),
              "--max-batch-size", "4", "--max-seq-len", "512", "--max-num-tokens", "1024"],
             capture_output=True, text=True,
         )

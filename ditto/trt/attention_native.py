@@ -40,12 +40,7 @@ def _int(ctx, value):
 
 def _slice_last(ctx, x, start, stop):
     """x[..., start:stop] for x whose last dim is static."""
-    rank = len(x.shape)
-    starts = [0] * (rank - 1) + [start]
-    layer = ctx.network.add_slice(x, tuple(starts), tuple([1] * rank), tuple([1] * rank))
-    dims = [ctx.dim(x, i) for i in range(rank - 1)] + [stop - start]
-    layer.set_input(2, ctx.shape_tensor(dims))
-    return ctx.out(layer, "slice")
+    return ctx.columns(x, start, stop)
 
 
 def _unsqueeze_last(ctx, x):

@@ -16,7 +16,7 @@ from pathlib import Path
 from ditto.errors import DittoError
 from ditto.trt.network import BuiltNetwork
 
-RELEASE_INTERVAL_S = 0.02
+RELEASE_INTERVAL_S = 0.005
 
 
 def build_engine(built: BuiltNetwork, trt, plan_path: Path) -> int:

@@ -42,6 +42,8 @@ def slice_dim(ctx, x, dim: int, start=None, end=None, step: int = 1):
     span = size_op(ctx, size_op(ctx, stop, begin, "SUB"), step - 1, "SUM")
     dims[dim] = size_op(ctx, size_op(ctx, span, step, "FLOOR_DIV"), 0, "MAX")
     strides = tuple(step if i == dim else 1 for i in range(rank))
+    if dim == rank - 1 and step == 1 and all(isinstance(v, int) for v in (size, begin, stop)) and 0 < stop - begin < size:
+        return ctx.columns(x, begin, stop)  # part of a static last dim (see ConversionContext.columns)
     if all(isinstance(d, int) for d in dims + [begin]):
         starts = tuple(begin if i == dim else 0 for i in range(rank))
         return ctx.out(ctx.network.add_slice(x, starts, tuple(dims), strides), "slice")
