@@ -6,7 +6,6 @@ DEBUG_ARTIFACTS_DIR) writes graph_module.py and graph.txt there.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from ditto.cli.progress import stage

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import torch
 
-from ditto.graph.nodes import fake
 
 
 def artifacts_dir() -> Path | None:

@@ -26,7 +26,6 @@ from typing import Optional
 import torch
 
 from ditto.ops.kv_cache import pool_at
-from ditto.ops.params import GPTAttentionParams
 
 # The op's tensor inputs, in the plugin's order (see ditto/trtllm/plugin.py for the plugin).
 TENSOR_INPUTS = (
@@ -165,8 +164,3 @@ def _rope(x: torch.Tensor, cos_sin: torch.Tensor, rotary_dim: int, style: str) -
         first, second = rot[..., :half], rot[..., half:]
         rotated = torch.cat((first * cos - second * sin, second * cos + first * sin), dim=-1)
     return torch.cat((rotated, rest), dim=-1)
-
-
-def params_kwargs(params: GPTAttentionParams) -> dict:
-    """The op's scalar keyword arguments for `params`."""
-    return params.as_dict()
