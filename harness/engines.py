@@ -60,8 +60,10 @@ def build_engine(name: str, model: ModelUnderTest, cache_dir: Path, options: dic
 def _ditto_build(model: ModelUnderTest, folder: Path, options: dict) -> None:
     from ditto.build import build
 
+    # the harness's prompts and steps fit max_seq_len, so a prompt never needs more than that
     build(str(model.directory), folder, dtype=options["dtype"], max_batch_size=options["max_batch_size"],
-          max_seq_len=options["max_seq_len"], probes=tuple(p for p in options["probes"] if p != "logits"), force=True)
+          max_input_len=options["max_seq_len"], max_seq_len=options["max_seq_len"],
+          probes=tuple(p for p in options["probes"] if p != "logits"), force=True)
 
 
 def _ditto_unavailable() -> str | None:
