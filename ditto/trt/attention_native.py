@@ -38,11 +38,6 @@ def _int(ctx, value):
     return ctx.constant(torch.tensor([value], dtype=torch.int32), "i")
 
 
-def _slice_last(ctx, x, start, stop):
-    """x[..., start:stop] for x whose last dim is static."""
-    return ctx.columns(x, start, stop)
-
-
 def _unsqueeze_last(ctx, x):
     return ctx.reshape(x, [ctx.dim(x, i) for i in range(len(x.shape))] + [1])
 
@@ -51,16 +46,16 @@ def _rope(ctx, x, cos, sin, params: GPTAttentionParams):
     """x [T, h, D] float32; cos/sin [T, 1, R/2]."""
     rot, half, size = params.rotary_embedding_dim, params.rotary_embedding_dim // 2, params.head_size
     if params.position_embedding_type == "rope_gptj":
-        pairs = ctx.reshape(_slice_last(ctx, x, 0, rot), [ctx.dim(x, 0), ctx.dim(x, 1), half, 2])
-        even = ctx.reshape(_slice_last(ctx, pairs, 0, 1), [ctx.dim(x, 0), ctx.dim(x, 1), half])
-        odd = ctx.reshape(_slice_last(ctx, pairs, 1, 2), [ctx.dim(x, 0), ctx.dim(x, 1), half])
+        pairs = ctx.reshape(ctx.columns(x, 0, rot), [ctx.dim(x, 0), ctx.dim(x, 1), half, 2])
+        even = ctx.reshape(ctx.columns(pairs, 0, 1), [ctx.dim(x, 0), ctx.dim(x, 1), half])
+        odd = ctx.reshape(ctx.columns(pairs, 1, 2), [ctx.dim(x, 0), ctx.dim(x, 1), half])
         first = _ew(ctx, _ew(ctx, even, cos, "PROD"), _ew(ctx, odd, sin, "PROD"), "SUB")
         second = _ew(ctx, _ew(ctx, odd, cos, "PROD"), _ew(ctx, even, sin, "PROD"), "SUM")
         layer = ctx.network.add_concatenation([_unsqueeze_last(ctx, first), _unsqueeze_last(ctx, second)])
         layer.axis = 3
         rotated = ctx.reshape(ctx.out(layer, "interleave"), [ctx.dim(x, 0), ctx.dim(x, 1), rot])
     else:
-        first_in, second_in = _slice_last(ctx, x, 0, half), _slice_last(ctx, x, half, rot)
+        first_in, second_in = ctx.columns(x, 0, half), ctx.columns(x, half, rot)
         first = _ew(ctx, _ew(ctx, first_in, cos, "PROD"), _ew(ctx, second_in, sin, "PROD"), "SUB")
         second = _ew(ctx, _ew(ctx, second_in, cos, "PROD"), _ew(ctx, first_in, sin, "PROD"), "SUM")
         layer = ctx.network.add_concatenation([first, second])
@@ -68,7 +63,7 @@ def _rope(ctx, x, cos, sin, params: GPTAttentionParams):
         rotated = ctx.out(layer, "rotated")
     if rot == size:
         return rotated
-    layer = ctx.network.add_concatenation([rotated, _slice_last(ctx, x, rot, size)])
+    layer = ctx.network.add_concatenation([rotated, ctx.columns(x, rot, size)])
     layer.axis = 2
     return ctx.out(layer, "rope")
 
@@ -91,17 +86,17 @@ def lower(ctx: ConversionContext, params: GPTAttentionParams, inputs: dict, stat
     qkv = inputs["qkv"]
     dtype = ctx.torch_dtype(qkv.dtype)
     tokens = ctx.dim(qkv, 0)
-    q = ctx.cast(ctx.reshape(_slice_last(ctx, qkv, 0, H * D), [tokens, H, D]), torch.float32)
-    k = ctx.cast(ctx.reshape(_slice_last(ctx, qkv, H * D, (H + KV) * D), [tokens, KV, D]), torch.float32)
-    v = ctx.reshape(_slice_last(ctx, qkv, (H + KV) * D, (H + 2 * KV) * D), [tokens, KV, D])
+    q = ctx.cast(ctx.reshape(ctx.columns(qkv, 0, H * D), [tokens, H, D]), torch.float32)
+    k = ctx.cast(ctx.reshape(ctx.columns(qkv, H * D, (H + KV) * D), [tokens, KV, D]), torch.float32)
+    v = ctx.reshape(ctx.columns(qkv, (H + KV) * D, (H + 2 * KV) * D), [tokens, KV, D])
 
     positions = ctx.cast(state["position_ids"], torch.int32)
     if params.has_rope:
         table = ctx.network.add_gather(inputs["rotary_cos_sin"], positions, 0)
         rows = ctx.out(table, "cos_sin")  # [T, R] float32
         half = params.rotary_embedding_dim // 2
-        cos = ctx.reshape(_slice_last(ctx, rows, 0, half), [tokens, 1, half])
-        sin = ctx.reshape(_slice_last(ctx, rows, half, 2 * half), [tokens, 1, half])
+        cos = ctx.reshape(ctx.columns(rows, 0, half), [tokens, 1, half])
+        sin = ctx.reshape(ctx.columns(rows, half, 2 * half), [tokens, 1, half])
         q, k = _rope(ctx, q, cos, sin, params), _rope(ctx, k, cos, sin, params)
 
     # which sequence each token belongs to, its block and slot

@@ -96,7 +96,8 @@ class WeightStore:
         for name, dtype in todo.items():
             offset, numel = layout[name]
             shape = tuple(int(d) for d in self._table.spec(name).shape)
-            self._staged[(name, dtype)] = torch.frombuffer(mapped, dtype=dtype, count=numel, offset=offset).reshape(shape)
+            view = torch.frombuffer(mapped, dtype=dtype, count=numel, offset=offset) if numel else torch.empty(0, dtype=dtype)
+            self._staged[(name, dtype)] = view.reshape(shape)
             self.staged_bytes += numel * dtype.itemsize
 
     def _checkpoint_view(self, name: str, dtype: torch.dtype) -> torch.Tensor | None:
