@@ -141,9 +141,3 @@ class ConversionContext:
         rank = max(len(a.shape), len(b.shape))
         a, b = self.to_rank(a, rank), self.to_rank(b, rank)
         return self.out(self.network.add_elementwise(a, b, op), "elementwise")
-
-    def operand(self, value, like):
-        """An FX argument as a tensor: ITensor as is, Python numbers as constants like `like`."""
-        if isinstance(value, (int, float, bool)):
-            return self.scalar(value, like)
-        return value
