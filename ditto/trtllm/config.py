@@ -247,6 +247,7 @@ def write_engine_dir(engine_dir: str | os.PathLike, config: dict, engine_bytes, 
         raise DittoError("refusing to write a config.json TensorRT-LLM cannot load:\n  " + "\n  ".join(problems))
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    os.chmod(staging, 0o755)  # mkdtemp makes it 0700; the engine dir is shared like any output
     try:
         _write_file(staging / ENGINE_FILE, memoryview(engine_bytes))
         _write_file(staging / CONFIG_FILE, json.dumps(config, indent=4).encode())
