@@ -41,7 +41,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from ditto.dumps import save_steps
-    from ditto.models.loader import DTYPES, resolve_model_dir
+    from ditto.models.loader import DTYPES, load_config, load_model, resolve_model_dir
+    from ditto.probes import all_probe_names, probe_modules
     from ditto.runtime.backend import StepwiseRequest, get_backend
 
     directory = resolve_model_dir(args.model)
@@ -50,10 +51,6 @@ def run(args) -> int:
         raise DittoError("--max-output-len must be >= 0")
     probes = list(args.probe)
     if args.all_probes:
-        from ditto.models.loader import load_config
-        from ditto.probes import all_probe_names, probe_modules
-        from ditto.models.loader import load_model
-
         loaded = load_model(args.model, args.dtype)
         probes = all_probe_names(probe_modules(loaded.model, load_config(directory).num_hidden_layers))
     backend = get_backend(args.backend)

@@ -110,7 +110,7 @@ def load_model(
             with _params_on_meta():
                 model = AutoModelForCausalLM.from_config(
                     config,
-                    **_dtype_kwarg(torch_dtype),
+                    **dtype_kwarg(torch_dtype),
                     trust_remote_code=trust_remote_code,
                     attn_implementation=implementation,
                 )
@@ -230,7 +230,7 @@ def _params_on_meta():
         torch.nn.Module.register_parameter = original
 
 
-def _dtype_kwarg(dtype: torch.dtype) -> dict:
+def dtype_kwarg(dtype: torch.dtype) -> dict:
     """transformers 5 calls it `dtype`; 4.5x `torch_dtype`."""
     import transformers
 

@@ -11,7 +11,7 @@ import functools
 
 import torch
 
-from ditto.models.loader import load_config, resolve_model_dir, _dtype_kwarg
+from ditto.models.loader import dtype_kwarg, load_config, resolve_model_dir
 from ditto.probes import check_probes, probe_modules
 from ditto.runtime.backend import StepDump, StepwiseRequest, register_backend
 from ditto.runtime.stepwise import next_tokens
@@ -23,7 +23,7 @@ def _model(model: str, dtype: torch.dtype, device: str):
 
     directory = resolve_model_dir(model)
     config = load_config(directory)
-    hf = AutoModelForCausalLM.from_pretrained(directory, **_dtype_kwarg(dtype), local_files_only=True, attn_implementation="eager")
+    hf = AutoModelForCausalLM.from_pretrained(directory, **dtype_kwarg(dtype), local_files_only=True, attn_implementation="eager")
     hf.to(device).eval()
     return hf, probe_modules(hf, config.num_hidden_layers)
 
