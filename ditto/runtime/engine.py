@@ -44,7 +44,7 @@ from ditto.runtime.paged_cache import PagedKVCache
 from ditto.runtime.stepwise import run_steps
 from ditto.trt.attention_native import POOL_INPUT, POOL_OUTPUT
 from ditto.trt.provider import PROVIDERS
-from ditto.trtllm.config import CONFIG_FILE, ENGINE_FILE
+from ditto.trtllm.config import CONFIG_FILE, ENGINE_FILE, attention_windows
 
 # TensorRT DataType names -> torch dtypes (the I/O types ditto's and TensorRT-LLM's engines use)
 TORCH_DTYPES = {
@@ -75,6 +75,7 @@ class EngineConfig:
     max_num_tokens: int
     uses_plugin: bool  # the engine has GPTAttention plugin layers (TensorRT-LLM's plugin library needed)
     trt_provider: str  # the TensorRT module that built the engine and must run it
+    windows: list[int] | None  # per-layer attention windows (runtime_defaults), None: full attention
 
     @classmethod
     def read(cls, engine_dir: Path) -> "EngineConfig":
@@ -101,6 +102,7 @@ class EngineConfig:
                 uses_plugin=plugin.get("gpt_attention_plugin") is not None and ditto_section.get("attention") != "native",
                 # trtllm-build engines are TensorRT engines; ditto records its provider
                 trt_provider=ditto_section.get("trt_provider", "tensorrt"),
+                windows=attention_windows(config),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise DittoError(f"{path} is not a TensorRT-LLM engine config ({type(e).__name__}: {e}); "
@@ -229,7 +231,8 @@ class EngineRunner:
                              f"rebuild it with `ditto build ... --probe {absent[0]}`")
         native = POOL_INPUT in self.session.inputs
         cache = PagedKVCache.for_engine(config.num_layers, config.num_kv_heads, config.head_size, config.tokens_per_block,
-                                        max_seq_len_for(request), len(request.prompts), config.dtype, self.device)
+                                        max_seq_len_for(request), len(request.prompts), config.dtype, self.device,
+                                        windows=config.windows)
 
         def step(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             feed = dict(inputs)

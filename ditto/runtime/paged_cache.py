@@ -23,13 +23,19 @@ class PagedKVCache:
         if len(kv_shapes) != 1:
             raise DittoError(f"layers with different KV-head shapes {sorted(kv_shapes)} need several pools; not supported yet")
         self._allocate(len(attention), *kv_shapes.pop(), max_seq_len, batch, dtype, device)
+        # what TensorRT-LLM's C++ executor feeds by default: the model's window per layer (runtime_defaults)
+        self.windows = [p.sliding_window or max_seq_len for p in attention]
 
     @classmethod
     def for_engine(cls, num_layers: int, num_kv_heads: int, head_size: int, tokens_per_block: int, max_seq_len: int,
-                   batch: int, dtype, device="cpu") -> "PagedKVCache":
-        """A cache for an engine known only by its config.json (no attention parameters)."""
+                   batch: int, dtype, device="cpu", windows: list[int] | None = None) -> "PagedKVCache":
+        """A cache for an engine known only by its config.json (no attention parameters);
+        `windows`: its per-layer attention windows (runtime_defaults), None: the full sequence."""
         cache = cls.__new__(cls)
         cache._allocate(num_layers, num_kv_heads, head_size, tokens_per_block, max_seq_len, batch, dtype, device)
+        if windows is not None and len(windows) != num_layers:
+            raise DittoError(f"the engine config gives {len(windows)} attention windows for {num_layers} layers")
+        cache.windows = [min(w, max_seq_len) for w in windows] if windows else [max_seq_len] * num_layers
         return cache
 
     def _allocate(self, num_layers, num_kv_heads, head_size, tokens_per_block, max_seq_len, batch, dtype, device):
@@ -80,7 +86,7 @@ class PagedKVCache:
             "host_runtime_perf_knobs": torch.full((16,), -1, dtype=torch.int64),
             "host_context_progress": torch.zeros(1, dtype=torch.int64),
             "host_context_lengths": torch.tensor(context_lengths, **i32),
-            "host_max_attention_window_sizes": torch.full((self.num_layers,), self.max_seq_len, **i32),
+            "host_max_attention_window_sizes": torch.tensor(self.windows, **i32),
             "host_sink_token_length": torch.zeros(1, **i32),
             "cache_indirection": torch.zeros((batch, 1, self.max_seq_len), **i32),
         }
