@@ -121,6 +121,13 @@ def test_runner_names_missing_probes_and_bad_directories(double, tmp_path):
     engine_dir = build_for_double(double, "tiny-gpt2", tmp_path / "engine", probes=("final_norm",))
     with pytest.raises(DittoError, match=r"no output for probe\(s\) \['layers.0.mlp'\] \(it has \['final_norm'\]\)"):
         run_on_double(double, request_for("tiny-gpt2", engine_dir, probes=["layers.0.mlp"]))
+    config = json.loads((engine_dir / "config.json").read_text())
+    layers = config["pretrained_config"]["num_hidden_layers"]
+    config["pretrained_config"]["runtime_defaults"] = {"max_attention_window": [4] + [64] * (layers - 1)}
+    (engine_dir / "config.json").write_text(json.dumps(config))
+    dumps = run_on_double(double, request_for("tiny-gpt2", engine_dir, probes=["final_norm"], steps=1))
+    # the windows config.json asks for reach the engine, capped at the cache's length (9 + 1 + 1)
+    assert dumps[0]["host_max_attention_window_sizes"].tolist() == [4] + [11] * (layers - 1)
     with pytest.raises(DittoError, match="is not an engine directory"):
         EngineRunner(tmp_path, double.module, "cpu")
     with pytest.raises(DittoError, match="set the request's engine_dir"):
@@ -179,8 +186,11 @@ def test_unavailable_reasons_name_what_is_missing(monkeypatch, installed, cuda, 
 
 
 def test_engine_backends_are_registered_and_say_why_they_skip_here():
+    from harness.plugin import _check_backends
+
     reasons = available_backends()
     assert {"ditto", "trtllm"} <= set(BACKENDS)
+    _check_backends(["ditto", "trtllm"])  # pytest --ditto-backends=ditto: registered, not "unknown"
     if not torch.cuda.is_available():
         assert reasons["ditto"].startswith("no CUDA device")
 
