@@ -159,7 +159,7 @@ def test_run_py_passes_the_windows(monkeypatch, tmp_path):
 
 def test_build_limit_defaults_are_trtllm_builds():
     """Defect 8 and part 5 (fail before issue 9: no defaults from the model, no clamps)."""
-    defaults = fact("build_defaults")
+    defaults = {**fact("build_defaults"), **fact("plugin_config_defaults")}
     assert {k: defaults[k] for k in TRTLLM_BUILD_DEFAULTS} == TRTLLM_BUILD_DEFAULTS
     llama = LlamaConfig(max_position_embeddings=4096)
     limits = resolve_limits(llama)

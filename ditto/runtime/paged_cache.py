@@ -96,7 +96,7 @@ class PagedKVCache:
 
 def host_past_key_value_lengths(past_lengths: list[int], context_lengths: list[int], is_context: bool) -> list[int]:
     """What TensorRT-LLM's Python session feeds as `host_past_key_value_lengths` (generation.py,
-    `_get_context_shape_buffer` / `_get_next_step_shape_buffer`; see ditto/trtllm/contract.json):
+    `_get_context_shape_buffer` / `_get_next_step_shape_buffer`; see ditto/trtllm/contract.py):
     the context lengths in the context step, then `max_context_length + step` for every sequence,
     `step` counting the generation steps already run (0 for the first). Not the per-sequence past
     length: the plugin only reads it on the host to size its work.

@@ -122,7 +122,7 @@ class BuildOptions:
 
 
 # trtllm-build 1.2's defaults for what ditto build takes (tensorrt_llm/builder.py BuildConfig, and
-# PluginConfig.tokens_per_block; recorded with their commits in contract.json, `build_defaults`)
+# PluginConfig.tokens_per_block; recorded with their sources in contract.py: build_defaults, plugin_config_defaults)
 TRTLLM_BUILD_DEFAULTS = {"max_batch_size": 2048, "max_input_len": 1024, "max_num_tokens": 8192, "tokens_per_block": 32}
 MAX_SEQ_LEN_WITHOUT_POSITIONS = 2048  # builder._init_max_seq_len when the model has no max_position_embeddings
 
@@ -391,7 +391,7 @@ def _runtime_defaults(attention: Sequence[GPTAttentionParams], options: BuildOpt
 
 
 def _architecture_specific(architecture: str, hf_config) -> dict:
-    """Keys TensorRT-LLM's tools read for some architectures only (see contract.json,
+    """Keys TensorRT-LLM's tools read for some architectures only (see contract.py,
     `config_json_keys`): examples/utils.py `read_model_name` reads `pretrained_config.qwen_type`
     for every architecture whose name contains "qwen"; TensorRT-LLM's Qwen converter writes the
     HF model_type there (tensorrt_llm/models/qwen/config.py)."""
@@ -403,7 +403,7 @@ def _architecture_specific(architecture: str, hf_config) -> dict:
 def py_session_window_args(config: dict, argv: list[str]) -> list[str]:
     """Arguments for examples/run.py that give TensorRT-LLM's Python session the per-layer sliding
     windows: it reads `--max_attention_window_size` (default: the full sequence) and never
-    `pretrained_config.runtime_defaults`, which only the C++ executor reads (contract.json,
+    `pretrained_config.runtime_defaults`, which only the C++ executor reads (contract.py,
     `sliding_window_runtime`). Empty when the model has no window, the C++ session is used, or
     the user already passed the flag."""
     if "--use_py_session" not in argv or any(a.startswith("--max_attention_window_size") for a in argv):

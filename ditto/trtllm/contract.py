@@ -128,10 +128,16 @@ CONTRACT: dict[str, dict] = {
                 "path": "tensorrt_llm/builder.py (BuildConfig, _init_max_seq_len)",
                 "commit": "008b2b8d23af95e4e19fa6f354f9c5f6349b2bfc",
                 "value": {"max_input_len": 1024, "max_seq_len": None, "max_batch_size": 2048, "max_beam_width": 1,
-                          "max_num_tokens": 8192, "opt_num_tokens": None, "tokens_per_block": 32,
+                          "max_num_tokens": 8192, "opt_num_tokens": None,
                           "max_seq_len_when_none": "max_position_embeddings (2048 without) * rotary factor "
                                                    "(rope scaling 'factor' except su/longrope/llama3)",
                           "max_input_len_above_max_seq_len": "clipped to max_seq_len"},
+            },
+            "plugin_config_defaults": {
+                "path": "tensorrt_llm/plugin/plugin.py (PluginConfig)",
+                "commit": "not reported for the 1.x version read (store id 196834873, pydantic Fields); the "
+                          "version the store serves by default (035b99e0) is a 0.x file with tokens_per_block 128",
+                "value": {"tokens_per_block": 32, "use_paged_context_fmha": True, "context_fmha": True},
             },
             "check_max_num_tokens": {
                 "path": "tensorrt_llm/_common.py", "commit": "0fccc5b97dd7b23c438e740b3bf4dcde607266c4",
