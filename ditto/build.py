@@ -23,7 +23,14 @@ from ditto.pipeline import load_program
 from ditto.trt.engine import build_engine
 from ditto.trt.network import NetworkLimits, build_network, resolve_attention
 from ditto.trt.provider import trt_module
-from ditto.trtllm.config import BuildOptions, engine_config, write_engine_dir
+from ditto.trtllm.config import (
+    TRTLLM_BUILD_DEFAULTS,
+    BuildOptions,
+    check_limit_values,
+    engine_config,
+    resolve_limits,
+    write_engine_dir,
+)
 
 
 def build(
@@ -31,11 +38,11 @@ def build(
     engine_dir: str | Path,
     *,
     dtype: str | None = None,
-    max_batch_size: int = 4,
-    max_input_len: int = 128,
-    max_seq_len: int = 256,
-    max_num_tokens: int = 512,
-    tokens_per_block: int = 32,
+    max_batch_size: int | None = None,
+    max_input_len: int | None = None,
+    max_seq_len: int | None = None,
+    max_num_tokens: int | None = None,
+    tokens_per_block: int | None = None,
     add_output: tuple[str, ...] = (),
     probes: tuple[str, ...] = (),
     attention: str = "auto",
@@ -44,23 +51,28 @@ def build(
     trust_remote_code: bool = False,
     verify: bool = False,
 ) -> Path:
+    """Limits left None get trtllm-build 1.2's defaults for the model (ditto.trtllm.config.resolve_limits)."""
     engine_dir = Path(engine_dir)
-    _check_limits(max_batch_size=max_batch_size, max_input_len=max_input_len, max_seq_len=max_seq_len,
-                  max_num_tokens=max_num_tokens, tokens_per_block=tokens_per_block)
+    given = dict(max_batch_size=max_batch_size, max_input_len=max_input_len, max_seq_len=max_seq_len,
+                 max_num_tokens=max_num_tokens, tokens_per_block=tokens_per_block)
+    check_limit_values(**given)
     if engine_dir.exists() and not force:
         raise DittoError(f"{engine_dir} already exists; pass --force to replace it")
     trt = trt_module(trt_provider)
     attention = resolve_attention(trt, attention)
     stages = _Stages()
     with stages("load, export, passes"):
-        program = load_program(model, dtype, tokens_per_block=tokens_per_block, trust_remote_code=trust_remote_code)
+        program = load_program(model, dtype, tokens_per_block=tokens_per_block or TRTLLM_BUILD_DEFAULTS["tokens_per_block"],
+                               trust_remote_code=trust_remote_code)
+    resolved = resolve_limits(program.hf_config, **given)
     options = BuildOptions(
         dtype=program.dtype,
-        max_batch_size=max_batch_size,
-        max_input_len=max_input_len,
-        max_seq_len=max_seq_len,
-        max_num_tokens=max_num_tokens,
-        tokens_per_block=tokens_per_block,
+        max_batch_size=resolved.max_batch_size,
+        max_input_len=resolved.max_input_len,
+        max_seq_len=resolved.max_seq_len,
+        max_num_tokens=resolved.max_num_tokens,
+        opt_num_tokens=resolved.opt_num_tokens,
+        tokens_per_block=resolved.tokens_per_block,
         gpt_attention_plugin=attention == "plugin",
     )
     extra = {name: name for name in add_output}
@@ -70,12 +82,13 @@ def build(
         wanted = check_probes(list(probes), program.probe_modules, model)
         found = fx_probe_nodes(program.graph_module.graph, {p: program.probe_modules[p] for p in wanted})
         extra.update({probe: node.name for probe, node in found.items()})
-    limits = NetworkLimits(max_batch_size=max_batch_size, max_seq_len=max_seq_len, max_num_tokens=max_num_tokens,
-                           max_input_len=max_input_len)
+    limits = NetworkLimits(max_batch_size=options.max_batch_size, max_seq_len=options.max_seq_len,
+                           max_num_tokens=options.max_num_tokens, max_input_len=options.max_input_len)
     engine_dir.parent.mkdir(parents=True, exist_ok=True)
     with stages("network"):
         # computed weights are staged beside the engine directory (see ditto.trt.weights)
-        built = build_network(program, trt, limits, extra, attention=attention, staging_dir=engine_dir.parent)
+        built = build_network(program, trt, limits, extra, attention=attention, staging_dir=engine_dir.parent,
+                              plugin_options=options.plugin_options())
     folder = artifacts_dir()
     fd, plan_path = tempfile.mkstemp(prefix=f".{engine_dir.name}.plan-", dir=engine_dir.parent)
     os.close(fd)
@@ -90,7 +103,7 @@ def build(
             from ditto.replay.verify import verify_build
 
             with stages("verify (replay vs fx)"):
-                report = verify_build(program, built.network, trt, extra, max_seq_len)
+                report = verify_build(program, built.network, trt, extra, options.max_seq_len)
             for name, diff in report.items():
                 print(f"verify: {name}: max abs difference replay vs fx {diff:.3g}")
         built.weights.release_pages()  # the network's weights are no longer needed in memory
@@ -119,17 +132,6 @@ class _Stages:
         with stage(name):
             yield
         self.seconds[name] = round(time.perf_counter() - start, 3)
-
-
-def _check_limits(**limits: int) -> None:
-    for name, value in limits.items():
-        if not isinstance(value, int) or value < 1:
-            raise DittoError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
-    if limits["max_input_len"] > limits["max_seq_len"]:
-        raise DittoError(
-            f"--max-input-len {limits['max_input_len']} exceeds --max-seq-len {limits['max_seq_len']}; "
-            "a prompt must fit in the sequence"
-        )
 
 
 def _write_report(built, timings: dict, folder: Path) -> None:

@@ -32,13 +32,25 @@ def register_engine_builder(name: str, builder: EngineBuilder) -> None:
     ENGINE_BUILDERS[name] = builder
 
 
+# TensorRT-LLM 1.2's PluginConfig default; passed explicitly so both engines use the same
+TOKENS_PER_BLOCK = 32
+
+
 def engine_options(model: ModelUnderTest, dtype: str, steps: int, probes: list[str]) -> dict:
-    """Build options sized for the harness's request: its batch, its longest sequence, its probes."""
+    """Build options sized for the harness's request: its batch, its longest sequence, its probes.
+
+    Every limit is explicit and given to both builders (ditto build, trtllm-build), so the two
+    engines share one optimization profile; max_num_tokens is what trtllm-build's
+    check_max_num_tokens clamps its 8192 default to (max_seq_len * max_batch_size).
+    """
+    max_seq_len = max(len(p) for p in model.prompts) + steps + 1
     return {
         "dtype": dtype,
         "max_batch_size": len(model.prompts),
         "max_input_len": max(len(p) for p in model.prompts),
-        "max_seq_len": max(len(p) for p in model.prompts) + steps + 1,
+        "max_seq_len": max_seq_len,
+        "max_num_tokens": max(len(model.prompts) * max_seq_len, TOKENS_PER_BLOCK),
+        "tokens_per_block": TOKENS_PER_BLOCK,
         "probes": [p for p in probes if p != "logits"],
     }
 
@@ -60,9 +72,9 @@ def build_engine(name: str, model: ModelUnderTest, cache_dir: Path, options: dic
 def _ditto_build(model: ModelUnderTest, folder: Path, options: dict) -> None:
     from ditto.build import build
 
-    # the harness's prompts and steps fit max_seq_len, so a prompt never needs more than that
     build(str(model.directory), folder, dtype=options["dtype"], max_batch_size=options["max_batch_size"],
-          max_input_len=options["max_seq_len"], max_seq_len=options["max_seq_len"],
+          max_input_len=options["max_input_len"], max_seq_len=options["max_seq_len"],
+          max_num_tokens=options["max_num_tokens"], tokens_per_block=options["tokens_per_block"],
           probes=tuple(p for p in options["probes"] if p != "logits"), force=True)
 
 

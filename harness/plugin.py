@@ -189,33 +189,16 @@ def golden(ditto_harness, ditto_model, request):
     return GoldenFixture(ditto_harness, ditto_model, request)
 
 
-def _engine(harness, model, builder: str) -> Path:
-    from harness.engines import ENGINE_BUILDERS, build_engine, engine_options
-
-    reason = ENGINE_BUILDERS[builder].unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    options = engine_options(model, harness.settings.dtype, harness.settings.steps, model.probes)
-    result = build_engine(builder, model, harness.settings.engine_cache, options)
-    if result.problem:
-        import warnings
-
-        warnings.warn(f"engine cache entry {result.path.name} was rebuilt: {result.problem}", stacklevel=1)
-    return result.path
-
-
 @pytest.fixture
 def ditto_engine(ditto_harness, ditto_model) -> Path:
     """ditto's engine directory for the model, built once per model content, options and versions."""
-    return _engine(ditto_harness, ditto_model, "ditto")
+    return ditto_harness.engine_dir(ditto_model, "ditto")
 
 
 @pytest.fixture
 def trtllm_engine(ditto_harness, ditto_model) -> Path:
     """convert_checkpoint.py + trtllm-build's engine directory for the model (needs TensorRT-LLM)."""
-    import harness.trtllm  # noqa: F401  (registers the trtllm builder)
-
-    return _engine(ditto_harness, ditto_model, "trtllm")
+    return ditto_harness.engine_dir(ditto_model, "trtllm")
 
 
 def _nodeid(request) -> str:

@@ -7,6 +7,7 @@ greedy run is its forced run (it was fed exactly those tokens), so it is reused.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import os
@@ -26,6 +27,8 @@ from harness.tolerances import tolerance_for
 from harness.versions import golden_versions
 
 REFERENCE = "hf"
+# backends that run an engine directory the harness builds (harness.engines), one per model
+ENGINE_BACKENDS = ("ditto", "trtllm")
 
 
 class Harness:
@@ -81,8 +84,27 @@ class Harness:
         if key not in self._runs:
             request = self.request(model)
             if key not in self._runs:
+                if backend in ENGINE_BACKENDS:
+                    request = dataclasses.replace(request, engine_dir=str(self.engine_dir(model, backend)))
                 self._runs[key] = get_backend(backend).run(request)
         return self._runs[key]
+
+    def engine_dir(self, model: ModelUnderTest, builder: str) -> Path:
+        """The cached engine of `builder` for the model (built once per content, options, versions);
+        skips when this machine cannot build it."""
+        import warnings
+
+        import harness.trtllm  # noqa: F401  (registers the trtllm builder)
+        from harness.engines import ENGINE_BUILDERS, build_engine, engine_options
+
+        reason = ENGINE_BUILDERS[builder].unavailable_reason()
+        if reason:
+            pytest.skip(f"engine builder {builder}: {reason}")
+        options = engine_options(model, self.settings.dtype, self.settings.steps, model.probes)
+        result = build_engine(builder, model, self.settings.engine_cache, options)
+        if result.problem:
+            warnings.warn(f"engine cache entry {result.path.name} was rebuilt: {result.problem}", stacklevel=1)
+        return result.path
 
     # --- checks ------------------------------------------------------------------------------
 

@@ -109,22 +109,34 @@ def convert_command(model_type: str, model_dir: Path, out: Path, dtype: str, exa
             "--dtype", dtype, *extra]
 
 
+def convert_env(examples: Path, environ=os.environ) -> dict[str, str]:
+    """The environment for convert_checkpoint.py: newer example scripts import `examples._deprecation`,
+    so the folder holding `examples/` goes first on PYTHONPATH."""
+    paths = [str(examples.parent)] + [p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {"PYTHONPATH": os.pathsep.join(paths)}
+
+
 def build_command(checkpoint: Path, out: Path, options: dict) -> list[str]:
-    """trtllm-build under ditto's patches (scripts/trtllm-build) with the engine I/O ditto targets."""
+    """trtllm-build under ditto's patches (scripts/trtllm-build) with the engine I/O ditto targets and
+    the harness's limits, the same ditto build gets (one profile for both engines; flags as
+    tensorrt_llm/commands/build.py 1.2 takes them, `--kv_cache_type paged`, not the deprecated
+    `--paged_kv_cache`)."""
     script = Path(__file__).resolve().parents[1] / "scripts" / "trtllm-build"
     if not script.is_file():
         raise DittoError(f"{script} is missing: trtllm_engine needs a ditto checkout (scripts/trtllm-build)")
     return [sys.executable, str(script), "--checkpoint_dir", str(checkpoint), "--output_dir", str(out),
             "--max_batch_size", str(options["max_batch_size"]), "--max_input_len", str(options["max_input_len"]),
-            "--max_seq_len", str(options["max_seq_len"]), "--gpt_attention_plugin", "auto",
-            "--remove_input_padding", "enable", "--paged_kv_cache", "enable", "--workers", "1"]
+            "--max_seq_len", str(options["max_seq_len"]), "--max_num_tokens", str(options["max_num_tokens"]),
+            "--tokens_per_block", str(options["tokens_per_block"]), "--gpt_attention_plugin", "auto",
+            "--remove_input_padding", "enable", "--kv_cache_type", "paged", "--workers", "1"]
 
 
 def build_trtllm_engine(model: ModelUnderTest, folder: Path, options: dict) -> None:
     examples = examples_dir()
     with tempfile.TemporaryDirectory(prefix="trtllm-", dir=folder.parent) as work:
         checkpoint, artifacts = Path(work) / "checkpoint", Path(work) / "artifacts"
-        _run(convert_command(model.config.model_type, model.directory, checkpoint, options["dtype"], examples))
+        _run(convert_command(model.config.model_type, model.directory, checkpoint, options["dtype"], examples),
+             **convert_env(examples))
         if not options["probes"]:
             _run(build_command(checkpoint, folder, options))
             return

@@ -29,6 +29,7 @@ def main() -> int:
         if os.environ.get("DEBUG_ARTIFACTS_DIR") and "--debug_mode" not in sys.argv:
             print("run.py (ditto): DEBUG_ARTIFACTS_DIR is set but --debug_mode is not: no step dumps will be "
                   "written", file=sys.stderr)
+        _add_window_args(sys.argv)
         sys.argv[0] = str(run_py)
         sys.path.insert(0, str(run_py.parent))  # run.py imports its sibling utils.py
         runpy.run_path(str(run_py), run_name="__main__")
@@ -36,6 +37,22 @@ def main() -> int:
         print(f"run.py (ditto): error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _add_window_args(argv: list[str]) -> None:
+    """The Python session ignores config.json's sliding windows (runtime_defaults); pass them."""
+    import json
+
+    from ditto.trtllm.config import CONFIG_FILE, py_session_window_args
+
+    if "--engine_dir" not in argv:
+        return
+    config_path = Path(argv[argv.index("--engine_dir") + 1]) / CONFIG_FILE
+    if config_path.is_file():
+        extra = py_session_window_args(json.loads(config_path.read_text()), argv)
+        if extra:
+            print(f"run.py (ditto): the engine has sliding windows; adding {' '.join(extra)}", file=sys.stderr)
+            argv.extend(extra)
 
 
 if __name__ == "__main__":

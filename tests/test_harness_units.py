@@ -235,7 +235,7 @@ def test_trtllm_commands(tmp_path):
     assert trtllm.convert_command("gemma", tmp_path, tmp_path, "float16", tmp_path)[-2:] == ["--ckpt-type", "hf"]
     with pytest.raises(DittoError, match="no TensorRT-LLM convert_checkpoint.py known for model_type 'mamba'"):
         trtllm.convert_command("mamba", tmp_path, tmp_path, "float16", tmp_path)
-    options = {"max_batch_size": 3, "max_input_len": 9, "max_seq_len": 18}
+    options = {"max_batch_size": 3, "max_input_len": 9, "max_seq_len": 18, "max_num_tokens": 54, "tokens_per_block": 32}
     build = trtllm.build_command(tmp_path / "ckpt", tmp_path / "out", options)
     assert build[1].endswith("scripts/trtllm-build")
     assert build[build.index("--max_seq_len") + 1] == "18" and "--workers" in build

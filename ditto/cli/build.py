@@ -27,12 +27,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("model", help="HF model directory, hub id in the local cache, or a built-in tiny name (tiny-llama, ...)")
     parser.add_argument("engine_dir", type=Path, help="output engine directory (refused if it exists, unless --force)")
     parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="engine dtype (default: the checkpoint's)")
-    limits = parser.add_argument_group("limits (the engine's optimization profile, as trtllm-build sets it)")
-    limits.add_argument("--max-batch-size", type=int, default=4, help="sequences per step (default: %(default)s)")
-    limits.add_argument("--max-input-len", type=int, default=128, help="tokens of one prompt (default: %(default)s)")
-    limits.add_argument("--max-seq-len", type=int, default=256, help="prompt + generated tokens of one sequence (default: %(default)s)")
-    limits.add_argument("--max-num-tokens", type=int, default=512, help="tokens of all sequences in one step (default: %(default)s)")
-    limits.add_argument("--tokens-per-block", type=int, default=32, help="paged KV-cache block size (default: %(default)s)")
+    limits = parser.add_argument_group(
+        "limits (the engine's optimization profile; each defaults to what trtllm-build 1.2 gives the same model)")
+    limits.add_argument("--max-batch-size", type=int, help="sequences per step (default: 2048)")
+    limits.add_argument("--max-input-len", type=int, help="tokens of one prompt (default: 1024, at most max-seq-len)")
+    limits.add_argument("--max-seq-len", type=int,
+                        help="prompt + generated tokens of one sequence (default: the model's max_position_embeddings "
+                             "times its RoPE scaling factor)")
+    limits.add_argument("--max-num-tokens", type=int,
+                        help="tokens of all sequences in one step (default: 8192, at most max-seq-len x max-batch-size)")
+    limits.add_argument("--tokens-per-block", type=int, help="paged KV-cache block size, a power of 2 (default: 32)")
     outputs = parser.add_argument_group("extra engine outputs")
     outputs.add_argument("--add-output", action="append", default=[], metavar="NODE",
                          help="mark FX node NODE's value as an engine output named NODE (repeatable; names in graph.txt)")

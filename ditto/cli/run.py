@@ -19,7 +19,8 @@ from ditto.errors import DittoError
 
 def add_arguments(parser) -> None:
     parser.add_argument("model", help="HF model directory, hub id in the local cache, or a built-in tiny name")
-    parser.add_argument("--backend", default="fx", help="backend to run: fx (default), replay, hf")
+    parser.add_argument("--backend", default="fx", help="backend to run: fx (default), replay, hf, ditto, trtllm")
+    parser.add_argument("--engine-dir", type=Path, help="the engine directory the ditto and trtllm backends run")
     parser.add_argument("--prompt", action="append", help="input text (repeatable: one sequence each)")
     parser.add_argument("--token-ids", action="append", help="comma-separated token ids instead of --prompt (repeatable)")
     parser.add_argument("--max-output-len", type=int, default=10, help="generation steps after the context step (default 10)")
@@ -58,7 +59,8 @@ def run(args) -> int:
     if reason:
         raise DittoError(f"backend {args.backend!r} cannot run here: {reason}")
     request = StepwiseRequest(
-        model=args.model, prompts=prompts, steps=args.max_output_len, dtype=DTYPES[args.dtype], probes=probes, device=args.device
+        model=args.model, prompts=prompts, steps=args.max_output_len, dtype=DTYPES[args.dtype], probes=probes, device=args.device,
+        engine_dir=str(args.engine_dir) if args.engine_dir else None,
     )
     if args.force_tokens_from:
         request.forced_tokens = _forced_tokens(args.force_tokens_from, args.max_output_len, len(prompts))

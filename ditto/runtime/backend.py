@@ -81,14 +81,14 @@ def available_backends() -> dict[str, str | None]:
     return {name: cls().unavailable_reason() for name, cls in sorted(BACKENDS.items())}
 
 
+# The modules that register the built-in backends. Each imports its optional packages (TensorRT,
+# TensorRT-LLM, CUDA) lazily and reports them through `unavailable_reason`, so importing every
+# one of them always succeeds; an import error here is a bug and is raised, never swallowed.
+BUILTIN_BACKEND_MODULES = ("ditto.runtime.hf", "ditto.runtime.fx", "ditto.replay.backend", "ditto.runtime.engine")
+
+
 def _load_builtin_backends() -> None:
-    # Importing a backend module registers it. Modules that need optional packages
-    # must import them lazily so that this always succeeds.
     import importlib
 
-    for module in ("ditto.runtime.hf", "ditto.runtime.fx", "ditto.replay.backend", "ditto.runtime.trtllm"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name != module:
-                raise
+    for module in BUILTIN_BACKEND_MODULES:
+        importlib.import_module(module)

@@ -22,8 +22,25 @@ class PagedKVCache:
         kv_shapes = {(p.num_kv_heads, p.head_size, p.tokens_per_block) for p in attention}
         if len(kv_shapes) != 1:
             raise DittoError(f"layers with different KV-head shapes {sorted(kv_shapes)} need several pools; not supported yet")
-        (self.num_kv_heads, self.head_size, self.tokens_per_block) = kv_shapes.pop()
-        self.num_layers = len(attention)
+        self._allocate(len(attention), *kv_shapes.pop(), max_seq_len, batch, dtype, device)
+        # what TensorRT-LLM's C++ executor feeds by default: the model's window per layer (runtime_defaults)
+        self.windows = [p.sliding_window or max_seq_len for p in attention]
+
+    @classmethod
+    def for_engine(cls, num_layers: int, num_kv_heads: int, head_size: int, tokens_per_block: int, max_seq_len: int,
+                   batch: int, dtype, device="cpu", windows: list[int] | None = None) -> "PagedKVCache":
+        """A cache for an engine known only by its config.json (no attention parameters);
+        `windows`: its per-layer attention windows (runtime_defaults), None: the full sequence."""
+        cache = cls.__new__(cls)
+        cache._allocate(num_layers, num_kv_heads, head_size, tokens_per_block, max_seq_len, batch, dtype, device)
+        if windows is not None and len(windows) != num_layers:
+            raise DittoError(f"the engine config gives {len(windows)} attention windows for {num_layers} layers")
+        cache.windows = [min(w, max_seq_len) for w in windows] if windows else [max_seq_len] * num_layers
+        return cache
+
+    def _allocate(self, num_layers, num_kv_heads, head_size, tokens_per_block, max_seq_len, batch, dtype, device):
+        self.num_kv_heads, self.head_size, self.tokens_per_block = num_kv_heads, head_size, tokens_per_block
+        self.num_layers = num_layers
         self.max_seq_len = max_seq_len
         self.blocks_per_seq = math.ceil(max_seq_len / self.tokens_per_block)
         self.batch = batch
@@ -64,17 +81,30 @@ class PagedKVCache:
             "host_kv_cache_pool_mapping": torch.tensor([[0, layer] for layer in range(self.num_layers)], **i32),
             "sequence_length": torch.tensor(total, **i32),
             "host_request_types": torch.full((batch,), 0 if is_context else 1, **i32),
-            "host_past_key_value_lengths": torch.tensor(past_lengths, **i32),
+            "host_past_key_value_lengths": torch.tensor(host_past_key_value_lengths(past_lengths, context_lengths, is_context), **i32),
             "context_lengths": torch.tensor(context_lengths, **i32),
             "host_runtime_perf_knobs": torch.full((16,), -1, dtype=torch.int64),
             "host_context_progress": torch.zeros(1, dtype=torch.int64),
             "host_context_lengths": torch.tensor(context_lengths, **i32),
-            "host_max_attention_window_sizes": torch.full((self.num_layers,), self.max_seq_len, **i32),
+            "host_max_attention_window_sizes": torch.tensor(self.windows, **i32),
             "host_sink_token_length": torch.zeros(1, **i32),
             "cache_indirection": torch.zeros((batch, 1, self.max_seq_len), **i32),
         }
         # device tensors go to the device; host_* stay on the CPU, as in TensorRT-LLM
         return {k: (v if k.startswith("host_") else v.to(device)) for k, v in inputs.items()}
+
+
+def host_past_key_value_lengths(past_lengths: list[int], context_lengths: list[int], is_context: bool) -> list[int]:
+    """What TensorRT-LLM's Python session feeds as `host_past_key_value_lengths` (generation.py,
+    `_get_context_shape_buffer` / `_get_next_step_shape_buffer`; see ditto/trtllm/contract.py):
+    the context lengths in the context step, then `max_context_length + step` for every sequence,
+    `step` counting the generation steps already run (0 for the first). Not the per-sequence past
+    length: the plugin only reads it on the host to size its work.
+    """
+    if is_context:
+        return list(context_lengths)
+    step = past_lengths[0] - context_lengths[0]  # the same for every sequence: one token per step
+    return [max(context_lengths) + step] * len(past_lengths)
 
 
 # Inputs that differ from run to run without meaning anything (addresses); left out of dumps.

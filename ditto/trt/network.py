@@ -96,11 +96,14 @@ def build_network(
     add_outputs=(),
     attention: str = "native",
     staging_dir=None,
+    plugin_options=None,
 ) -> BuiltNetwork:
     """`add_outputs`: FX node names (outputs named after them) or {output name: node name}.
 
     `staging_dir`: where computed weights are written and mapped from (see ditto.trt.weights);
-    None keeps them in memory.
+    None keeps them in memory. `plugin_options`: the GPTAttention options of the build
+    (`BuildOptions.plugin_options()`, so that the plugin fields and config.json's plugin_config
+    agree); None: TensorRT-LLM's plugin_config defaults for these limits.
     """
     if attention not in ATTENTION_LOWERINGS:
         raise DittoError(f"unknown attention lowering {attention!r}; use one of {', '.join(ATTENTION_LOWERINGS)}")
@@ -136,7 +139,7 @@ def build_network(
     if attention == "native":
         lowering = _NativeAttention(ctx, program, limits, ranges, profile)
     else:
-        lowering = _PluginAttention(ctx, program, limits, store)
+        lowering = _PluginAttention(ctx, program, limits, store, plugin_options)
     values = convert_graph(ctx, gm.graph, placeholder, get_attr, {GPT_ATTENTION: lowering})
     outputs = _mark_outputs(ctx, values, program.output_names, {k: ctx.values[nodes[v]] for k, v in add_outputs.items()})
     if attention == "native":
@@ -230,11 +233,12 @@ class _NativeAttention:
 class _PluginAttention:
     """gpt_attention as TensorRT-LLM's GPTAttention plugin (a GPU node with TensorRT-LLM)."""
 
-    def __init__(self, ctx: ConversionContext, program: TrtllmProgram, limits: NetworkLimits, store: WeightStore):
+    def __init__(self, ctx: ConversionContext, program: TrtllmProgram, limits: NetworkLimits, store: WeightStore,
+                 options=None):
         from ditto.trtllm.plugin import PluginOptions
 
         self.ctx, self.store = ctx, store
-        self.options = PluginOptions(
+        self.options = options or PluginOptions(
             dtype=str(program.dtype).removeprefix("torch."),
             tokens_per_block=program.attention[0].tokens_per_block,
             max_context_length=limits.max_input_len,

@@ -33,6 +33,7 @@ KeyError; `is_trtllm_architecture()` says which case a model is in.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -120,6 +121,84 @@ class BuildOptions:
         )
 
 
+# trtllm-build 1.2's defaults for what ditto build takes (tensorrt_llm/builder.py BuildConfig, and
+# PluginConfig.tokens_per_block; recorded with their sources in contract.py: build_defaults, plugin_config_defaults)
+TRTLLM_BUILD_DEFAULTS = {"max_batch_size": 2048, "max_input_len": 1024, "max_num_tokens": 8192, "tokens_per_block": 32}
+MAX_SEQ_LEN_WITHOUT_POSITIONS = 2048  # builder._init_max_seq_len when the model has no max_position_embeddings
+
+
+@dataclass(frozen=True)
+class BuildLimits:
+    """The engine's limits after trtllm-build's defaults and clamps (`resolve_limits`)."""
+
+    max_batch_size: int
+    max_input_len: int
+    max_seq_len: int
+    max_num_tokens: int
+    opt_num_tokens: int
+    tokens_per_block: int
+
+
+def check_limit_values(**given: int | None) -> None:
+    """Explicitly given limits (None: not given) that no model can make right; checked before loading."""
+    for name, value in given.items():
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise DittoError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+    block = given.get("tokens_per_block")
+    if block is not None and block & (block - 1):
+        raise DittoError(f"--tokens-per-block {block} is not a power of 2; TensorRT-LLM's paged KV cache needs one "
+                         "(kvCacheUtils.h KVBlockArray: 'tokensPerBlock must be power of 2'), e.g. 32 or 64")
+    inputs, seq, tokens = given.get("max_input_len"), given.get("max_seq_len"), given.get("max_num_tokens")
+    if inputs is not None and seq is not None and inputs > seq:
+        raise DittoError(f"--max-input-len {inputs} exceeds --max-seq-len {seq}; a prompt must fit in the sequence")
+    if inputs is not None and tokens is not None and tokens < inputs:
+        raise DittoError(f"--max-num-tokens {tokens} is below --max-input-len {inputs}: a full prompt would not fit in "
+                         "one context step (ditto's runners do not chunk contexts); raise --max-num-tokens")
+
+
+def resolve_limits(hf_config, *, max_batch_size: int | None = None, max_input_len: int | None = None,
+                   max_seq_len: int | None = None, max_num_tokens: int | None = None,
+                   tokens_per_block: int | None = None, context_fmha: bool = True) -> BuildLimits:
+    """The limits trtllm-build 1.2 would give this model for the same flags (None: not given).
+
+    max_seq_len: max_position_embeddings (2048 without), times the RoPE scaling factor except for
+    longrope/su/llama3 (`builder._init_max_seq_len`); max_input_len clipped to it when defaulted;
+    max_num_tokens and opt_num_tokens through `check_max_num_tokens` (_common.py): at most
+    max_seq_len * max_batch_size, at least tokens_per_block with context FMHA, opt =
+    min(max_batch_size * beam, max_num_tokens).
+    """
+    given = dict(max_batch_size=max_batch_size, max_input_len=max_input_len, max_seq_len=max_seq_len,
+                 max_num_tokens=max_num_tokens, tokens_per_block=tokens_per_block)
+    check_limit_values(**given)
+    batch = max_batch_size or TRTLLM_BUILD_DEFAULTS["max_batch_size"]
+    block = tokens_per_block or TRTLLM_BUILD_DEFAULTS["tokens_per_block"]
+    if max_seq_len is None:
+        positions = getattr(hf_config, "max_position_embeddings", None) or MAX_SEQ_LEN_WITHOUT_POSITIONS
+        max_seq_len = int(math.ceil(positions * _rotary_factor(hf_config)))
+    if max_input_len is None:
+        max_input_len = min(TRTLLM_BUILD_DEFAULTS["max_input_len"], max_seq_len)
+    elif max_input_len > max_seq_len:
+        raise DittoError(f"--max-input-len {max_input_len} exceeds the model's max_seq_len {max_seq_len} (from its "
+                         "max_position_embeddings); lower it or pass --max-seq-len")
+    tokens = max_num_tokens or TRTLLM_BUILD_DEFAULTS["max_num_tokens"]
+    tokens = min(tokens, max_seq_len * batch)
+    if context_fmha and tokens < block:
+        tokens = block
+    if tokens < max_input_len:
+        if max_num_tokens is not None:
+            check_limit_values(max_input_len=max_input_len, max_num_tokens=tokens)
+        tokens = max_input_len  # ditto's deviation: its runners do not chunk contexts, so a prompt must fit
+    return BuildLimits(max_batch_size=batch, max_input_len=max_input_len, max_seq_len=max_seq_len,
+                       max_num_tokens=tokens, opt_num_tokens=min(batch, tokens), tokens_per_block=block)
+
+
+def _rotary_factor(hf_config) -> float:
+    scaling = _rotary_scaling(hf_config)
+    if scaling is None or scaling.get("rope_type", scaling.get("type")) in ("su", "longrope", "llama3"):
+        return 1.0
+    return float(scaling.get("factor", 1.0))
+
+
 def is_trtllm_architecture(name: str) -> bool:
     """Whether TensorRT-LLM's Python runtime knows `name` (its MODEL_MAP); the C++ runtime takes any."""
     return name in TRTLLM_ARCHITECTURES
@@ -194,6 +273,7 @@ def engine_config(hf_config, attention: Sequence[GPTAttentionParams], options: B
         "rotary_base": float(first.rotary_embedding_base),
         "rotary_scaling": _rotary_scaling(hf_config),
     }
+    pretrained.update(_architecture_specific(pretrained["architecture"], hf_config))
     build = {
         "max_input_len": options.max_input_len,
         "max_seq_len": options.max_seq_len,
@@ -308,6 +388,35 @@ def _runtime_defaults(attention: Sequence[GPTAttentionParams], options: BuildOpt
     if not any(p.sliding_window for p in attention):
         return None
     return {"max_attention_window": [p.sliding_window or options.max_seq_len for p in attention]}
+
+
+def _architecture_specific(architecture: str, hf_config) -> dict:
+    """Keys TensorRT-LLM's tools read for some architectures only (see contract.py,
+    `config_json_keys`): examples/utils.py `read_model_name` reads `pretrained_config.qwen_type`
+    for every architecture whose name contains "qwen"; TensorRT-LLM's Qwen converter writes the
+    HF model_type there (tensorrt_llm/models/qwen/config.py)."""
+    if "qwen" in architecture.lower():
+        return {"qwen_type": hf_config.model_type}
+    return {}
+
+
+def py_session_window_args(config: dict, argv: list[str]) -> list[str]:
+    """Arguments for examples/run.py that give TensorRT-LLM's Python session the per-layer sliding
+    windows: it reads `--max_attention_window_size` (default: the full sequence) and never
+    `pretrained_config.runtime_defaults`, which only the C++ executor reads (contract.py,
+    `sliding_window_runtime`). Empty when the model has no window, the C++ session is used, or
+    the user already passed the flag."""
+    if "--use_py_session" not in argv or any(a.startswith("--max_attention_window_size") for a in argv):
+        return []
+    windows = ((config.get("pretrained_config") or {}).get("runtime_defaults") or {}).get("max_attention_window")
+    if not windows:
+        return []
+    return ["--max_attention_window_size", *(str(w) for w in windows)]
+
+
+def attention_windows(config: dict) -> list[int] | None:
+    """The per-layer attention windows an engine's config.json asks the runtime for, or None (full)."""
+    return ((config.get("pretrained_config") or {}).get("runtime_defaults") or {}).get("max_attention_window")
 
 
 def _rotary_scaling(hf_config) -> dict | None:

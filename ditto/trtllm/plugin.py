@@ -186,6 +186,16 @@ def plugin_rotary_cos_sin(cos_sin: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(pairs.reshape(1, -1))
 
 
+def advertised_but_unread(line: str = "1.2") -> set[str]:
+    """Fields the GPTAttention creator advertises that `createPlugin` never reads (contract.py): the
+    creator's list is not the contract (e.g. `layer_idx_in_cache_pool` in 1.2); its advertised
+    types are not either (ditto sends each field in the type createPlugin reads)."""
+    from ditto.trtllm.contract import fact
+
+    read = {name for name, _ in fact("gpt_attention_create_plugin_reads", line)}
+    return {name for name, _ in fact("gpt_attention_creator_advertises", line)} - read
+
+
 def create_gpt_attention_plugin(trt, params: GPTAttentionParams, options: PluginOptions):
     """Create the GPTAttention plugin object from `trt`'s plugin registry (TensorRT-LLM's creator)."""
     registry = trt.get_plugin_registry()
@@ -198,12 +208,12 @@ def create_gpt_attention_plugin(trt, params: GPTAttentionParams, options: Plugin
             "use the native attention lowering"
         )
     fields = gpt_attention_fields(params, options)
-    expected = {field.name for field in (getattr(creator, "field_names", None) or [])}
-    missing = sorted(expected - {name for name, _ in fields})
-    if missing:
+    advertised = {field.name for field in (getattr(creator, "field_names", None) or [])}
+    unknown = sorted(advertised - {name for name, _ in fields} - advertised_but_unread())
+    if unknown:
         raise DittoError(
-            f"the installed TensorRT-LLM's GPTAttention plugin expects fields ditto does not set: {missing}; "
-            "ditto targets TensorRT-LLM 1.2 (use the docker/ image, or the native attention lowering)"
+            f"the installed TensorRT-LLM's GPTAttention plugin advertises fields ditto neither sets nor knows to be "
+            f"unread: {unknown}; ditto targets TensorRT-LLM 1.2 (use the docker/ image, or the native attention lowering)"
         )
     field_types = {
         np.dtype(np.int32): trt.PluginFieldType.INT32,

@@ -63,6 +63,7 @@ OPTIONAL_PRETRAINED_CONFIG: dict[str, tuple[type, ...]] = {
     "rotary_scaling": (dict, NoneType),
     "use_parallel_embedding": (bool,),
     "embedding_sharding_dim": (int,),
+    "qwen_type": (str,),  # examples/utils.py read_model_name, Qwen architectures (checked below)
 }
 
 REQUIRED_MAPPING: dict[str, tuple[type, ...]] = {
@@ -186,6 +187,11 @@ def validate_config(config: dict) -> list[str]:
         value = _lookup(config, path)
         if isinstance(value, str) and value not in allowed:
             problems.append(f"{_dotted(path)} is {value!r}; TensorRT-LLM accepts {', '.join(allowed)}")
+    pretrained = config.get("pretrained_config")
+    if isinstance(pretrained, dict) and "qwen" in str(pretrained.get("architecture", "")).lower() \
+            and "qwen_type" not in pretrained:
+        problems.append("missing pretrained_config.qwen_type (examples/utils.py read_model_name reads it for "
+                        "every Qwen architecture)")
     build = config.get("build_config")
     if isinstance(build, dict):
         plugin = build.get("plugin_config")
