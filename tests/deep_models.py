@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -67,8 +69,18 @@ def make_deep_model(shape: str, folder: Path, device: str = "cpu", dtype: torch.
         for name, param in model.named_parameters():  # tied parameters are listed once
             param.copy_(_seeded(name, tuple(param.shape), device))
     hf_logging.disable_progress_bar()
-    model.save_pretrained(folder)
-    stamp.write_text(_stamp(shape, dtype))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))  # another process may race us
+    try:
+        model.save_pretrained(tmp)
+        (tmp / stamp.name).write_text(_stamp(shape, dtype))
+        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            tmp.rename(folder)
+        except OSError:  # the other process won; its copy is identical
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 
