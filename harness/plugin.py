@@ -30,7 +30,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "xdist_group(name): run tests of one group on one xdist worker")
-    gpu.assign_gpu()  # before anything can initialise CUDA
+    gpu.assign_gpu(gpu.worker_id(config))  # before anything can initialise CUDA
     settings = read_settings(config)
     _check_models(settings.models)
     if settings.backends:

@@ -24,3 +24,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("slow"):
             item.add_marker(skip)
+
+
+XDIST_VARIABLES = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
+
+
+@pytest.fixture
+def pytester(pytester, monkeypatch):
+    """An inner pytest run is a session of its own, not this xdist worker: under `pytest -n N` it
+    must not inherit the worker's PYTEST_XDIST_* variables (code in the inner run that reads them,
+    such as a test's fake builder naming its worker, would take itself for worker gwN)."""
+    for name in XDIST_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return pytester

@@ -193,20 +193,28 @@ def test_fingerprint_rejects_top_k_ids_for_another_batch():
 
 
 @pytest.mark.parametrize(
-    "env, count, chosen",
+    "worker, env, count, chosen",
     [
-        ({"PYTEST_XDIST_WORKER": "gw0"}, 4, "0"),
-        ({"PYTEST_XDIST_WORKER": "gw5"}, 4, "1"),
-        ({"PYTEST_XDIST_WORKER": "gw1", "CUDA_VISIBLE_DEVICES": "4,6"}, 8, "6"),
-        ({"PYTEST_XDIST_WORKER": "gw2", "CUDA_VISIBLE_DEVICES": "4,6"}, 8, "4"),
-        ({"PYTEST_XDIST_WORKER": "gw1"}, 0, None),  # no GPU: nothing set
-        ({}, 4, None),  # not an xdist worker
+        ("gw0", {}, 4, "0"),
+        ("gw5", {}, 4, "1"),
+        ("gw1", {"CUDA_VISIBLE_DEVICES": "4,6"}, 8, "6"),
+        ("gw2", {"CUDA_VISIBLE_DEVICES": "4,6"}, 8, "4"),
+        ("gw1", {}, 0, None),  # no GPU: nothing set
+        (None, {}, 4, None),  # not an xdist worker
+        (None, {"PYTEST_XDIST_WORKER": "gw3"}, 4, None),  # a run inside a worker inherits its variable: not a worker
     ],
 )
-def test_one_gpu_per_xdist_worker(env, count, chosen):
+def test_one_gpu_per_xdist_worker(worker, env, count, chosen):
     environ = dict(env)
-    assert gpu.assign_gpu(environ, gpu_count=count) == chosen
+    assert gpu.assign_gpu(worker, environ, gpu_count=count) == chosen
     assert environ.get("CUDA_VISIBLE_DEVICES") == (chosen or env.get("CUDA_VISIBLE_DEVICES"))
+
+
+def test_worker_id_comes_from_the_config():
+    class Config:
+        workerinput = {"workerid": "gw2"}
+
+    assert gpu.worker_id(Config()) == "gw2" and gpu.worker_id(object()) is None
 
 
 def test_gpus_are_counted_from_the_driver_folder(tmp_path):
