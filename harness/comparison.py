@@ -1,11 +1,12 @@
 """Two runs of one model compared step by step, probe by probe, shallowest probe first.
 
 Built on ditto.compare (one TensorComparison per step and name, so `format_table` and `to_json`
-print the full result); this module applies a tolerance rule of ditto.compare.tolerances (the
-fixed rule, or the noise band of the calibrated rule, per step and name), adds the order by depth, and the verdict people read first: the first diverging probe, i.e. the
-earliest step that fails and, inside it, the shallowest failing probe (token ids first, then
-layer 0's attention, MLP, output, layer 1 ...). With token forcing every later difference may
-be a consequence of that one, so that is where to look.
+print the full result); this module applies a rule of ditto.compare.tolerances (the fixed
+rule, or the calibrated rule's noise band, per step and name), adds the order by depth, and
+the verdict people read first: the first diverging probe, i.e. the earliest step that fails
+and, inside it, the shallowest failing probe (token ids first, then layer 0's attention, MLP,
+output, layer 1 ...). With token forcing every later difference may be a consequence of that
+one, so that is where to look.
 """
 
 from __future__ import annotations

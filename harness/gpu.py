@@ -3,9 +3,10 @@
 Runs in each worker's pytest_configure, before anything initialises CUDA (CUDA reads
 CUDA_VISIBLE_DEVICES once, at initialisation). The worker id comes from the worker's config
 (`config.workerinput["workerid"]`), not from the PYTEST_XDIST_WORKER variable: a pytest run
-started inside a worker (pytester, a subprocess) inherits that variable without being a worker. GPUs are counted without CUDA: the NVIDIA
-driver lists one folder per GPU under /proc/driver/nvidia/gpus. An existing
-CUDA_VISIBLE_DEVICES is respected: workers share out the GPUs it lists.
+started inside a worker (pytester, a subprocess) inherits that variable without being a worker.
+GPUs are counted without CUDA: the NVIDIA driver lists one folder per GPU under
+/proc/driver/nvidia/gpus. An existing CUDA_VISIBLE_DEVICES is respected: workers share out
+the GPUs it lists.
 """
 
 from __future__ import annotations

@@ -10,10 +10,10 @@ float32, on `--ditto-oracle-device`, the same forced tokens) and judges every ba
 distance from the oracle against hf's own noise, per probe and step (`X-vs-hf`).
 
 When the oracle does not fit where the run does: `--ditto-oracle-device cpu` runs it in host
-memory (float32 needs 4 bytes per parameter, twice the half-precision run; CPU time is
-minutes per step for 8B-70B models, but only hf runs there, once per model). On another GPU of
-the node, name it (`cuda:1`; under `pytest -n` each worker sees only its own GPU, so use
-`cpu` there). Layer by layer (streaming each layer's float32 weights through one GPU, as
+memory (float32 needs 4 bytes per parameter, twice the half-precision run, and the host's
+speed: slow for large models, but only hf runs there, once per model and session). On another
+GPU of the node, name it (`cuda:1`; under `pytest -n` each worker sees only its own GPU, so
+use `cpu` there). Layer by layer (streaming each layer's float32 weights through one GPU, as
 accelerate's disk/CPU offload does) is not implemented: it needs the hf backend to load with a
 device map; `--ditto-oracle-device none` falls back to the fixed per-dtype bound instead.
 """
@@ -36,7 +36,7 @@ from ditto.models.loader import DTYPES
 from ditto.runtime.backend import StepDump, StepwiseRequest, available_backends, get_backend
 
 from harness import goldens, reports
-from harness.comparison import FORCED_INPUTS, compare_runs, compared_names, failure_message, first_divergence, worst_by_name
+from harness.comparison import compare_runs, compared_names, failure_message, first_divergence, worst_by_name
 from harness.models import ModelUnderTest, builtin_models
 from harness.options import Settings
 from harness.versions import golden_versions
@@ -220,8 +220,7 @@ class Harness:
     def _verdict(self, model, label, run, properties, meta, band: NoiseBand | None = None) -> None:
         meta = {**meta, "model": model.spec, "dtype": self.settings.dtype, "tolerance": self.tolerance.as_dict()}
         if band is not None:
-            meta["band_by_step"] = _without_inputs(band.allowed)
-            meta["noise_by_step"] = _without_inputs(band.noise)
+            meta["band_by_step"], meta["noise_by_step"] = band.allowed, band.noise  # floating names only
         report = reports.write_comparison(self.report_dir, model.key, label, run, meta)
         for name, t in worst_by_name(run).items():  # junit XML properties (record_property warns under xunit2)
             properties.extend([(f"max_abs:{name}", t.max_abs), (f"max_rel:{name}", t.max_rel)])
@@ -252,10 +251,6 @@ class Harness:
 def _select(dumps: list[StepDump], names: list[str]) -> list[StepDump]:
     """The compared names of each step (a name a backend lacks shows up as missing in the comparison)."""
     return [{n: d[n] for n in names if n in d} for d in dumps]
-
-
-def _without_inputs(per_step: list[dict[str, float]]) -> list[dict[str, float]]:
-    return [{n: v for n, v in step.items() if n not in FORCED_INPUTS} for step in per_step]
 
 
 def _shown_path(path: Path) -> str:

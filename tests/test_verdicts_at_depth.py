@@ -31,7 +31,8 @@ from tests.planted_bugs import BUGS, planted
 
 DTYPE = os.environ.get("DITTO_DEEP_DTYPE", "bfloat16")
 if "DITTO_DEEP_SHAPES" in os.environ:  # asked for by name: all run
-    SHAPES = [pytest.param(s, marks=pytest.mark.xdist_group(f"deep-{s}")) for s in os.environ["DITTO_DEEP_SHAPES"].split(",")]
+    SHAPES = [pytest.param(s, marks=pytest.mark.xdist_group(f"deep-{s}"))
+              for s in os.environ["DITTO_DEEP_SHAPES"].split(",")]
 else:
     SHAPES = [pytest.param("llama-deep", marks=pytest.mark.xdist_group("deep-llama-deep")),
               pytest.param("qwen2-deep", marks=[pytest.mark.slow, pytest.mark.xdist_group("deep-qwen2-deep")])]

@@ -13,13 +13,20 @@ float16 dump against a float32 one) each default is the looser side's.
 
 | dtype          | atol    | rtol    | why |
 | ---            | ---     | ---     | --- |
-| float64        | 1e-7    | 1e-7    | eps 2.2e-16; absorbs reduction-order differences and still flags any real bug |
-| float32        | 1e-4    | 1e-4    | both sides compute in float32 and differ only in summation order and fusion: measured worst 1.6e-5 absolute at scale 17 (tiny-gemma, fx vs hf), ~1e-6 of the scale, and it stays there at depth (24 layers: the error does not compound the way half-precision rounding does) |
-| float16        | 1e-2    | 1e-2    | only where no oracle runs (see below): eps 9.8e-4; measured worst 3.6e-3 x scale on 2-layer models (tiny-gemma layers.1.mlp, fx vs hf) |
-| bfloat16       | 5e-2    | 5e-2    | only where no oracle runs: eps 7.8e-3; measured worst 1.8e-2 x scale on 2-layer models, but 0.137 at layer 27 of a Qwen2.5-1.5B shape: a fixed bound cannot hold at depth |
+| float64        | 1e-7    | 1e-7    | eps 2.2e-16; absorbs reduction-order differences, flags any real bug |
+| float32        | 1e-4    | 1e-4    | (1) |
+| float16        | 1e-2    | 1e-2    | (2) eps 9.8e-4; measured worst 3.6e-3 x scale at 2 layers (tiny-gemma) |
+| bfloat16       | 5e-2    | 5e-2    | (2) eps 7.8e-3; measured worst 1.8e-2 x scale at 2 layers (tiny-gemma) |
 | float8_e4m3fn  | 1.25e-1 | 1.25e-1 | eps 0.125 (3-bit mantissa): one ulp |
 | float8_e5m2    | 2.5e-1  | 2.5e-1  | eps 0.25 (2-bit mantissa): one ulp |
 | ints, bool     | 0       | 0       | token ids, positions, lengths and masks are exact by meaning |
+
+(1) Both sides compute in float32 and differ only in summation order and fusion: measured
+worst 1.6e-5 absolute at scale 17 (tiny-gemma, fx vs hf), ~1e-6 of the scale, and it stays
+there at depth (the error does not compound the way half-precision rounding does).
+(2) Only where no oracle runs (`ditto compare`, `--ditto-oracle-device none`): at depth no
+fixed half-precision bound holds (fx vs hf on a Qwen2.5-1.5B shape in bfloat16: 0.137 of the
+scale at layer 27, with no bug).
 
 ## Calibrated rule: float16 and bfloat16 runs of a model (the harness's default there)
 
