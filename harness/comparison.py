@@ -1,11 +1,12 @@
 """Two runs of one model compared step by step, probe by probe, shallowest probe first.
 
 Built on ditto.compare (one TensorComparison per step and name, so `format_table` and `to_json`
-print the full result); this module adds the harness's tolerance rule (harness.tolerances),
-the order by depth, and the verdict people read first: the first diverging probe, i.e. the
-earliest step that fails and, inside it, the shallowest failing probe (token ids first, then
-layer 0's attention, MLP, output, layer 1 ...). With token forcing every later difference may
-be a consequence of that one, so that is where to look.
+print the full result); this module applies a rule of ditto.compare.tolerances (the fixed
+rule, or the calibrated rule's noise band, per step and name), adds the order by depth, and
+the verdict people read first: the first diverging probe, i.e. the earliest step that fails
+and, inside it, the shallowest failing probe (token ids first, then layer 0's attention, MLP,
+output, layer 1 ...). With token forcing every later difference may be a consequence of that
+one, so that is where to look.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import torch
 from ditto.compare import DumpComparison, RunComparison, TensorComparison, compare_tensors
 
 from harness.models import probe_depth
-from harness.tolerances import Tolerance
 
 # inputs every backend must have been fed identically (token forcing)
 FORCED_INPUTS = ("input_ids", "position_ids")
@@ -36,8 +36,11 @@ def name_depth(name: str) -> tuple:
     return (*probe_depth(probe), part)
 
 
-def compare_runs(candidate: list[dict], reference: list[dict], tolerance: Tolerance, a: str, b: str) -> RunComparison:
-    """`candidate` (A) against `reference` (B), both lists of step dumps holding the same names."""
+def compare_runs(candidate: list[dict], reference: list[dict], tolerance, a: str, b: str) -> RunComparison:
+    """`candidate` (A) against `reference` (B), both lists of step dumps holding the same names.
+
+    `tolerance`: a FixedTolerance or a NoiseBand (ditto.compare.tolerances), asked per step and name.
+    """
     run = RunComparison(a=a, b=b)
     for i, (got, want) in enumerate(zip(candidate, reference)):
         step = DumpComparison(label=f"step{i}")
@@ -45,7 +48,7 @@ def compare_runs(candidate: list[dict], reference: list[dict], tolerance: Tolera
             if name not in got:
                 step.only_in_b.append(name)
                 continue
-            step.tensors.append(_compare(got[name], want[name], tolerance, name))
+            step.tensors.append(_compare(got[name], want[name], tolerance, i, name))
         step.only_in_a = sorted((n for n in got if n not in want), key=name_depth)
         run.steps.append(step)
     run.steps_only_in_a = [f"step{i}" for i in range(len(reference), len(candidate))]
@@ -53,11 +56,13 @@ def compare_runs(candidate: list[dict], reference: list[dict], tolerance: Tolera
     return run
 
 
-def _compare(a: torch.Tensor, b: torch.Tensor, tolerance: Tolerance, name: str) -> TensorComparison:
+def _compare(a: torch.Tensor, b: torch.Tensor, tolerance, step: int, name: str) -> TensorComparison:
     if not (a.is_floating_point() or b.is_floating_point()):
         return compare_tensors(a, b, 0.0, 0.0, name=name)
-    scale = max(1.0, b.float().abs().max().item()) if b.numel() and a.shape == b.shape else 1.0
-    return compare_tensors(a, b, tolerance.atol * scale, tolerance.rtol, name=name)
+    if a.shape != b.shape:
+        return compare_tensors(a, b, 0.0, 0.0, name=name)  # fails on the shapes
+    atol, rtol = tolerance.for_tensor(step, name, b)
+    return compare_tensors(a, b, atol, rtol, name=name)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 DTYPE_CHOICES = ("float32", "float16", "bfloat16")
+ORACLE_DTYPE_CHOICES = ("float32", "float64")
 GOLDEN_FORMATS = ("auto", "full", "fingerprint")
 
 
@@ -41,9 +42,15 @@ OPTIONS = [
     Option("update_golden", "--update-golden", "record goldens from this run instead of comparing", "bool"),
     Option("golden_format", "--golden-format", "full tensors or compact fingerprints (default: auto, "
            "fingerprints for models over 1 GiB of weights)", choices=GOLDEN_FORMATS),
-    Option("ditto_atol", "--ditto-atol", "absolute tolerance for every probe (default: per dtype, see "
-           "harness/tolerances.py)", "float"),
-    Option("ditto_rtol", "--ditto-rtol", "relative tolerance for every probe (default: per dtype)", "float"),
+    Option("ditto_atol", "--ditto-atol", "absolute tolerance for every probe, instead of the default rule "
+           "(ditto/compare/tolerances.py: fixed per dtype in float32, calibrated against an oracle in half precision)",
+           "float"),
+    Option("ditto_rtol", "--ditto-rtol", "relative tolerance for every probe, instead of the default rule", "float"),
+    Option("ditto_oracle_device", "--ditto-oracle-device", "where the float32 oracle of a float16/bfloat16 run "
+           "runs (default: --ditto-device; `cpu` when the model does not fit twice on the GPU; `none`: no oracle, "
+           "the fixed per-dtype bound)"),
+    Option("ditto_oracle_dtype", "--ditto-oracle-dtype", "dtype of the oracle (default: float32)",
+           choices=ORACLE_DTYPE_CHOICES),
     Option("ditto_report_dir", "--ditto-report-dir", "folder for comparison reports and plots (default: "
            "ditto-report under pytest's basetemp)", "path"),
 ]
@@ -78,6 +85,8 @@ class Settings:
     golden_format: str
     atol: float | None
     rtol: float | None
+    oracle_device: str  # "none": no oracle (half-precision runs fall back to the fixed rule)
+    oracle_dtype: str
     report_dir: Path | None  # None: under pytest's basetemp (decided once the session starts)
 
 
@@ -89,11 +98,12 @@ def read_settings(config: pytest.Config) -> Settings:
     steps = values["ditto_steps"]
     if steps is not None and steps < 0:
         raise pytest.UsageError(f"--ditto-steps must be 0 or more, got {steps}")
+    device = values["ditto_device"] or _default_device()
     return Settings(
         models=values["ditto_models"] or [],
         backends=values["ditto_backends"] or None,
         dtype=values["ditto_dtype"] or "float32",
-        device=values["ditto_device"] or _default_device(),
+        device=device,
         steps=8 if steps is None else steps,
         engine_cache=values["ditto_engine_cache"] or cache_root() / "engines",
         golden_dir=values["golden_dir"] or config.rootpath / "golden",
@@ -101,6 +111,8 @@ def read_settings(config: pytest.Config) -> Settings:
         golden_format=values["golden_format"] or "auto",
         atol=values["ditto_atol"],
         rtol=values["ditto_rtol"],
+        oracle_device=values["ditto_oracle_device"] or device,
+        oracle_dtype=values["ditto_oracle_dtype"] or "float32",
         report_dir=values["ditto_report_dir"],
     )
 

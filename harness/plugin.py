@@ -30,7 +30,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "xdist_group(name): run tests of one group on one xdist worker")
-    gpu.assign_gpu()  # before anything can initialise CUDA
+    gpu.assign_gpu(gpu.worker_id(config))  # before anything can initialise CUDA
     settings = read_settings(config)
     _check_models(settings.models)
     if settings.backends:
@@ -145,11 +145,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     lines = reports.summary_lines(report_dir) if report_dir.is_dir() else []
     if not lines:
         return
-    pngs = reports.plot_models(report_dir)
+    try:
+        plots = f"{len(reports.plot_models(report_dir))} plots: <model>.png"
+    except OSError as e:  # e.g. the default folder under pytest's basetemp, removed by a concurrent session
+        plots = f"no plots: {e}"
     terminalreporter.section("ditto regression")
     for line in lines:
         terminalreporter.write_line(line)
-    terminalreporter.write_line(f"reports: {report_dir} ({len(pngs)} plots: <model>.png)")
+    terminalreporter.write_line(f"reports: {report_dir} ({plots})")
 
 
 # --- fixtures --------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Reports: a JSON + text file per comparison, a PNG per model, the end-of-session summary.
 
 Every comparison writes `<report dir>/<model key>/<label>.json` (ditto.compare's JSON plus
-the verdict and a per-step error table) and `<label>.txt` (ditto.compare's table). The PNG
+the verdict and a per-step error table; under the calibrated rule also hf's noise and the
+error allowed, per step and probe) and `<label>.txt` (ditto.compare's table). The PNG
 and the summary are made from those files, so they also work under `pytest -n N`, where
 the comparisons ran in other processes.
 """
@@ -72,7 +73,12 @@ def read_records(report_dir: Path) -> dict[str, list[dict]]:
 
 
 def plot_models(report_dir: Path) -> list[Path]:
-    """One PNG per model: max abs error against probe depth, a panel per comparison, a line per step."""
+    """One PNG per model: max abs error against probe depth, a panel per comparison, a line per step.
+
+    Under the calibrated rule the panel also shows hf's noise against the oracle (grey band, its
+    largest over steps) and the error allowed (dashed, its smallest over steps: a point under it
+    passes at every step).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -90,17 +96,39 @@ def plot_models(report_dir: Path) -> list[Path]:
             for i, step in enumerate(r["max_abs_by_step"]):
                 ys = [max(step.get(n) or 0.0, 1e-12) if step.get(n) is not None else math.nan for n in names]
                 ax.plot(range(len(names)), ys, marker=".", label=f"step {i}", alpha=0.8)
+            if r.get("band_by_step"):
+                noise = [_over_steps(max, r["noise_by_step"], n) for n in names]
+                allowed = [_over_steps(min, r["band_by_step"], n) for n in names]
+                ax.fill_between(range(len(names)), 1e-12, noise, color="grey", alpha=0.3, label="hf noise")
+                ax.plot(range(len(names)), allowed, "k--", linewidth=1, label="allowed")
+                ax.set_ylim(bottom=max(1e-12, min((v for v in noise if v > 0), default=1e-12) / 100))
             ax.set_yscale("log")
             ax.set_xticks(range(len(names)))
             ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
-            ax.set_ylabel("max abs error")
+            ax.set_ylabel("max abs error" + (" vs oracle" if r.get("band_by_step") else ""))
             ax.set_title(f"{model_key}: {r['label']} ({'ok' if r['passed'] else 'FAIL'})", fontsize=9)
-            ax.legend(fontsize=6, ncol=5)
+            ax.legend(fontsize=6, ncol=6)
         path = report_dir / f"{model_key}.png"
         fig.savefig(path, dpi=80)
         plt.close(fig)
         written.append(path)
     return written
+
+
+def _over_steps(pick, per_step: list[dict], name: str) -> float:
+    values = [s[name] for s in per_step if s.get(name) is not None]
+    return max(pick(values), 1e-12) if values else math.nan
+
+
+def headroom(record: dict) -> float | None:
+    """Largest error / allowed over every probe and step (calibrated rule), None without a band."""
+    band = record.get("band_by_step")
+    if not band:
+        return None
+    ratios = [err / band[i][n] if band[i].get(n) else math.inf
+              for i, step in enumerate(record["max_abs_by_step"]) for n, err in step.items()
+              if err is not None and i < len(band) and n in band[i]]
+    return max(ratios, default=None)
 
 
 def summary_lines(report_dir: Path) -> list[str]:
@@ -112,6 +140,9 @@ def summary_lines(report_dir: Path) -> list[str]:
             if "max_abs_by_step" in r:
                 logits = [s.get("logits") for s in r["max_abs_by_step"] if s.get("logits") is not None]
                 worst = f"logits {max(logits):.1e}" if logits else ""
+                ratio = headroom(r)
+                if ratio is not None:
+                    worst += f", worst {ratio:.2f} of allowed"
                 if r["passed"]:
                     parts.append(f"{r['label']} ok {worst}".rstrip())
                 else:

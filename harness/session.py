@@ -3,6 +3,19 @@
 Token forcing: `hf` runs first, greedy; its tokens are then fed to every backend at every
 step, so all runs see the same token ids and one early difference cannot cascade. hf's own
 greedy run is its forced run (it was fed exactly those tokens), so it is reused.
+
+Verdicts (ditto.compare.tolerances has the rules and their reasons): a float32 run compares
+backends pairwise with the fixed rule. A float16/bfloat16 run also runs the oracle (hf in
+float32, on `--ditto-oracle-device`, the same forced tokens) and judges every backend by its
+distance from the oracle against hf's own noise, per probe and step (`X-vs-hf`).
+
+When the oracle does not fit where the run does: `--ditto-oracle-device cpu` runs it in host
+memory (float32 needs 4 bytes per parameter, twice the half-precision run, and the host's
+speed: slow for large models, but only hf runs there, once per model and session). On another
+GPU of the node, name it (`cuda:1`; under `pytest -n` each worker sees only its own GPU, so
+use `cpu` there). Layer by layer (streaming each layer's float32 weights through one GPU, as
+accelerate's disk/CPU offload does) is not implemented: it needs the hf backend to load with a
+device map; `--ditto-oracle-device none` falls back to the fixed per-dtype bound instead.
 """
 
 from __future__ import annotations
@@ -15,7 +28,10 @@ import shlex
 from pathlib import Path
 
 import pytest
+import torch
 
+from ditto.compare import RunComparison
+from ditto.compare.tolerances import CALIBRATED_DTYPES, CalibratedRule, NoiseBand, fixed_tolerance, noise_band
 from ditto.models.loader import DTYPES
 from ditto.runtime.backend import StepDump, StepwiseRequest, available_backends, get_backend
 
@@ -23,22 +39,33 @@ from harness import goldens, reports
 from harness.comparison import compare_runs, compared_names, failure_message, first_divergence, worst_by_name
 from harness.models import ModelUnderTest, builtin_models
 from harness.options import Settings
-from harness.tolerances import tolerance_for
 from harness.versions import golden_versions
 
 REFERENCE = "hf"
 # backends that run an engine directory the harness builds (harness.engines), one per model
 ENGINE_BACKENDS = ("ditto", "trtllm")
+ORACLE_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def tolerance_rule(settings: Settings):
+    """The session's rule: explicit tolerances, else calibrated in half precision (with an oracle), else fixed."""
+    dtype = DTYPES[settings.dtype]
+    if settings.atol is not None or settings.rtol is not None:
+        return fixed_tolerance(dtype, settings.atol, settings.rtol)
+    if dtype in CALIBRATED_DTYPES and settings.oracle_device != "none":
+        return CalibratedRule(dtype, oracle_dtype=ORACLE_DTYPES[settings.oracle_dtype])
+    return fixed_tolerance(dtype)
 
 
 class Harness:
     def __init__(self, settings: Settings, report_dir: Path):
         self.settings = settings
         self.report_dir = report_dir
-        self.tolerance = tolerance_for(settings.dtype, settings.atol, settings.rtol)
+        self.tolerance = tolerance_rule(settings)
         self.models = [ModelUnderTest(spec) for spec in settings.models or builtin_models()]
         self._requests: dict[str, StepwiseRequest] = {}
-        self._runs: dict[tuple[str, str], list[StepDump]] = {}
+        self._runs: dict[tuple[str, str], list[StepDump]] = {}  # (model, backend or "oracle") -> run
+        self._bands: dict[str, NoiseBand] = {}
 
     # --- what runs -------------------------------------------------------------------------
 
@@ -52,8 +79,15 @@ class Harness:
         names = self.settings.backends or list(self.unavailable)
         return sorted(dict.fromkeys(names), key=lambda n: (n != REFERENCE, n))
 
+    @property
+    def calibrated(self) -> bool:
+        return isinstance(self.tolerance, CalibratedRule)
+
     def pairs(self) -> list[tuple[str, str]]:
-        """(candidate, reference): every backend against hf, and every other pair."""
+        """(candidate, reference): every backend against hf, and every other pair (fixed rule); every
+        backend but hf against hf, i.e. against the oracle within hf's noise (calibrated rule)."""
+        if self.calibrated:
+            return [(b, REFERENCE) for b in self.backends if b != REFERENCE]
         return [(b, a) for a, b in itertools.combinations(self.backends, 2)]
 
     def skip_if_unavailable(self, backend: str) -> None:
@@ -106,14 +140,47 @@ class Harness:
             warnings.warn(f"engine cache entry {result.path.name} was rebuilt: {result.problem}", stacklevel=1)
         return result.path
 
+    def oracle(self, model: ModelUnderTest) -> list[StepDump]:
+        """hf in the oracle dtype on the oracle device, fed the run's forced tokens (once per session)."""
+        key = (model.spec, "oracle")
+        if key not in self._runs:
+            request = dataclasses.replace(self.request(model), dtype=self.tolerance.oracle_dtype,
+                                          device=self.settings.oracle_device)
+            self._runs[key] = get_backend(REFERENCE).run(request)
+        return self._runs[key]
+
+    def band(self, model: ModelUnderTest, transform=None) -> NoiseBand:
+        """The calibrated rule's band over the compared names; `transform` maps a run to what is compared."""
+        transform = transform or (lambda dumps: _select(dumps, compared_names(model.probes)))
+        return noise_band(transform(self.run(model, REFERENCE)), transform(self.oracle(model)), self.tolerance)
+
+    def _pair_band(self, model: ModelUnderTest) -> NoiseBand:
+        if model.spec not in self._bands:
+            self._bands[model.spec] = self.band(model)
+        return self._bands[model.spec]
+
     # --- checks ------------------------------------------------------------------------------
 
-    def check_pair(self, model: ModelUnderTest, candidate: str, reference: str, properties: list) -> None:
+    def judge(self, model: ModelUnderTest, backend: str, dumps: list[StepDump]) -> RunComparison:
+        """`dumps` (a run of `backend`) judged by the session's rule: against the oracle within hf's
+        noise band (calibrated), or against hf (fixed)."""
         names = compared_names(model.probes)
-        want = _select(self.run(model, reference), names)
-        got = _select(self.run(model, candidate), names)
-        self._verdict(model, f"{candidate}-vs-{reference}", compare_runs(got, want, self.tolerance, candidate, reference),
-                      properties, {"kind": "pair"})
+        if self.calibrated:
+            oracle = f"oracle (hf {self.settings.oracle_dtype})"
+            return compare_runs(_select(dumps, names), _select(self.oracle(model), names), self._pair_band(model),
+                                backend, oracle)
+        return compare_runs(_select(dumps, names), _select(self.run(model, REFERENCE), names), self.tolerance,
+                            backend, REFERENCE)
+
+    def check_pair(self, model: ModelUnderTest, candidate: str, reference: str, properties: list) -> None:
+        if self.calibrated:  # pairs() pairs every backend with hf: judged against the oracle
+            run, band = self.judge(model, candidate, self.run(model, candidate)), self._pair_band(model)
+        else:
+            names = compared_names(model.probes)
+            want = _select(self.run(model, reference), names)
+            got = _select(self.run(model, candidate), names)
+            run, band = compare_runs(got, want, self.tolerance, candidate, reference), None
+        self._verdict(model, f"{candidate}-vs-{reference}", run, properties, {"kind": "pair"}, band)
 
     def check_golden(self, model: ModelUnderTest, backend: str, properties: list, nodeid: str) -> None:
         dumps = self.run(model, backend)
@@ -124,6 +191,8 @@ class Harness:
         if self.settings.update_golden:
             manifest = {**identity, "backend": backend, "model": model.spec, "device": self.settings.device,
                         "num_steps": len(dumps), "probes": model.probes, "tolerance": self.tolerance.as_dict()}
+            if self.calibrated:
+                manifest["oracle_device"] = self.settings.oracle_device
             goldens.record(folder, manifest, goldens.golden_steps(dumps, names, identity["format"]))
             reports.write_event(self.report_dir, model.key, label, {"status": f"recorded {folder}"})
             return
@@ -138,17 +207,26 @@ class Harness:
             reports.write_event(self.report_dir, model.key, label, {"status": "STALE"})
             pytest.fail(f"golden {folder} is stale, not compared:\n  " + "\n  ".join(stale)
                         + f"\nre-record it with:\n  {command}", pytrace=False)
-        got = goldens.golden_steps(dumps, names, golden.manifest["format"], like=golden.steps)
-        run = compare_runs(got, golden.steps, self.tolerance, backend, f"golden {folder}")
-        self._verdict(model, label, run, properties, {"kind": "golden", "golden": str(folder)})
+        def as_golden(runs):
+            return goldens.golden_steps(runs, names, golden.manifest["format"], like=golden.steps)
 
-    def _verdict(self, model, label, run, properties, meta) -> None:
+        # calibrated: the golden, recorded by this backend on maybe another device, may differ from
+        # this run by what hf's noise allows, measured on the same (fingerprinted) tensors
+        tolerance = self.band(model, as_golden) if self.calibrated else self.tolerance
+        run = compare_runs(as_golden(dumps), golden.steps, tolerance, backend, f"golden {folder}")
+        self._verdict(model, label, run, properties, {"kind": "golden", "golden": str(folder)},
+                      tolerance if self.calibrated else None)
+
+    def _verdict(self, model, label, run, properties, meta, band: NoiseBand | None = None) -> None:
         meta = {**meta, "model": model.spec, "dtype": self.settings.dtype, "tolerance": self.tolerance.as_dict()}
+        if band is not None:
+            meta["band_by_step"], meta["noise_by_step"] = band.allowed, band.noise  # floating names only
         report = reports.write_comparison(self.report_dir, model.key, label, run, meta)
         for name, t in worst_by_name(run).items():  # junit XML properties (record_property warns under xunit2)
             properties.extend([(f"max_abs:{name}", t.max_abs), (f"max_rel:{name}", t.max_rel)])
         if first_divergence(run) is not None:
-            pytest.fail(failure_message(run, str(report)), pytrace=False)
+            rule = f"rule: {self.tolerance.describe()}\n" if band is not None else ""
+            pytest.fail(rule + failure_message(run, str(report)), pytrace=False)
 
     def _identity(self, model: ModelUnderTest) -> dict:
         return {

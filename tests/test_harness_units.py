@@ -10,7 +10,9 @@ from ditto.errors import DittoError
 from harness import goldens, gpu, models, trtllm
 from harness.comparison import compare_runs, first_divergence
 from harness.models import ModelUnderTest, content_hash, sort_probes
-from harness.tolerances import TOLERANCES, Tolerance, tolerance_for
+from ditto.compare.tolerances import FIXED_TOLERANCES, CalibratedRule, FixedTolerance, fixed_tolerance, noise_band
+from harness.options import Settings
+from harness.session import tolerance_rule
 
 
 def test_model_keys():
@@ -64,10 +66,50 @@ def test_content_hash_follows_weights_and_config(tmp_path, monkeypatch):
     assert content_hash(copy) != sampled
 
 
-def test_tolerances_per_dtype_and_overrides():
-    assert tolerance_for("float32") == Tolerance(1e-4, 1e-4)
-    assert tolerance_for("bfloat16", atol=0.5) == Tolerance(0.5, TOLERANCES["bfloat16"][1])
-    assert TOLERANCES["float32"] < TOLERANCES["float16"] < TOLERANCES["bfloat16"]
+def _settings(dtype="float32", atol=None, rtol=None, oracle_device="cpu"):
+    return Settings(models=[], backends=None, dtype=dtype, device="cpu", steps=8, engine_cache=None, golden_dir=None,
+                    update_golden=False, golden_format="auto", atol=atol, rtol=rtol, oracle_device=oracle_device,
+                    oracle_dtype="float32", report_dir=None)
+
+
+def test_tolerance_rule_per_dtype_and_overrides():
+    assert tolerance_rule(_settings()) == FixedTolerance(1e-4, 1e-4)
+    assert tolerance_rule(_settings("bfloat16")) == CalibratedRule(torch.bfloat16)
+    assert tolerance_rule(_settings("float16", oracle_device="none")) == FixedTolerance(1e-2, 1e-2)
+    # explicit values are taken as given (unscaled), the other side keeps its default
+    assert tolerance_rule(_settings("bfloat16", atol=0.5)) == FixedTolerance(0.5, FIXED_TOLERANCES[torch.bfloat16][1],
+                                                                          scaled=False)
+    assert FIXED_TOLERANCES[torch.float32] < FIXED_TOLERANCES[torch.float16] < FIXED_TOLERANCES[torch.bfloat16]
+    with pytest.raises(DittoError, match="non-negative"):
+        fixed_tolerance(torch.float32, atol=-1.0, rtol=0.0)
+
+
+def test_calibrated_rule_factor_floor_and_ceiling():
+    rule = CalibratedRule(torch.bfloat16)
+    eps = torch.finfo(torch.bfloat16).eps
+    assert rule.allowed(0.01, 2.0) == pytest.approx(4 * 0.01 + 2 * eps * 2.0)  # factor x noise + 2 ulp of the scale
+    assert rule.allowed(0.0, 2.0) == pytest.approx(2 * eps * 2.0)  # the floor
+    assert rule.allowed(5.0, 2.0) == 1.0  # the ceiling: half the scale
+    assert rule.allowed(float("nan"), 2.0) == rule.allowed(float("inf"), 2.0) == 1.0
+
+
+def test_noise_band_is_per_step_and_name():
+    oracle = [{"input_ids": torch.tensor([1, 2]), "layers.0.out": torch.tensor([1.0, -2.0])},
+              {"input_ids": torch.tensor([3]), "layers.0.out": torch.tensor([4.0])}]
+    hf = [{"input_ids": torch.tensor([1, 2]), "layers.0.out": torch.tensor([1.01, -2.0])},
+          {"input_ids": torch.tensor([3]), "layers.0.out": torch.tensor([4.5])}]
+    rule = CalibratedRule(torch.bfloat16)
+    band = noise_band(hf, oracle, rule)
+    assert band.noise[0]["layers.0.out"] == pytest.approx(0.01) and band.noise[1]["layers.0.out"] == pytest.approx(0.5)
+    assert band.allowed[0]["layers.0.out"] == pytest.approx(rule.allowed(0.01, 2.0))
+    assert "input_ids" not in band.noise[0]  # ids are exact, no band
+    # a run within the band at step 1 but outside it at step 0 fails at step 0
+    got = [{"input_ids": torch.tensor([1, 2]), "layers.0.out": torch.tensor([1.2, -2.0])},
+           {"input_ids": torch.tensor([3]), "layers.0.out": torch.tensor([5.5])}]
+    run = compare_runs(got, oracle, band, "fx", "oracle")
+    assert [t.passed for s in run.steps for t in s.tensors] == [True, False, True, True]
+    with pytest.raises(DittoError, match="NaN/Inf"):
+        noise_band(hf, [{**oracle[0], "layers.0.out": torch.tensor([float("nan"), 1.0])}, oracle[1]], rule)
 
 
 def _steps(values):
@@ -78,7 +120,7 @@ def _steps(values):
 def test_tolerance_scales_atol_with_the_tensor():
     ref = _steps([0.0])
     # 5e-4 off on an element of 0 passes next to a 10 (atol 1e-4 x scale 10), fails next to a 1
-    run = compare_runs(_steps([5e-4]), ref, Tolerance(1e-4, 0.0), "a", "b")
+    run = compare_runs(_steps([5e-4]), ref, FixedTolerance(1e-4, 0.0), "a", "b")
     by_name = {t.name: t.passed for t in run.steps[0].tensors}
     assert by_name == {"input_ids": True, "layers.0.attn": False, "layers.1.out": True, "logits": False}
     div = first_divergence(run)
@@ -90,23 +132,23 @@ def test_first_divergence_prefers_the_earliest_step_then_the_shallowest_probe():
     got = _steps([0.0, 0.0, 0.0])
     got[2]["layers.0.attn"] = got[2]["layers.0.attn"] + 1
     got[1]["logits"] = got[1]["logits"] + 1
-    div = first_divergence(compare_runs(got, ref, Tolerance(1e-4, 1e-4), "a", "b"))
+    div = first_divergence(compare_runs(got, ref, FixedTolerance(1e-4, 1e-4), "a", "b"))
     assert (div.name, div.step) == ("logits", 1)
 
 
 def test_token_ids_must_be_equal():
     got = _steps([0.0])
     got[0]["input_ids"] = torch.tensor([1, 3])
-    div = first_divergence(compare_runs(got, _steps([0.0]), Tolerance(1.0, 1.0), "a", "b"))
+    div = first_divergence(compare_runs(got, _steps([0.0]), FixedTolerance(1.0, 1.0), "a", "b"))
     assert div.name == "input_ids"
 
 
 def test_missing_probe_and_missing_step_are_divergences():
     got = _steps([0.0, 0.0])
     del got[0]["layers.1.out"]
-    div = first_divergence(compare_runs(got, _steps([0.0, 0.0]), Tolerance(1e-4, 1e-4), "a", "b"))
+    div = first_divergence(compare_runs(got, _steps([0.0, 0.0]), FixedTolerance(1e-4, 1e-4), "a", "b"))
     assert (div.name, div.step, div.detail) == ("layers.1.out", 0, "missing from a")
-    div = first_divergence(compare_runs(_steps([0.0]), _steps([0.0, 0.0]), Tolerance(1e-4, 1e-4), "a", "b"))
+    div = first_divergence(compare_runs(_steps([0.0]), _steps([0.0, 0.0]), FixedTolerance(1e-4, 1e-4), "a", "b"))
     assert div.detail == "a has 1 steps, b has 2"
 
 
@@ -151,20 +193,28 @@ def test_fingerprint_rejects_top_k_ids_for_another_batch():
 
 
 @pytest.mark.parametrize(
-    "env, count, chosen",
+    "worker, env, count, chosen",
     [
-        ({"PYTEST_XDIST_WORKER": "gw0"}, 4, "0"),
-        ({"PYTEST_XDIST_WORKER": "gw5"}, 4, "1"),
-        ({"PYTEST_XDIST_WORKER": "gw1", "CUDA_VISIBLE_DEVICES": "4,6"}, 8, "6"),
-        ({"PYTEST_XDIST_WORKER": "gw2", "CUDA_VISIBLE_DEVICES": "4,6"}, 8, "4"),
-        ({"PYTEST_XDIST_WORKER": "gw1"}, 0, None),  # no GPU: nothing set
-        ({}, 4, None),  # not an xdist worker
+        ("gw0", {}, 4, "0"),
+        ("gw5", {}, 4, "1"),
+        ("gw1", {"CUDA_VISIBLE_DEVICES": "4,6"}, 8, "6"),
+        ("gw2", {"CUDA_VISIBLE_DEVICES": "4,6"}, 8, "4"),
+        ("gw1", {}, 0, None),  # no GPU: nothing set
+        (None, {}, 4, None),  # not an xdist worker
+        (None, {"PYTEST_XDIST_WORKER": "gw3"}, 4, None),  # a run inside a worker inherits its variable: not a worker
     ],
 )
-def test_one_gpu_per_xdist_worker(env, count, chosen):
+def test_one_gpu_per_xdist_worker(worker, env, count, chosen):
     environ = dict(env)
-    assert gpu.assign_gpu(environ, gpu_count=count) == chosen
+    assert gpu.assign_gpu(worker, environ, gpu_count=count) == chosen
     assert environ.get("CUDA_VISIBLE_DEVICES") == (chosen or env.get("CUDA_VISIBLE_DEVICES"))
+
+
+def test_worker_id_comes_from_the_config():
+    class Config:
+        workerinput = {"workerid": "gw2"}
+
+    assert gpu.worker_id(Config()) == "gw2" and gpu.worker_id(object()) is None
 
 
 def test_gpus_are_counted_from_the_driver_folder(tmp_path):

@@ -46,6 +46,7 @@ def test_defaults(pytester):
     import torch
 
     assert (s["atol"], s["rtol"], s["report_dir"]) == (None, None, None)
+    assert (s["oracle_device"], s["oracle_dtype"]) == (s["device"], "float32")  # the oracle runs where the run does
     assert s["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     assert s["golden_dir"] == str(pytester.path / "golden")
     assert s["engine_cache"] == os.path.join(os.environ["DITTO_CACHE_DIR"], "engines")
@@ -146,3 +147,8 @@ def test_pairs_cover_every_backend_against_hf_and_each_other(pytester):
                                 "--ditto-backends=zeta,hf,alpha", "-k", "agree")
     ids = [line.split("[", 1)[1].rstrip("]") for line in result.outlines if "::" in line]
     assert ids == ["tiny-gpt2-alpha-vs-hf", "tiny-gpt2-zeta-vs-hf", "tiny-gpt2-zeta-vs-alpha"]
+
+
+def test_oracle_options(pytester):
+    s = _settings(pytester, "--ditto-dtype=bfloat16", "--ditto-oracle-device=cpu", "--ditto-oracle-dtype=float64")
+    assert (s["oracle_device"], s["oracle_dtype"]) == ("cpu", "float64")

@@ -140,3 +140,27 @@ def test_mine(ditto_model, stepwise, golden):
     pytester.runpytest(*args, "--update-golden").assert_outcomes(passed=1)
     assert (golden_dir / "tiny-llama" / "hf" / "step3.safetensors").is_file()
     pytester.runpytest(*args).assert_outcomes(passed=1)
+
+
+def test_half_precision_is_judged_against_the_oracle_within_hf_noise(pytester):
+    # planted = hf in bfloat16 + 0.5 from layer 1's MLP at step 2: far outside hf's own noise
+    _conftest(pytester, layer=1, step=2, shift=0.5)
+    report_dir = pytester.path / "reports"
+    args = [*COMMON, "--ditto-backends=hf,planted", "--ditto-dtype=bfloat16", f"--ditto-report-dir={report_dir}"]
+    result = pytester.runpytest(*args, "-k", "agree")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*rule: each probe and step within min(4 x |hf bfloat16 - oracle| + 2 ulp x "
+                                 "max|oracle|, 0.5 x max|oracle|) of the oracle (hf in float32)*",
+                                 "*planted diverges from oracle (hf float32): first at layers.1.mlp (layer 1, step 2)*"])
+    record = json.loads((report_dir / "tiny-llama" / "planted-vs-hf.json").read_text())
+    assert record["tolerance"]["rule"] == "calibrated" and len(record["band_by_step"]) == 4
+    noise = record["noise_by_step"][2]["layers.1.mlp"]
+    assert 0 < noise < 0.1 and record["band_by_step"][2]["layers.1.mlp"] >= 4 * noise
+    assert (report_dir / "tiny-llama.png").stat().st_size > 1000
+
+
+def test_half_precision_within_the_band_passes(pytester):
+    _conftest(pytester, layer=0, step=0, shift=1e-4)  # hf's own bfloat16 run, barely moved
+    result = pytester.runpytest(*COMMON, "--ditto-backends=hf,planted", "--ditto-dtype=bfloat16", "-k", "agree")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*tiny-llama: planted-vs-hf ok logits *, worst 0.* of allowed*"])

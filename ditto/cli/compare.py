@@ -4,8 +4,9 @@ two dump folders (every step{i}, paired by index).
 Per tensor present on both sides: shape and dtype, max and mean abs error, max relative
 error, cosine similarity, share of elements out of tolerance, the worst element's index
 and values, NaN/Inf counts. B is the reference: an element passes when
-|a - b| <= atol + rtol * |b|; tolerances default per dtype (float32 1e-4, float16 1e-2,
-bfloat16 5e-2, integers exact). Exit status: 0 when everything is within tolerance; 1 when
+|a - b| <= atol + rtol * |b|. Default tolerances per dtype (float32 1e-4, float16 1e-2,
+bfloat16 5e-2, integers exact; ditto.compare.tolerances), atol times max(1, max |b|) of the
+tensor; --atol/--rtol are taken as given. Exit status: 0 when everything is within tolerance; 1 when
 any tensor is out of tolerance, holds a NaN or differs in shape, or when a name or step is
 present on one side only (use --alias for renamed tensors); 2 on bad input (missing file,
 not a step dump).
@@ -21,7 +22,7 @@ from ditto.errors import DittoError
 def add_arguments(parser) -> None:
     parser.add_argument("a", help="step file or dump folder (A)")
     parser.add_argument("b", help="step file or dump folder (B, the reference)")
-    parser.add_argument("--atol", type=float, help="absolute tolerance for every tensor (default: per dtype)")
+    parser.add_argument("--atol", type=float, help="absolute tolerance for every tensor (default: per dtype, times max(1, max |B|))")
     parser.add_argument("--rtol", type=float, help="relative tolerance for every tensor (default: per dtype)")
     parser.add_argument(
         "--alias",

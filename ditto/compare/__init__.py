@@ -5,12 +5,12 @@ step), `compare_paths` -> RunComparison (two step files, or two folders step by 
 `format_table` and `to_json` (ditto.compare.report) turn any of them into text or JSON.
 
 What fails: a tensor fails when its shapes differ, when either side holds a NaN, or when any
-element is out of tolerance (`|a - b| > atol + rtol * |b|`, B is the reference; default
-tolerances per dtype in ditto.compare.tolerances). Different dtypes alone do not fail: a
-float16 run compared with a float32 run is the point; they are shown and the looser
-tolerance applies. A dump fails when any tensor fails or a name is only on one side (a
-missing probe is a difference; pair renamed ones with `aliases`). A run fails when any step
-fails or a step is only on one side.
+element is out of tolerance (`|a - b| > atol + rtol * |b|`, B is the reference; by default
+the fixed rule of ditto.compare.tolerances, whose atol is scaled by max(1, max |b|)).
+Different dtypes alone do not fail: a float16 run compared with a float32 run is the point;
+they are shown and the looser tolerance applies. A dump fails when any tensor fails or a
+name is only on one side (a missing probe is a difference; pair renamed ones with
+`aliases`). A run fails when any step fails or a step is only on one side.
 """
 
 from __future__ import annotations
@@ -25,19 +25,20 @@ from ditto.compare.report import format_table, to_json
 from ditto.compare.results import DumpComparison, RunComparison, TensorComparison
 from ditto.compare import stats
 from ditto.compare.stats import count_nonfinite, elementwise_stats
-from ditto.compare.tolerances import DEFAULT_TOLERANCES, default_tolerance, tolerance_for
+from ditto.compare.tolerances import FIXED_TOLERANCES, default_tolerance, fixed_tolerance
 from ditto.dumps import list_step_files, load_step
 from ditto.errors import DittoError
 
 __all__ = [
-    "DEFAULT_TOLERANCES",
     "DumpComparison",
+    "FIXED_TOLERANCES",
     "RunComparison",
     "TensorComparison",
     "compare_dumps",
     "compare_paths",
     "compare_tensors",
     "default_tolerance",
+    "fixed_tolerance",
     "format_table",
     "to_json",
 ]
@@ -52,14 +53,14 @@ def compare_tensors(
     name_b: str | None = None,
     compiled: bool | None = None,
 ) -> TensorComparison:
-    """Compare `a` with the reference `b`; tolerances default per dtype.
+    """Compare `a` with the reference `b`; tolerances default to the fixed rule for their dtypes.
 
     `compiled`: run the fused compiled kernel (ditto.compare.stats); None decides by size.
     """
     for side, t in (("A", a), ("B", b)):
         if not isinstance(t, torch.Tensor):
             raise DittoError(f"{name or 'compare'}: side {side} is {type(t).__name__}, not a tensor")
-    atol, rtol = tolerance_for(a.dtype, b.dtype, atol, rtol)
+    atol, rtol = fixed_tolerance(b.dtype, atol, rtol, other=a.dtype).absolute(b)
     result = TensorComparison(
         name=name,
         name_b=name if name_b is None else name_b,
