@@ -123,6 +123,7 @@ def load_model(
     if model is None:
         raise _unsupported(config, error)
     model.eval()
+    _export_friendly_experts(model)
     index = _checkpoint_index(directory)  # after the architecture check: that error comes first
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
     for module in model.modules():
@@ -135,6 +136,15 @@ def load_model(
     alias_map = {name: names for names in aliases.values() for name in names}
     sources = checkpoint_sources(model, index)
     return LoadedModel(model, config, directory, torch_dtype, index, buffers, alias_map, sources)
+
+
+def _export_friendly_experts(model) -> None:
+    """transformers 5 lets MoE experts pick their implementation; `batched_mm` computes every
+    (token, chosen expert) pair with static shapes, which exports on the meta device and which
+    `ditto.passes.moe` recognises. Models without the choice keep their own forward."""
+    can_set = getattr(model, "_can_set_experts_implementation", None)
+    if can_set is not None and can_set():
+        model.set_experts_implementation("batched_mm")
 
 
 def _unsupported(config, error: Exception) -> DittoError:

@@ -3,7 +3,8 @@
 Export runs on the meta device, so the graph never holds real weights. Each weight of the
 TensorRT-LLM-form graph is described by a `WeightSource`: a tensor in a checkpoint file, a
 tensor kept in memory (non-persistent buffers such as RoPE tables, tiny constants), a
-concatenation of other sources (fused QKV / gate-up projections), or the output of one of
+concatenation, slice or transpose of other sources (fused QKV / gate-up projections, experts
+in TensorRT-LLM's layout), or the output of one of
 transformers' checkpoint converters (per-expert tensors stacked into 3-D, see
 `ditto.models.conversion`).
 """
@@ -43,6 +44,25 @@ class Concat:
 
 
 @dataclass(frozen=True)
+class Narrow:
+    """`length` entries of a source from `start` along `dim` (half of a fused gate/up weight)."""
+
+    part: "WeightSource"
+    dim: int
+    start: int
+    length: int
+
+
+@dataclass(frozen=True)
+class Transposed:
+    """A source with dims `dim0` and `dim1` swapped (weights stored [in, out] per expert)."""
+
+    part: "WeightSource"
+    dim0: int
+    dim1: int
+
+
+@dataclass(frozen=True)
 class Converted:
     """Parameter `target` as transformers' `converter` (a `core_model_loading.WeightConverter`)
     makes it from checkpoint tensors `parts` ((source pattern, tensor) in load order);
@@ -55,7 +75,7 @@ class Converted:
     config: Any = field(default=None, compare=False)
 
 
-WeightSource = CheckpointTensor | InMemoryTensor | Concat | Converted
+WeightSource = CheckpointTensor | InMemoryTensor | Concat | Narrow | Transposed | Converted
 
 
 @dataclass
@@ -113,6 +133,10 @@ def read_source(source: WeightSource) -> torch.Tensor:
         return source.tensor
     if isinstance(source, Concat):
         return torch.cat([read_source(p) for p in source.parts], dim=source.dim)
+    if isinstance(source, Narrow):
+        return read_source(source.part).narrow(source.dim, source.start, source.length).contiguous()
+    if isinstance(source, Transposed):
+        return read_source(source.part).transpose(source.dim0, source.dim1).contiguous()
     if isinstance(source, Converted):
         from ditto.models.conversion import run_converter
 
