@@ -263,8 +263,9 @@ def _identify_routing(ctx, topk, router: Node, flat_weights: Node, flat_ids: Nod
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(_PROBE_TOKENS, num_experts, generator=generator).to(fake(router).dtype)
     load, attrs = _random_attrs(ctx, generator)
+    known = {router: logits, **_side_inputs([flat_weights, flat_ids], router, generator)}
     try:
-        weights, ids = evaluate([flat_weights, flat_ids], {router: logits}, load)
+        weights, ids = evaluate([flat_weights, flat_ids], known, load)
     except Exception as e:
         raise _fail(topk, f"the routing does not depend on the router logits alone ({type(e).__name__}: {e})") from None
     biases = [n for n in attrs]
@@ -284,6 +285,32 @@ def _identify_routing(ctx, topk, router: Node, flat_weights: Node, flat_ids: Nod
             return dict(scoring=scoring, mode=mode, scale=round(scale, 6) if abs(scale - round(scale, 6)) < 1e-6 else scale,
                         expert_bias=bias_node)
     raise _fail(topk, "the routing computes none of the known routers (grouped top-k is not supported)")
+
+
+def _side_inputs(targets: list[Node], source: Node, generator: torch.Generator) -> dict:
+    """Random probe values for what the region between `source` and `targets` reads besides
+    `source` and parameters (e.g. `type_as(weights, hidden_states)` reads the hidden states
+    for their dtype). Were the routing to depend on their values, it would match no router."""
+    region, stack = set(), list(targets)
+    while stack:
+        node = stack.pop()
+        if node in region or node is source:
+            continue
+        if _depends_on(node, source, limit=256):
+            region.add(node)
+            stack.extend(node.all_input_nodes)
+    side = {}
+    for node in region:
+        for arg in node.all_input_nodes:
+            if arg in region or arg is source or arg.op == "get_attr" or arg in side:
+                continue
+            val = arg.meta.get("val")
+            if isinstance(val, torch.SymInt):
+                side[arg] = _PROBE_TOKENS
+            elif isinstance(val, torch.Tensor):
+                shape = [d if isinstance(d, int) else _PROBE_TOKENS for d in val.shape]
+                side[arg] = torch.randn(shape, generator=generator).to(val.dtype)
+    return side
 
 
 def _dense(weights: torch.Tensor, ids: torch.Tensor, num_experts: int) -> torch.Tensor:
