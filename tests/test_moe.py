@@ -245,3 +245,13 @@ def test_engine_config_carries_tensorrt_llm_moe_fields():
     assert "sigmoid" in plugin_unsupported(dict(program.moe[0], scoring="sigmoid"))
     dense = load_program("tiny-llama")
     assert engine_config(dense.hf_config, dense.attention, OPTIONS)["pretrained_config"]["moe"] == NO_MOE
+
+
+def test_experts_in_another_implementation_are_refused(monkeypatch):
+    """transformers' default `grouped_mm` experts sort tokens by expert: no pattern for them, so
+    the leftover top-k is an error naming its source line (not a silently wrong MLP)."""
+    from ditto.models import loader
+
+    monkeypatch.setattr(loader, "_export_friendly_experts", lambda model: None)
+    with pytest.raises(DittoError, match=r"no pattern matched the top-k .*modeling_mixtral.py"):
+        load_program("tiny-mixtral")

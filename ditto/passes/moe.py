@@ -322,13 +322,17 @@ def _attr_node(ctx: PassContext, name: str) -> Node:
     return next(n for n in ctx.graph.nodes if n.op == "get_attr" and n.target == name)
 
 
+def _no_parameters(name: str):
+    raise KeyError(f"parameter {name}")
+
+
 def _identify_activation(ctx: PassContext, topk: Node, fc1: dict, fc2: dict) -> tuple[str, bool]:
     """(TensorRT-LLM activation name, whether the gate is the FIRST half of fc1's output)."""
     width = int(fake(fc1["result"]).shape[-1])
     inter = int(fake(fc2["vector"]).shape[-1])
     probe = torch.randn(_PROBE_TOKENS, width, generator=torch.Generator().manual_seed(1)).to(fake(fc1["result"]).dtype)
     try:
-        (h,) = evaluate([fc2["vector"]], {fc1["result"]: probe}, lambda name: (_ for _ in ()).throw(KeyError(name)))
+        (h,) = evaluate([fc2["vector"]], {fc1["result"]: probe}, _no_parameters)
     except Exception as e:
         raise _fail(topk, f"the expert activation reads more than the first projection ({type(e).__name__}: {e})") from None
     candidates = []
