@@ -273,6 +273,8 @@ def _identify_routing(ctx, topk, router: Node, flat_weights: Node, flat_ids: Nod
         raise _fail(topk, f"the routing reads parameters {biases}; only one expert bias of {num_experts} values is known")
     bias_value = attrs[biases[0]] if biases else None
     graph_dense = _dense(weights.float().reshape(-1, top_k), ids.reshape(-1, top_k), num_experts)
+    # a router may round its weights to the model dtype (Qwen3-MoE: `.to(router_logits.dtype)`)
+    rtol = max(1e-4, 4 * torch.finfo(weights.dtype).eps) if weights.is_floating_point() else 1e-4
     for scoring, mode in _ROUTERS:
         ref_w, ref_ids = moe_op.route(logits, bias_value, top_k, mode, scoring, 1.0)
         ref_dense = _dense(ref_w, ref_ids, num_experts)
@@ -280,7 +282,7 @@ def _identify_routing(ctx, topk, router: Node, flat_weights: Node, flat_ids: Nod
         if not torch.equal(chosen, graph_dense != 0):
             continue
         scale = float((graph_dense[chosen] / ref_dense[chosen]).median())
-        if torch.allclose(graph_dense, ref_dense * scale, rtol=1e-4, atol=1e-6):
+        if torch.allclose(graph_dense, ref_dense * scale, rtol=rtol, atol=1e-6):
             bias_node = _attr_node(ctx, biases[0]) if biases else None
             return dict(scoring=scoring, mode=mode, scale=round(scale, 6) if abs(scale - round(scale, 6)) < 1e-6 else scale,
                         expert_bias=bias_node)
