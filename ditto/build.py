@@ -108,7 +108,7 @@ def build(
                 print(f"verify: {name}: max abs difference replay vs fx {diff:.3g}")
         built.weights.release_pages()  # the network's weights are no longer needed in memory
         with stages("write"):
-            trtllm_config = engine_config(program.hf_config, program.attention, options)
+            trtllm_config = engine_config(program.hf_config, program.attention, options, moe=program.moe)
             trtllm_config["build_config"]["ditto"] = {"attention": attention, "trt_provider": trt.__name__, "outputs": built.outputs}
             with open(plan_path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as plan:
                 path = write_engine_dir(engine_dir, trtllm_config, plan, force=force)

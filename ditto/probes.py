@@ -1,7 +1,9 @@
 """Probes: named-by-meaning points inside a model, resolved per backend.
 
 `layers.{i}.attn` (attention block output), `layers.{i}.mlp` (MLP block output),
-`layers.{i}.out` (decoder layer output), `final_norm`, and `logits`. The decoder layers are
+`layers.{i}.out` (decoder layer output), `final_norm`, and `logits`; in a mixture-of-experts
+block also `layers.{i}.router` (the router's logits: the first output of the MLP's `gate` /
+`router` child) and `layers.{i}.experts` (the routed experts' combined output). The decoder layers are
 found structurally (the ModuleList with one entry per hidden layer); inside a layer the
 attention and MLP blocks are the children that hold the attention computation and the
 rest. HF runs use module hooks on those paths; the FX graph finds each module's output node
@@ -32,12 +34,25 @@ def probe_modules(model: torch.nn.Module, num_layers: int) -> dict[str, str]:
             probes[f"layers.{i}.attn"] = f"{base}.{attn}"
         if mlp:
             probes[f"layers.{i}.mlp"] = f"{base}.{mlp}"
+            probes.update(_moe_probes(i, f"{base}.{mlp}", children[mlp]))
         probes[f"layers.{i}.out"] = base
     parent_path = layers_path.rsplit(".", 1)[0] if "." in layers_path else ""
     parent = model.get_submodule(parent_path) if parent_path else model
     norm = _child(dict(parent.named_children()), NORM_HINTS)
     if norm:
         probes["final_norm"] = f"{parent_path}.{norm}" if parent_path else norm
+    return probes
+
+
+def _moe_probes(i: int, path: str, mlp: torch.nn.Module) -> dict[str, str]:
+    children = dict(mlp.named_children())
+    experts = children.get("experts")
+    if experts is None or isinstance(experts, torch.nn.ModuleList) and not len(experts):
+        return {}
+    probes = {f"layers.{i}.experts": f"{path}.experts"}
+    router = next((name for name in ("router", "gate") if name in children), None)
+    if router is not None:
+        probes[f"layers.{i}.router"] = f"{path}.{router}"
     return probes
 
 

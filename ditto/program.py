@@ -33,6 +33,8 @@ class TrtllmProgram:
     probe_modules: dict[str, str] = field(default_factory=dict)
     # what each pass did, in order: (pass name, number of places it rewrote)
     pass_log: list[tuple[str, int]] = field(default_factory=list)
+    # the recognised `ditto.moe` layers, in graph order (see ditto.passes.moe)
+    moe: list[dict] = field(default_factory=list)
 
     def materialize(self, device: str | torch.device = "cpu") -> torch.fx.GraphModule:
         """Attach real weights to the graph module (reading them now) and return it."""

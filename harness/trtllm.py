@@ -53,6 +53,10 @@ CONVERT_SCRIPTS = {
     "gemma": ("gemma", ["--ckpt-type", "hf"]),
     "phi3": ("phi", []),
     "gpt2": ("gpt", []),
+    # examples/models/core/mixtral/README.md (commit 10c1d594): Mixtral uses llama's script
+    "mixtral": ("llama", []),
+    # tensorrt_llm/models/qwen/config.py (commit 0428c188) accepts qwen3_moe (MoE mode NONE)
+    "qwen3_moe": ("qwen", []),
 }
 
 

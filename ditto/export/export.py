@@ -24,12 +24,13 @@ def export_model(loaded: LoadedModel) -> torch.export.ExportedProgram:
     # DYNAMIC rather than a named range: some transformers versions bound the token count by
     # max_position_embeddings, which a fixed range would report as a violated constraint
     num_tokens = torch.export.Dim.DYNAMIC
-    input_ids = torch.zeros(1, _EXAMPLE_TOKENS, dtype=torch.long, device="meta")
-    position_ids = torch.arange(_EXAMPLE_TOKENS, device="meta")[None]
-    kwargs = dict(input_ids=input_ids, position_ids=position_ids, use_cache=False)
-    dynamic = dict(input_ids={1: num_tokens}, position_ids={1: num_tokens}, use_cache=None)
-    if "position_ids" not in inspect.signature(loaded.model.forward).parameters:
-        del kwargs["position_ids"], dynamic["position_ids"]  # e.g. ALiBi models take no positions
+    tensors = {
+        "input_ids": (torch.zeros(1, _EXAMPLE_TOKENS, dtype=torch.long, device="meta"), {1: num_tokens}),
+        "position_ids": (torch.arange(_EXAMPLE_TOKENS, device="meta")[None], {1: num_tokens}),
+    }
+    kwargs, dynamic, flags = forward_arguments(loaded.model.forward, tensors, {"use_cache": False})
+    # flags go in through a hook: torch.export cannot take dynamic shapes for `**kwargs` entries
+    hook = loaded.model.register_forward_pre_hook(lambda _m, args, kw: (args, {**kw, **flags}), with_kwargs=True)
     try:
         with torch.no_grad(), _scalar_constants_keep_values():
             return torch.export.export(loaded.model, (), kwargs, dynamic_shapes=dynamic, strict=False)
@@ -39,6 +40,31 @@ def export_model(loaded: LoadedModel) -> torch.export.ExportedProgram:
             f"torch.export failed for {arch}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}; "
             "the model's forward must be traceable with a dynamic number of tokens"
         ) from e
+    finally:
+        hook.remove()
+
+
+def forward_arguments(forward, tensors: dict[str, tuple], flags: dict) -> tuple[dict, dict, dict]:
+    """What to pass to `forward`, read from its signature: (tensor kwargs, their dynamic shapes,
+    constant flags).
+
+    `tensors` maps a name to (example value, dynamic shape); a tensor the forward does not
+    declare by name is not passed (e.g. ALiBi models take no `position_ids`). A flag is passed
+    when the forward declares it or takes `**kwargs` (GraniteMoE and OpenAI-GPT take
+    `use_cache` only through `**kwargs`). `input_ids` must be declared.
+    """
+    parameters = inspect.signature(forward).parameters
+    named = {name for name, p in parameters.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    takes_var_keyword = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    if "input_ids" not in named:
+        raise DittoError(
+            f"the model's forward{inspect.signature(forward)} takes no `input_ids`; ditto exports causal LMs "
+            "called as model(input_ids=...)"
+        )
+    kwargs = {name: value for name, (value, _) in tensors.items() if name in named}
+    dynamic = {name: shape for name, (_, shape) in tensors.items() if name in named}
+    passed_flags = {name: value for name, value in flags.items() if name in named or takes_var_keyword}
+    return kwargs, dynamic, passed_flags
 
 
 @contextlib.contextmanager

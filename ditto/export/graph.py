@@ -15,7 +15,7 @@ from torch.export.graph_signature import InputKind
 
 from ditto.errors import DittoError
 from ditto.models.loader import LoadedModel
-from ditto.models.weights import CheckpointTensor, InMemoryTensor, WeightSpec, WeightTable
+from ditto.models.weights import InMemoryTensor, WeightSource, WeightSpec, WeightTable
 
 
 def attr_name(fqn: str) -> str:
@@ -59,11 +59,10 @@ def to_graph_module(ep: torch.export.ExportedProgram, loaded: LoadedModel) -> tu
     return gm, weights
 
 
-def _checkpoint_source(fqn: str, loaded: LoadedModel) -> CheckpointTensor:
+def _checkpoint_source(fqn: str, loaded: LoadedModel) -> WeightSource:
     for candidate in [fqn, *loaded.aliases.get(fqn, [])]:
-        key = loaded.renamed.get(candidate, candidate)
-        if key in loaded.checkpoint_index:
-            return CheckpointTensor(loaded.checkpoint_index[key], key)
+        if candidate in loaded.sources:
+            return loaded.sources[candidate]
     raise DittoError(
         f"parameter {fqn!r} is not in the checkpoint files of {loaded.directory}; the safetensors do not match "
         "the model that config.json describes (re-save with save_pretrained, or check the transformers version)"

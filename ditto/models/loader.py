@@ -18,6 +18,8 @@ import torch
 
 from ditto.errors import DittoError
 from ditto.models import tiny
+from ditto.models.conversion import checkpoint_sources
+from ditto.models.weights import WeightSource
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -36,8 +38,9 @@ class LoadedModel:
     buffers: dict[str, torch.Tensor] = field(default_factory=dict)
     # parameter name -> every name sharing that parameter (tied embeddings)
     aliases: dict[str, list[str]] = field(default_factory=dict)
-    # model parameter name -> checkpoint key, where transformers renames keys at load time
-    renamed: dict[str, str] = field(default_factory=dict)
+    # model parameter name -> where its values come from, by transformers' own key renames and
+    # tensor conversions (ditto.models.conversion); names absent here are not in the checkpoint
+    sources: dict[str, WeightSource] = field(default_factory=dict)
 
 
 def resolve_model_dir(spec: str | Path) -> Path:
@@ -120,6 +123,7 @@ def load_model(
     if model is None:
         raise _unsupported(config, error)
     model.eval()
+    _export_friendly_experts(model)
     index = _checkpoint_index(directory)  # after the architecture check: that error comes first
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
     for module in model.modules():
@@ -130,33 +134,17 @@ def load_model(
     for name, p in model.named_parameters(remove_duplicate=False):
         aliases.setdefault(id(p), []).append(name)
     alias_map = {name: names for names in aliases.values() for name in names}
-    renamed = _renamed_keys(model, index)
-    return LoadedModel(model, config, directory, torch_dtype, index, buffers, alias_map, renamed)
+    sources = checkpoint_sources(model, index)
+    return LoadedModel(model, config, directory, torch_dtype, index, buffers, alias_map, sources)
 
 
-def _renamed_keys(model, index: dict[str, Path]) -> dict[str, str]:
-    """Model name -> checkpoint key for transformers' plain key renames (e.g. GPT-NeoX's
-    embed_out -> lm_head). Conversions that merge tensors (MoE experts) are not renames."""
-    import re
-
-    rules: list[tuple[str, str]] = list(getattr(model, "_checkpoint_conversion_mapping", None) or {}.items())
-    try:  # transformers 5
-        from transformers.conversion_mapping import get_model_conversion_mapping
-        from transformers.core_model_loading import WeightRenaming
-
-        for rule in get_model_conversion_mapping(model):
-            if type(rule) is WeightRenaming and len(rule.source_patterns) == 1 and not getattr(rule, "scope_prefix", None):
-                rules.append((rule.source_patterns[0], rule.target_patterns[0]))
-    except Exception:  # transformers 4.5x, or an API change: plain names only
-        pass
-    renamed = {}
-    for key in index:
-        new = key
-        for pattern, replacement in rules:
-            new = re.sub(pattern, replacement, new)
-        if new != key:
-            renamed[new] = key
-    return renamed
+def _export_friendly_experts(model) -> None:
+    """transformers 5 lets MoE experts pick their implementation; `batched_mm` computes every
+    (token, chosen expert) pair with static shapes, which exports on the meta device and which
+    `ditto.passes.moe` recognises. Models without the choice keep their own forward."""
+    can_set = getattr(model, "_can_set_experts_implementation", None)
+    if can_set is not None and can_set():
+        model.set_experts_implementation("batched_mm")
 
 
 def _unsupported(config, error: Exception) -> DittoError:

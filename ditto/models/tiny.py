@@ -5,7 +5,7 @@ Each is made locally from a config (no hub), saved once as a normal Hugging Face
 (`tiny-llama`, ...) anywhere a model path is accepted. Together they cover the building
 blocks ditto must recognise: RoPE variants (llama3 scaling, partial rotary), GQA/MQA, QKV
 bias, QK-norm, fused QKV and gate-up weights, GeGLU, embedding scale, tied embeddings,
-learned positions, LayerNorm, Conv1D weights.
+learned positions, LayerNorm, Conv1D weights, sparse mixture-of-experts.
 
 Weights come from ditto's own seeded generator per tensor name, not from transformers'
 initialisers, so they do not change when transformers changes its init code.
@@ -91,6 +91,26 @@ TINY_MODELS: dict[str, tuple[str, dict]] = {
             n_inner=128,
             bos_token_id=1,
             eos_token_id=2,
+        ),
+    ),
+    "tiny-mixtral": (
+        "Mixtral: sparse MoE (4 experts, top-2, softmax renormalised over the chosen), per-expert checkpoint "
+        "tensors that transformers 5 stacks into 3-D parameters at load time, GQA",
+        dict(model_type="mixtral", **_COMMON, num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2),
+    ),
+    "tiny-qwen3-moe": (
+        "Qwen3-MoE: QK-norm, MoE with top-k softmax weights NOT renormalised, a dense MLP layer after a MoE layer",
+        dict(
+            model_type="qwen3_moe",
+            **_COMMON,
+            num_key_value_heads=2,
+            head_dim=16,
+            num_experts=8,
+            num_experts_per_tok=2,
+            moe_intermediate_size=32,
+            norm_topk_prob=False,
+            decoder_sparse_step=1,
+            mlp_only_layers=[1],
         ),
     ),
 }

@@ -2,13 +2,17 @@
 
 Export runs on the meta device, so the graph never holds real weights. Each weight of the
 TensorRT-LLM-form graph is described by a `WeightSource`: a tensor in a checkpoint file, a
-tensor kept in memory (non-persistent buffers such as RoPE tables, tiny constants), or a
-concatenation of other sources (fused QKV / gate-up projections).
+tensor kept in memory (non-persistent buffers such as RoPE tables, tiny constants), a
+concatenation, slice or transpose of other sources (fused QKV / gate-up projections, experts
+in TensorRT-LLM's layout), or the output of one of
+transformers' checkpoint converters (per-expert tensors stacked into 3-D, see
+`ditto.models.conversion`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import torch
@@ -39,7 +43,39 @@ class Concat:
     dim: int = 0
 
 
-WeightSource = CheckpointTensor | InMemoryTensor | Concat
+@dataclass(frozen=True)
+class Narrow:
+    """`length` entries of a source from `start` along `dim` (half of a fused gate/up weight)."""
+
+    part: "WeightSource"
+    dim: int
+    start: int
+    length: int
+
+
+@dataclass(frozen=True)
+class Transposed:
+    """A source with dims `dim0` and `dim1` swapped (weights stored [in, out] per expert)."""
+
+    part: "WeightSource"
+    dim0: int
+    dim1: int
+
+
+@dataclass(frozen=True)
+class Converted:
+    """Parameter `target` as transformers' `converter` (a `core_model_loading.WeightConverter`)
+    makes it from checkpoint tensors `parts` ((source pattern, tensor) in load order);
+    `first_target` is the name transformers files the whole conversion under."""
+
+    converter: Any = field(compare=False)
+    parts: tuple[tuple[str, CheckpointTensor], ...]
+    first_target: str
+    target: str
+    config: Any = field(default=None, compare=False)
+
+
+WeightSource = CheckpointTensor | InMemoryTensor | Concat | Narrow | Transposed | Converted
 
 
 @dataclass
@@ -76,7 +112,7 @@ class WeightTable:
     def load(self, name: str) -> torch.Tensor:
         """Read weight `name` now, in its recorded dtype."""
         spec = self._specs[name]
-        tensor = _read(spec.source)
+        tensor = read_source(spec.source)
         if tuple(tensor.shape) != tuple(spec.shape):
             raise DittoError(
                 f"weight {name!r} has shape {tuple(tensor.shape)} in the checkpoint but the model expects "
@@ -92,11 +128,19 @@ def _numel(shape) -> int:
     return n
 
 
-def _read(source: WeightSource) -> torch.Tensor:
+def read_source(source: WeightSource) -> torch.Tensor:
     if isinstance(source, InMemoryTensor):
         return source.tensor
     if isinstance(source, Concat):
-        return torch.cat([_read(p) for p in source.parts], dim=source.dim)
+        return torch.cat([read_source(p) for p in source.parts], dim=source.dim)
+    if isinstance(source, Narrow):
+        return read_source(source.part).narrow(source.dim, source.start, source.length).contiguous()
+    if isinstance(source, Transposed):
+        return read_source(source.part).transpose(source.dim0, source.dim1).contiguous()
+    if isinstance(source, Converted):
+        from ditto.models.conversion import run_converter
+
+        return run_converter(source)
     from safetensors import safe_open
 
     try:

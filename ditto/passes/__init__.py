@@ -11,6 +11,7 @@ from ditto.passes import (  # noqa: F401  (importing registers the passes)
     engine_inputs,
     fuse_linears,
     last_token,
+    moe,
     simplify,
 )
 
@@ -19,6 +20,7 @@ PIPELINE = [
     "eager_attention_to_sdpa",
     "engine_inputs",
     "replace_attention",
+    "replace_moe",
     "gather_last_token",
     "fuse_parallel_linears",
     "simplify_shuffles",

@@ -18,6 +18,13 @@ _LEFTOVER = (aten.scaled_dot_product_attention.default, aten._softmax.default, a
 
 
 def check_supported(ctx: PassContext) -> None:
+    routing = [n for n in ctx.graph.nodes if is_call(n, aten.topk.default)]
+    if routing:
+        raise DittoError(
+            f"no pattern matched the top-k {routing[0].name} at {source_line(routing[0])}; ditto converts mixture-of-"
+            "experts whose experts transformers computes with its batched implementation (`@use_experts_implementation`"
+            " in transformers 5), not per-expert loops"
+        )
     left = [n for n in ctx.graph.nodes if is_call(n, *_LEFTOVER)]
     if left:
         lines = "\n".join(f"  {n.name}: {n.target} at {source_line(n)}" for n in left[:10])

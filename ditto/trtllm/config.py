@@ -228,8 +228,11 @@ def trtllm_version() -> str:
         return TARGET_TRTLLM_VERSION
 
 
-def engine_config(hf_config, attention: Sequence[GPTAttentionParams], options: BuildOptions) -> dict:
-    """config.json for an engine built from `hf_config`, as `trtllm-build` would write it."""
+def engine_config(hf_config, attention: Sequence[GPTAttentionParams], options: BuildOptions, moe=()) -> dict:
+    """config.json for an engine built from `hf_config`, as `trtllm-build` would write it;
+    `moe`: the program's recognised MoE layers (`pretrained_config.moe`, ditto.trtllm.moe)."""
+    from ditto.trtllm.moe import moe_config
+
     first = _uniform_attention(attention)
     num_layers = getattr(hf_config, "num_hidden_layers", None)
     if num_layers is not None and num_layers != len(attention):
@@ -272,6 +275,7 @@ def engine_config(hf_config, attention: Sequence[GPTAttentionParams], options: B
         "rotary_embedding_dim": first.rotary_embedding_dim,
         "rotary_base": float(first.rotary_embedding_base),
         "rotary_scaling": _rotary_scaling(hf_config),
+        "moe": moe_config(list(moe), hf_config),
     }
     pretrained.update(_architecture_specific(pretrained["architecture"], hf_config))
     build = {

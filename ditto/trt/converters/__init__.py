@@ -64,6 +64,7 @@ from ditto.trt.converters import (  # noqa: E402,F401  (importing registers the 
     creation,
     elementwise,
     matmul,
+    moe,
     reduce,
     shuffle,
     slicing,
