@@ -10,6 +10,7 @@ builder's copy is the only one resident.
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from ditto.errors import DittoError
 from ditto.trt.network import BuiltNetwork
 
 RELEASE_INTERVAL_S = 0.005
+PLAN_HEAD_BYTES = 64  # a TensorRT plan starts with a non-zero header
 
 
 def build_engine(built: BuiltNetwork, trt, plan_path: Path) -> int:
@@ -34,25 +36,47 @@ def build_engine(built: BuiltNetwork, trt, plan_path: Path) -> int:
 
     releaser = threading.Thread(target=release, name="ditto-release-weight-pages", daemon=True)
     releaser.start()
+    error = None
     try:
         with open(plan_path, "wb") as f:
             if hasattr(built.builder, "build_serialized_network_to_stream"):
                 writer = _file_writer(trt, f)
                 ok = built.builder.build_serialized_network_to_stream(built.network, config, writer)
                 size = writer.written if ok else 0
+                error = writer.error
             else:
                 plan = built.builder.build_serialized_network(built.network, config)
                 size = f.write(memoryview(plan)) if plan is not None else 0
                 del plan
+            f.flush()
+            os.fsync(f.fileno())
     finally:
         stop.set()
         releaser.join()
+    if error is not None:
+        # TensorRT catches what the writer raises, logs it and may still report success: re-raise
+        # it here, so that a Ctrl-C is an interrupt and a full disk is an error, not a short plan.
+        raise error
     if not size:
         raise DittoError(
             "TensorRT failed to build the engine (its log above says why); rerun with DEBUG_ARTIFACTS_DIR "
             "set and read trt_network_def.py"
         )
+    check_plan(plan_path, size)
     return size
+
+
+def check_plan(plan_path: Path, size: int) -> None:
+    """The plan on disk is the size the builder produced and does not start with a hole."""
+    on_disk = os.path.getsize(plan_path)
+    if on_disk != size:
+        raise DittoError(f"the engine plan {plan_path} has {on_disk} bytes, the builder wrote {size}; "
+                         "the disk may be full or the file was changed: free space and rebuild")
+    with open(plan_path, "rb") as f:
+        head = f.read(PLAN_HEAD_BYTES)
+    if not head.strip(b"\0"):
+        raise DittoError(f"the engine plan {plan_path} starts with {len(head)} zero bytes, not a TensorRT plan; "
+                         "a write was lost: rebuild")
 
 
 def _file_writer(trt, f):
@@ -62,9 +86,16 @@ def _file_writer(trt, f):
         def __init__(self):
             trt.IStreamWriter.__init__(self)
             self.written = 0
+            self.error: BaseException | None = None  # TensorRT swallows exceptions raised here
 
         def write(self, data):
-            n = f.write(data)
+            if self.error is not None:
+                return 0  # a failed stream stays failed; 0 bytes tells TensorRT to stop
+            try:
+                n = f.write(data)
+            except BaseException as e:  # KeyboardInterrupt (Ctrl-C lands here), ENOSPC, ...
+                self.error = e
+                return 0
             self.written += n
             return n
 
