@@ -103,20 +103,20 @@ def _tokenize(directory: Path, texts, token_ids):
     return [list(t.encode()) for t in texts], lambda ids: bytes(i for i in ids if i < 256).decode(errors="replace")
 
 
-def check_device(device: str) -> None:
+def check_device(device: str, flag: str = "--device") -> None:
     """A torch device this machine has (before loading anything)."""
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError):
-        raise DittoError(f"--device {device!r} is not a torch device; use cpu, cuda or cuda:N") from None
+        raise DittoError(f"{flag} {device!r} is not a torch device; use cpu, cuda or cuda:N") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise DittoError(f"--device {device}: this machine has no usable CUDA device; use --device cpu")
+            raise DittoError(f"{flag} {device}: this machine has no usable CUDA device; use {flag} cpu")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DittoError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA devices; "
+            raise DittoError(f"{flag} {device}: this machine has {torch.cuda.device_count()} CUDA devices; "
                              "pick one that exists")
     elif dev.type not in ("cpu", "cuda"):
-        raise DittoError(f"--device {device}: ditto runs on cpu or cuda")
+        raise DittoError(f"{flag} {device}: ditto runs on cpu or cuda")
 
 
 def _check_prompts(prompts: list[list[int]], vocab_size: int | None) -> None:
