@@ -58,6 +58,7 @@ def build(
                  max_num_tokens=max_num_tokens, tokens_per_block=tokens_per_block)
     check_limit_values(**given)
     check_engine_target(engine_dir, force)  # before the long stages: their work is lost otherwise
+    folder = artifacts_dir()  # checked writable now, for the same reason
     trt = trt_module(trt_provider)
     attention = resolve_attention(trt, attention)
     stages = _Stages()
@@ -89,7 +90,6 @@ def build(
         # computed weights are staged beside the engine directory (see ditto.trt.weights)
         built = build_network(program, trt, limits, extra, attention=attention, staging_dir=engine_dir.parent,
                               plugin_options=options.plugin_options())
-    folder = artifacts_dir()
     plan_path = fsutil.temp_path(engine_dir, "plan")
     try:
         if folder is not None:  # before the build, so that a failed build can be read

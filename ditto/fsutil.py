@@ -182,14 +182,17 @@ def _replace_dir(staging: Path, target: Path) -> None:
         _remove(staging)  # now holds the old content
         return
     retired = temp_path(target, "old")
-    with deferred_interrupts():
-        os.rename(target, retired)
-        try:
-            os.rename(staging, target)
-        except BaseException:
-            os.rename(retired, target)
-            raise
-    _remove(retired)
+    try:
+        with deferred_interrupts():
+            os.rename(target, retired)
+            try:
+                os.rename(staging, target)
+            except BaseException:
+                os.rename(retired, target)
+                raise
+    finally:  # also when a Ctrl-C held off above is raised now
+        if os.path.lexists(retired) and os.path.lexists(target):
+            _remove(retired)
 
 
 _RENAME_EXCHANGE = 2

@@ -14,6 +14,7 @@ half-written step that a later compare would read as a real one.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -40,13 +41,23 @@ def save_step(path: str | os.PathLike, dump: StepDump) -> Path:
     tensors = _plain_tensors(dump, path)
     with fsutil.atomic_file(path) as f:  # a crash never leaves a half-written step
         if suffix == ".pt":
-            torch.save(tensors, f)
+            # through memory: torch's zip writer turns a full disk into "unexpected pos", not ENOSPC
+            buffer = io.BytesIO()
+            torch.save(tensors, buffer)
+            f.write(buffer.getbuffer())
         else:
             from safetensors.torch import save_file
 
             # safetensors sorts names; the metadata keeps the dump's order (inputs, logits, probes).
             # It writes to a path, so it writes the temp file by name; atomic_file syncs and renames it.
-            save_file(tensors, f.name, metadata={ORDER_KEY: json.dumps(list(tensors))})
+            try:
+                save_file(tensors, f.name, metadata={ORDER_KEY: json.dumps(list(tensors))})
+            except Exception as e:  # its I/O errors are strings ("... (os error 28)"): make them OSErrors
+                found = re.search(r"\(os error (\d+)\)", str(e))
+                if found is None:
+                    raise
+                code = int(found.group(1))
+                raise OSError(code, os.strerror(code), str(path)) from e
     return path
 
 
