@@ -98,23 +98,26 @@ def _remove(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def deferred_interrupts():
-    """Hold SIGINT until the block ends (it is then raised as KeyboardInterrupt).
+def deferred_interrupts(signals=(signal.SIGINT, signal.SIGTERM)):
+    """Hold SIGINT/SIGTERM until the block ends, then deliver the first one to its usual handler.
 
-    For the few syscalls that must not be split (a replace's two renames). Only the main
-    thread can set signal handlers; elsewhere the block runs as is.
+    Yields the list of signals received so far, for code that can stop early (a TensorRT
+    build polls it). Used where an exception must not be raised: between a replace's two
+    renames, and inside TensorRT's callbacks, which catch and log what Python raises there
+    and carry on. Only the main thread can set handlers; elsewhere the block runs as is.
     """
+    received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received
         return
-    received = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in signals}
     try:
-        yield
+        yield received
     finally:
-        signal.signal(signal.SIGINT, previous)
-    if received:
-        raise KeyboardInterrupt
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if received:
+            signal.raise_signal(received[0])  # KeyboardInterrupt, the CLI's SIGTERM handler, or the default
 
 
 # ---- atomic writes ------------------------------------------------------------------------

@@ -71,7 +71,25 @@ def record(folder: Path, manifest: dict, steps: list[dict[str, torch.Tensor]]) -
 
 
 def load(folder: Path) -> Golden | None:
-    """The golden in `folder`, None when there is none; a damaged golden is an error."""
+    """The golden in `folder`, None when there is none; a damaged golden is an error.
+
+    Read under the writers' lock, so that a golden replaced meanwhile is never read half old,
+    half new; without one (a read-only checkout) it is read as is.
+    """
+    if not folder.parent.is_dir():
+        return None
+    try:
+        lock = fsutil.locked(folder)
+        lock.acquire()
+    except OSError:
+        return _load(folder)
+    try:
+        return _load(folder)
+    finally:
+        lock.release()
+
+
+def _load(folder: Path) -> Golden | None:
     if not (folder / MANIFEST).is_file():
         return None
     try:

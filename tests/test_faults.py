@@ -577,18 +577,18 @@ import ditto.trt.engine as engine
 real = engine._file_writer
 
 
-class SignalOnSecondChunk:
+class SignalOnFirstChunk:
     def __init__(self, f):
         self.f, self.calls = f, 0
 
     def write(self, data):
         self.calls += 1
-        if self.calls == 2:  # a real SIGINT, delivered while TensorRT streams the plan
+        if self.calls == 1:  # a real SIGINT, delivered while TensorRT streams the plan
             os.kill(os.getpid(), signal.SIGINT)
         return self.f.write(data)
 
 
-engine._file_writer = lambda trt, f: real(trt, SignalOnSecondChunk(f))
+engine._file_writer = lambda trt, f, *rest: real(trt, SignalOnFirstChunk(f), *rest)
 from ditto.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -761,3 +761,40 @@ def test_plugin_unknown_device_is_one_usage_error(pytester):
     result = pytester.runpytest(*PLUGIN, "test_x.py", "--ditto-device=tpu")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--ditto-device*tpu*cuda*"])
+
+
+# --- load: many writers and a reader on one golden --------------------------------------------------
+
+GOLDEN_HAMMER = """
+import sys, torch
+from pathlib import Path
+import harness.goldens as goldens
+
+folder, worker = Path(sys.argv[1]), int(sys.argv[2])
+for round in range(3):
+    steps = 2 + (worker + round) % 4
+    goldens.record(folder, {"num_steps": steps, "by": worker}, [{"x": torch.full((64,), float(worker))}] * steps)
+"""
+
+
+def test_load_four_writers_and_a_reader_share_one_golden(tmp_path):
+    """Four processes re-record one golden 3 times each while this process keeps reading it:
+    every read is one whole golden (its manifest's step count, one writer's values)."""
+    from harness import goldens
+
+    folder = goldens.golden_path(tmp_path, "tiny-llama", "hf", "float32")
+    procs = [subprocess.Popen([sys.executable, "-c", GOLDEN_HAMMER, str(folder), str(w)], stderr=subprocess.PIPE,
+                              text=True, env=child_env()) for w in range(4)]
+    reads = 0
+    while any(p.poll() is None for p in procs):
+        golden = goldens.load(folder)
+        if golden is not None:
+            assert len(golden.steps) == golden.manifest["num_steps"]
+            assert all(float(s["x"][0]) == golden.manifest["by"] for s in golden.steps)
+            reads += 1
+        time.sleep(0.05)
+    assert [p.wait() for p in procs] == [0, 0, 0, 0], [p.stderr.read() for p in procs]
+    golden = goldens.load(folder)
+    assert len(golden.steps) == golden.manifest["num_steps"]
+    assert leftovers(folder.parent) == []
+    print(f"{reads} consistent reads during 12 replaces")

@@ -14,6 +14,7 @@ import os
 import threading
 from pathlib import Path
 
+from ditto import fsutil
 from ditto.errors import DittoError
 from ditto.trt.network import BuiltNetwork
 
@@ -29,6 +30,27 @@ def build_engine(built: BuiltNetwork, trt, plan_path: Path) -> int:
         profile.set_shape(name, lo, opt, hi)
     config.add_optimization_profile(profile)
     stop = threading.Event()
+    # Ctrl-C while TensorRT runs: a Python exception raised inside TensorRT's callbacks is
+    # caught and logged by TensorRT, which then reports success with a plan missing a chunk.
+    # So signals are only recorded while it builds: the progress monitor cancels the build at
+    # its next step, the writer stops, and the signal is delivered once TensorRT has returned.
+    with fsutil.deferred_interrupts() as received:
+        size, error = _build(built, trt, config, plan_path, received, stop)
+    if error is not None:
+        raise error  # e.g. ENOSPC while writing the plan, which TensorRT also swallowed
+    if not size:
+        raise DittoError(
+            "TensorRT failed to build the engine (its log above says why); rerun with DEBUG_ARTIFACTS_DIR "
+            "set and read trt_network_def.py"
+        )
+    check_plan(plan_path, size)
+    return size
+
+
+def _build(built: BuiltNetwork, trt, config, plan_path: Path, received: list, stop: threading.Event):
+    """(plan size or 0, what the writer raised) of one build, cancelled once `received` fills."""
+    if hasattr(config, "progress_monitor") and hasattr(trt, "IProgressMonitor"):
+        config.progress_monitor = _cancel_monitor(trt, received)
 
     def release():
         while not stop.wait(RELEASE_INTERVAL_S):
@@ -40,7 +62,7 @@ def build_engine(built: BuiltNetwork, trt, plan_path: Path) -> int:
     try:
         with open(plan_path, "wb") as f:
             if hasattr(built.builder, "build_serialized_network_to_stream"):
-                writer = _file_writer(trt, f)
+                writer = _file_writer(trt, f, received)
                 ok = built.builder.build_serialized_network_to_stream(built.network, config, writer)
                 size = writer.written if ok else 0
                 error = writer.error
@@ -53,17 +75,7 @@ def build_engine(built: BuiltNetwork, trt, plan_path: Path) -> int:
     finally:
         stop.set()
         releaser.join()
-    if error is not None:
-        # TensorRT catches what the writer raises, logs it and may still report success: re-raise
-        # it here, so that a Ctrl-C is an interrupt and a full disk is an error, not a short plan.
-        raise error
-    if not size:
-        raise DittoError(
-            "TensorRT failed to build the engine (its log above says why); rerun with DEBUG_ARTIFACTS_DIR "
-            "set and read trt_network_def.py"
-        )
-    check_plan(plan_path, size)
-    return size
+    return size, error
 
 
 def check_plan(plan_path: Path, size: int) -> None:
@@ -79,7 +91,26 @@ def check_plan(plan_path: Path, size: int) -> None:
                          "a write was lost: rebuild")
 
 
-def _file_writer(trt, f):
+def _cancel_monitor(trt, received: list):
+    """An IProgressMonitor that cancels the build once a signal was received."""
+
+    class CancelOnSignal(trt.IProgressMonitor):
+        def __init__(self):
+            trt.IProgressMonitor.__init__(self)
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            pass
+
+        def phase_finish(self, phase_name):
+            pass
+
+        def step_complete(self, phase_name, step):
+            return not received  # False cancels the build
+
+    return CancelOnSignal()
+
+
+def _file_writer(trt, f, received: list):
     """An IStreamWriter of the given TensorRT module writing to the open file `f`."""
 
     class FileWriter(trt.IStreamWriter):
@@ -89,8 +120,8 @@ def _file_writer(trt, f):
             self.error: BaseException | None = None  # TensorRT swallows exceptions raised here
 
         def write(self, data):
-            if self.error is not None:
-                return 0  # a failed stream stays failed; 0 bytes tells TensorRT to stop
+            if self.error is not None or received:
+                return 0  # a failed or interrupted stream stops; 0 bytes tells TensorRT so
             try:
                 n = f.write(data)
             except BaseException as e:  # KeyboardInterrupt (Ctrl-C lands here), ENOSPC, ...
