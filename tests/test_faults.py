@@ -262,6 +262,9 @@ def test_encoder_checkpoint_is_named_an_encoder(capsys, tmp_path):
     config = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
     config.architectures = ["BertForMaskedLM"]
     config.save_pretrained(folder)
+    from safetensors.torch import save_file
+
+    save_file({"bert.embeddings.word_embeddings.weight": torch.zeros(64, 16)}, folder / "model.safetensors")
     code, err = cli(capsys, "export", folder)
     assert code == 2
     one_line_error(err, "BertForMaskedLM", "is an encoder model", "decoder-only")
@@ -657,6 +660,17 @@ def slow(path, dump):  # a slow writer, so that the two overlap
 
 goldens.save_step = slow
 from pathlib import Path
+if tag == "four":  # start once the other writer is 2 steps in: the moment the race needs
+    parent, prefix = Path(folder).parent, "." + Path(folder).name + "."
+
+
+    def other_is_writing():
+        temps = [p for p in parent.iterdir() if p.name.startswith(prefix) and p.is_dir()] if parent.is_dir() else []
+        return any(len(list(p.glob("step*.safetensors"))) >= 2 for p in temps)
+
+
+    while not other_is_writing():
+        time.sleep(0.01)
 goldens.record(Path(folder), {"num_steps": steps, "tag": tag}, [{"x": torch.full((4,), float(i))} for i in range(steps)])
 print("recorded", tag)
 """
@@ -666,7 +680,7 @@ def test_two_update_golden_writers_never_mix(tmp_path):
     """Item 4: two writers both reported success and left a manifest promising 9 steps with 4."""
     from harness import goldens
 
-    folder = goldens.golden_path(tmp_path, "tiny-llama", "hf", "float32")
+    folder = tmp_path / "tiny-llama" / "float32" / "hf"
     procs = [subprocess.Popen([sys.executable, "-c", GOLDEN_WRITER, str(folder), str(n), tag], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=child_env())
              for n, tag in ((9, "nine"), (4, "four"))]
@@ -693,7 +707,7 @@ real_rename = os.rename
 
 def rename_then_signal(a, b):
     real_rename(a, b)
-    if ".old-" in str(b):  # between the two renames of a replace
+    if str(a) == str(folder):  # the golden moved aside: between the two renames of a replace
         os.kill(os.getpid(), signal.SIGINT)
 
 
@@ -782,7 +796,7 @@ def test_load_four_writers_and_a_reader_share_one_golden(tmp_path):
     every read is one whole golden (its manifest's step count, one writer's values)."""
     from harness import goldens
 
-    folder = goldens.golden_path(tmp_path, "tiny-llama", "hf", "float32")
+    folder = tmp_path / "tiny-llama" / "float32" / "hf"
     procs = [subprocess.Popen([sys.executable, "-c", GOLDEN_HAMMER, str(folder), str(w)], stderr=subprocess.PIPE,
                               text=True, env=child_env()) for w in range(4)]
     reads = 0
