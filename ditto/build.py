@@ -147,7 +147,7 @@ def check_engine_target(engine_dir: Path, force: bool) -> None:
         if problem:
             raise DittoError(f"--force replaces only an engine folder ditto wrote, and {engine_dir} {problem}; "
                              "choose another directory")
-    fsutil.check_output_dir(engine_dir.parent, f"the folder of {engine_dir.name},")
+    fsutil.check_output_dir(engine_dir.parent, "the folder that will hold the engine folder,")
     fsutil.sweep_leftovers(engine_dir.parent)  # plans and staging folders of crashed builds
 
 
