@@ -11,11 +11,11 @@ import contextlib
 import json
 import mmap
 import os
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
+from ditto import fsutil
 from ditto.cli.progress import stage
 from ditto.debug.artifacts import artifacts_dir
 from ditto.errors import DittoError
@@ -28,6 +28,7 @@ from ditto.trtllm.config import (
     BuildOptions,
     check_limit_values,
     engine_config,
+    engine_dir_problem,
     resolve_limits,
     write_engine_dir,
 )
@@ -56,8 +57,8 @@ def build(
     given = dict(max_batch_size=max_batch_size, max_input_len=max_input_len, max_seq_len=max_seq_len,
                  max_num_tokens=max_num_tokens, tokens_per_block=tokens_per_block)
     check_limit_values(**given)
-    if engine_dir.exists() and not force:
-        raise DittoError(f"{engine_dir} already exists; pass --force to replace it")
+    check_engine_target(engine_dir, force)  # before the long stages: their work is lost otherwise
+    folder = artifacts_dir()  # checked writable now, for the same reason
     trt = trt_module(trt_provider)
     attention = resolve_attention(trt, attention)
     stages = _Stages()
@@ -89,9 +90,7 @@ def build(
         # computed weights are staged beside the engine directory (see ditto.trt.weights)
         built = build_network(program, trt, limits, extra, attention=attention, staging_dir=engine_dir.parent,
                               plugin_options=options.plugin_options())
-    folder = artifacts_dir()
-    fd, plan_path = tempfile.mkstemp(prefix=f".{engine_dir.name}.plan-", dir=engine_dir.parent)
-    os.close(fd)
+    plan_path = fsutil.temp_path(engine_dir, "plan")
     try:
         if folder is not None:  # before the build, so that a failed build can be read
             from ditto.debug.network_def import write_network_definition
@@ -114,7 +113,8 @@ def build(
                 path = write_engine_dir(engine_dir, trtllm_config, plan, force=force)
     finally:
         built.weights.close()
-        os.unlink(plan_path)
+        if os.path.lexists(plan_path):
+            os.unlink(plan_path)
     if folder is not None:
         _write_report(built, stages.seconds, folder)
     return path
@@ -134,6 +134,23 @@ class _Stages:
         self.seconds[name] = round(time.perf_counter() - start, 3)
 
 
+def check_engine_target(engine_dir: Path, force: bool) -> None:
+    """Refuse, before any work, an engine path that cannot be written or must not be replaced.
+
+    `--force` replaces only an engine folder ditto wrote (recognised by its contents) or an
+    empty folder, never a model checkpoint or a folder of someone's notes.
+    """
+    if engine_dir.exists():
+        if not force:
+            raise DittoError(f"{engine_dir} already exists; pass --force to replace it, or choose another directory")
+        problem = engine_dir_problem(engine_dir)
+        if problem:
+            raise DittoError(f"--force replaces only an engine folder ditto wrote, and {engine_dir} {problem}; "
+                             "choose another directory")
+    fsutil.check_output_dir(engine_dir.parent, "the folder that will hold the engine folder,")
+    fsutil.sweep_leftovers(engine_dir.parent)  # plans and staging folders of crashed builds
+
+
 def _write_report(built, timings: dict, folder: Path) -> None:
     network = built.network
     layers = Counter(str(network.get_layer(i).type).split(".")[-1] for i in range(network.num_layers))
@@ -146,7 +163,7 @@ def _write_report(built, timings: dict, folder: Path) -> None:
         "stage_seconds": timings,
         "weights": {"mapped_from_checkpoint_bytes": built.weights.mapped_bytes, "staged_bytes": built.weights.staged_bytes},
     }
-    (folder / "build_report.json").write_text(json.dumps(report, indent=2))
+    fsutil.write_text(folder / "build_report.json", json.dumps(report, indent=2))
 
 
 def _io(tensor) -> dict:

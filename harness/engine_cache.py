@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from filelock import FileLock
+
+from ditto import fsutil
 
 RECORD = "ditto-cache.json"
 _VERIFIED: set[Path] = set()
@@ -54,18 +54,13 @@ def get_or_build(cache_dir: Path, name: str, inputs: dict, build: Callable[[Path
         if problem is None:
             _VERIFIED.add(entry)
             return CacheResult(entry, built=False)
-        for leftover in cache_dir.glob(f".{entry.name}.*"):
-            shutil.rmtree(leftover, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=cache_dir))
-        try:
+        for leftover in cache_dir.glob(f".{entry.name}.*"):  # this key's leftovers (we hold its lock)
+            if not leftover.name.endswith(".lock"):
+                shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink()
+        fsutil.sweep_leftovers(cache_dir)  # any build's plans and staging of dead processes
+        with fsutil.atomic_dir(entry, replace=True) as tmp:
             build(tmp)
             _write_record(tmp, inputs)
-            if entry.exists():
-                shutil.rmtree(entry)
-            os.rename(tmp, entry)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         _VERIFIED.add(entry)
         return CacheResult(entry, built=True, problem=None if problem == "missing" else problem)
 
@@ -92,7 +87,7 @@ def _write_record(folder: Path, inputs: dict) -> None:
     files = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         files[str(path.relative_to(folder))] = {"size": path.stat().st_size, "sha256": _sha256(path)}
-    (folder / RECORD).write_text(json.dumps({"inputs": inputs, "files": files}, indent=1, default=str))
+    fsutil.write_text(folder / RECORD, json.dumps({"inputs": inputs, "files": files}, indent=1, default=str))
 
 
 def _sha256(path: Path) -> str:

@@ -1,6 +1,7 @@
 """Goldens: one backend's step dumps for one model, recorded once and compared on every run.
 
-Layout: `<golden dir>/<model key>/<backend>/manifest.json` + `step{i}.safetensors`. A golden
+Layout: `<golden dir>/<model key>/<dtype>/<backend>/manifest.json` + `step{i}.safetensors` (the
+dtype in the path: recording float16 never overwrites the float32 golden). A golden
 holds the compared names only (input_ids, position_ids, the probes, logits), not a backend's
 private engine inputs, so it survives harmless changes to how a backend feeds its engine.
 
@@ -14,22 +15,22 @@ so the tolerance rule applies to them as to the values),
 (`logits::topk_index`, from the run that recorded) with the values there (`logits::topk_value`);
 a new run is fingerprinted at the golden's top-k ids, so near-ties cannot reorder them.
 
-Recording is atomic: the steps are written into a temp folder beside the golden, which
-replaces the old golden by rename only once complete. An interrupted `--update-golden`
-leaves the old golden (or none) and a `.tmp` folder that is ignored and later removed.
+Recording is atomic and locked (ditto.fsutil): the steps are written into a temp folder
+beside the golden, which replaces the old golden in one exchange only once complete, under a
+file lock, so two `--update-golden` runs (xdist workers, two terminals) take turns instead
+of mixing their steps. An interrupted `--update-golden` leaves the old golden (or none) and a
+temp folder that the next writer removes once its process is gone.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from ditto import fsutil
 from ditto.dumps import load_step, save_step
 from ditto.errors import DittoError
 
@@ -57,35 +58,38 @@ class Golden:
     steps: list[dict[str, torch.Tensor]]
 
 
-def golden_path(root: Path, model_key: str, backend: str) -> Path:
-    return root / model_key / backend
+def golden_path(root: Path, model_key: str, backend: str, dtype: str) -> Path:
+    return root / model_key / dtype / backend
 
 
 def record(folder: Path, manifest: dict, steps: list[dict[str, torch.Tensor]]) -> None:
-    """Write a golden atomically: temp folder first, then one rename over the old one."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    for leftover in folder.parent.glob(f".{folder.name}.*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp's 0700 would make a shared golden folder private
-    try:
+    """Write a golden atomically, one writer at a time: temp folder first, then one exchange."""
+    with fsutil.locked(folder), fsutil.atomic_dir(folder, replace=True) as tmp:
         for i, dump in enumerate(steps):
             save_step(tmp / f"step{i}.safetensors", dump)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-        if folder.exists():
-            old = folder.parent / f".{folder.name}.old.tmp"
-            os.rename(folder, old)
-            os.rename(tmp, folder)
-            shutil.rmtree(old)
-        else:
-            os.rename(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        fsutil.write_text(tmp / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
 def load(folder: Path) -> Golden | None:
-    """The golden in `folder`, None when there is none; a damaged golden is an error."""
+    """The golden in `folder`, None when there is none; a damaged golden is an error.
+
+    Read under the writers' lock, so that a golden replaced meanwhile is never read half old,
+    half new; without one (a read-only checkout) it is read as is.
+    """
+    if not folder.parent.is_dir():
+        return None
+    try:
+        lock = fsutil.locked(folder)
+        lock.acquire()
+    except OSError:
+        return _load(folder)
+    try:
+        return _load(folder)
+    finally:
+        lock.release()
+
+
+def _load(folder: Path) -> Golden | None:
     if not (folder / MANIFEST).is_file():
         return None
     try:

@@ -98,6 +98,8 @@ def read_settings(config: pytest.Config) -> Settings:
     steps = values["ditto_steps"]
     if steps is not None and steps < 0:
         raise pytest.UsageError(f"--ditto-steps must be 0 or more, got {steps}")
+    if values["ditto_device"] is not None:
+        _check_device(values["ditto_device"])
     device = values["ditto_device"] or _default_device()
     return Settings(
         models=values["ditto_models"] or [],
@@ -141,6 +143,16 @@ def _value(config: pytest.Config, opt: Option):
     if opt.choices and raw not in opt.choices:
         raise pytest.UsageError(f"{opt.flag} (ini {opt.dest}): {raw!r} is not one of {', '.join(opt.choices)}")
     return str(raw)
+
+
+def _check_device(device: str) -> None:
+    from ditto.cli.run import check_device
+    from ditto.errors import DittoError
+
+    try:
+        check_device(device, "--ditto-device")
+    except DittoError as e:
+        raise pytest.UsageError(str(e)) from None
 
 
 def _default_device() -> str:

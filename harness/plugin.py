@@ -41,13 +41,13 @@ def pytest_configure(config: pytest.Config) -> None:
 def _check_models(specs: list[str]) -> None:
     from ditto.errors import DittoError
     from ditto.models import tiny
-    from ditto.models.loader import resolve_model_dir
+    from ditto.models.loader import load_config, resolve_model_dir
 
     for spec in specs:
         if tiny.is_tiny_name(spec):
             continue
         try:
-            resolve_model_dir(spec)
+            load_config(resolve_model_dir(spec))  # a malformed config.json: one usage error, not one per test
         except DittoError as e:
             raise pytest.UsageError(f"--ditto-model {spec}: {e}") from None
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
+from ditto import fsutil
 from ditto.compare import RunComparison, format_table, to_json
 
 from harness.comparison import FORCED_INPUTS, first_divergence, name_depth
@@ -23,11 +22,7 @@ EVENT_SUFFIX = ".json"
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    fsutil.write_text(path, text)
 
 
 def write_comparison(report_dir: Path, model_key: str, label: str, run: RunComparison, meta: dict) -> Path:
@@ -109,7 +104,8 @@ def plot_models(report_dir: Path) -> list[Path]:
             ax.set_title(f"{model_key}: {r['label']} ({'ok' if r['passed'] else 'FAIL'})", fontsize=9)
             ax.legend(fontsize=6, ncol=6)
         path = report_dir / f"{model_key}.png"
-        fig.savefig(path, dpi=80)
+        with fsutil.atomic_file(path) as f:
+            fig.savefig(f, format="png", dpi=80)
         plt.close(fig)
         written.append(path)
     return written

@@ -32,6 +32,7 @@ import torch
 
 from ditto.compare import RunComparison
 from ditto.compare.tolerances import CALIBRATED_DTYPES, CalibratedRule, NoiseBand, fixed_tolerance, noise_band
+from ditto.errors import DittoError
 from ditto.models.loader import DTYPES
 from ditto.runtime.backend import StepDump, StepwiseRequest, available_backends, get_backend
 
@@ -185,7 +186,7 @@ class Harness:
     def check_golden(self, model: ModelUnderTest, backend: str, properties: list, nodeid: str) -> None:
         dumps = self.run(model, backend)
         names = compared_names(model.probes)
-        folder = goldens.golden_path(self.settings.golden_dir, model.key, backend)
+        folder = goldens.golden_path(self.settings.golden_dir, model.key, backend, self.settings.dtype)
         identity = self._identity(model)
         label = f"{backend}-vs-golden"
         if self.settings.update_golden:
@@ -197,7 +198,11 @@ class Harness:
             reports.write_event(self.report_dir, model.key, label, {"status": f"recorded {folder}"})
             return
         command = self._record_command(model, backend, nodeid)
-        golden = goldens.load(folder)
+        try:
+            golden = goldens.load(folder)
+        except DittoError as e:  # a damaged golden: say how to record it again
+            reports.write_event(self.report_dir, model.key, label, {"status": "DAMAGED"})
+            pytest.fail(f"{e}\nre-record it with:\n  {command}", pytrace=False)
         if golden is None:
             reports.write_event(self.report_dir, model.key, label, {"status": "MISSING"})
             pytest.fail(f"no golden for backend {backend} on {model.spec} at {folder}; record it with:\n  {command}",

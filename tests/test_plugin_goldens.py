@@ -40,8 +40,13 @@ def _run(pytester, golden_dir, *extra):
 
 
 def _recorded(golden_dir):
-    folder = golden_dir / "tiny-llama" / "hf"
+    folder = golden_dir / "tiny-llama" / "float32" / "hf"
     return folder, {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def _kept(folder):
+    """What a folder holds besides the writers' lock files."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock"))
 
 
 def test_update_golden_round_trip(pytester, golden_dir):
@@ -64,12 +69,12 @@ def test_missing_golden_fails_with_the_command_that_records_it(pytester, golden_
     result = _run(pytester, golden_dir)
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
-    assert f"no golden for backend hf on tiny-llama at {golden_dir / 'tiny-llama' / 'hf'}" in out
+    assert f"no golden for backend hf on tiny-llama at {golden_dir / 'tiny-llama' / 'float32' / 'hf'}" in out
     command = shlex.split(re.search(r"record it with:\n\s+(pytest .*)\n", out).group(1))
     assert command[0] == "pytest" and "--update-golden" in command
     # the command, run as given, records the golden; then the plain run passes
     pytester.runpytest(*command[1:], "-p", "no:cacheprovider").assert_outcomes(passed=1)
-    assert (golden_dir / "tiny-llama" / "hf" / "manifest.json").is_file()
+    assert (golden_dir / "tiny-llama" / "float32" / "hf" / "manifest.json").is_file()
     _run(pytester, golden_dir).assert_outcomes(passed=1)
 
 
@@ -83,7 +88,7 @@ def test_missing_golden_fails_with_the_command_that_records_it(pytester, golden_
 )
 def test_stale_golden_is_reported_not_compared(pytester, golden_dir, key, value, shown):
     _run(pytester, golden_dir, "--update-golden").assert_outcomes(passed=1)
-    manifest_path = golden_dir / "tiny-llama" / "hf" / "manifest.json"
+    manifest_path = golden_dir / "tiny-llama" / "float32" / "hf" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest[key] = value
     manifest_path.write_text(json.dumps(manifest))
@@ -96,7 +101,7 @@ def test_stale_golden_is_reported_not_compared(pytester, golden_dir, key, value,
 
 def test_golden_with_other_shapes_fails_naming_the_probe(pytester, golden_dir):
     _run(pytester, golden_dir, "--update-golden").assert_outcomes(passed=1)
-    step_path = golden_dir / "tiny-llama" / "hf" / "step1.safetensors"
+    step_path = golden_dir / "tiny-llama" / "float32" / "hf" / "step1.safetensors"
     step = dict(load_step(step_path))
     step["layers.1.mlp"] = step["layers.1.mlp"][:, :32].clone()
     save_step(step_path, step)
@@ -107,10 +112,11 @@ def test_golden_with_other_shapes_fails_naming_the_probe(pytester, golden_dir):
 
 def test_corrupt_golden_file_is_an_error_that_names_it(pytester, golden_dir):
     _run(pytester, golden_dir, "--update-golden").assert_outcomes(passed=1)
-    (golden_dir / "tiny-llama" / "hf" / "step1.safetensors").write_bytes(b"not a safetensors file")
+    (golden_dir / "tiny-llama" / "float32" / "hf" / "step1.safetensors").write_bytes(b"not a safetensors file")
     result = _run(pytester, golden_dir)
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*cannot read step dump*step1.safetensors*"])
+    result.stdout.fnmatch_lines(["*cannot read step dump*step1.safetensors*", "re-record it with:",
+                                 "*pytest*--update-golden*"])
 
 
 INTERRUPT = """
@@ -140,8 +146,8 @@ def test_interrupted_update_leaves_no_partial_golden(pytester, golden_dir):
     pytester.makeconftest(INTERRUPT)
     result = _run(pytester, golden_dir, "--update-golden")
     assert result.ret == pytest.ExitCode.INTERRUPTED
-    assert not (golden_dir / "tiny-llama" / "hf").exists()
-    assert list((golden_dir / "tiny-llama").iterdir()) == []  # no temp folder left either
+    assert not (golden_dir / "tiny-llama" / "float32" / "hf").exists()
+    assert _kept(golden_dir / "tiny-llama" / "float32") == []  # no temp folder left either
 
 
 def test_interrupted_update_keeps_the_old_golden(pytester, golden_dir):
@@ -150,7 +156,7 @@ def test_interrupted_update_keeps_the_old_golden(pytester, golden_dir):
     pytester.makeconftest(INTERRUPT)
     assert _run(pytester, golden_dir, "--update-golden", "--ditto-steps=2").ret == pytest.ExitCode.INTERRUPTED
     assert _recorded(golden_dir)[1] == before
-    assert [p.name for p in (golden_dir / "tiny-llama").iterdir()] == ["hf"]
+    assert _kept(golden_dir / "tiny-llama" / "float32") == ["hf"]
 
 
 PLANTED = """
@@ -177,23 +183,23 @@ def test_fingerprint_golden_is_small_and_still_catches_a_divergence(pytester, go
     full_dir = pytester.path / "full"
     _run(pytester, full_dir, "--update-golden").assert_outcomes(passed=1)
     _run(pytester, golden_dir, "--update-golden", "--golden-format=fingerprint").assert_outcomes(passed=1)
-    folder = golden_dir / "tiny-llama" / "hf"
+    folder = golden_dir / "tiny-llama" / "float32" / "hf"
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["format"] == "fingerprint"
     step0 = load_step(folder / "step0.safetensors")
     assert step0["layers.0.attn::stats"].shape == (5,)
     assert step0["layers.0.attn::slice"].shape == (3, 32)
     assert step0["logits::topk_index"].shape == (3, 16) and step0["logits::topk_value"].shape == (3, 16)
-    assert torch.equal(step0["input_ids"], load_step(full_dir / "tiny-llama" / "hf" / "step0.safetensors")["input_ids"])
+    assert torch.equal(step0["input_ids"], load_step(full_dir / "tiny-llama" / "float32" / "hf" / "step0.safetensors")["input_ids"])
     size = sum(p.stat().st_size for p in folder.iterdir())
-    full_size = sum(p.stat().st_size for p in (full_dir / "tiny-llama" / "hf").iterdir())
+    full_size = sum(p.stat().st_size for p in (full_dir / "tiny-llama" / "float32" / "hf").iterdir())
     assert size < full_size / 2
     _run(pytester, golden_dir, "--golden-format=fingerprint").assert_outcomes(passed=1)
     # a shifted backend compared with hf's fingerprint golden (copied as its own) is caught at its probe
     pytester.makeconftest(PLANTED)
-    (golden_dir / "tiny-llama" / "shifted").mkdir()
+    (golden_dir / "tiny-llama" / "float32" / "shifted").mkdir()
     for p in folder.iterdir():
-        (golden_dir / "tiny-llama" / "shifted" / p.name).write_bytes(p.read_bytes())
+        (golden_dir / "tiny-llama" / "float32" / "shifted" / p.name).write_bytes(p.read_bytes())
     result = _run(pytester, golden_dir, "--golden-format=fingerprint", "--ditto-backends=shifted")
     result.assert_outcomes(passed=1, failed=1)  # hf still matches its golden
     result.stdout.fnmatch_lines(["*first at layers.0.out::* (layer 0, step 1)*"])

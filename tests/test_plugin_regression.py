@@ -138,7 +138,7 @@ def test_mine(ditto_model, stepwise, golden):
     golden_dir = pytester.path / "g"
     args = [*COMMON, "test_mine.py", f"--golden-dir={golden_dir}"]
     pytester.runpytest(*args, "--update-golden").assert_outcomes(passed=1)
-    assert (golden_dir / "tiny-llama" / "hf" / "step3.safetensors").is_file()
+    assert (golden_dir / "tiny-llama" / "float32" / "hf" / "step3.safetensors").is_file()
     pytester.runpytest(*args).assert_outcomes(passed=1)
 
 

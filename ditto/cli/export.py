@@ -20,8 +20,11 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from ditto.debug.artifacts import write_graph_artifacts
+    from ditto import fsutil
     from ditto.pipeline import load_program
 
+    if args.artifacts:
+        fsutil.check_output_dir(args.artifacts, "--artifacts")  # before the export, whose work would be lost
     with stage("load, export, passes"):
         program = load_program(args.model, args.dtype, trust_remote_code=args.trust_remote_code)
     for name, count in program.pass_log:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
+import traceback
 
-from ditto.errors import DittoError
+from ditto.cli.errors import Terminated, error_line
 
 # name -> one-line help. Add a subcommand by adding its module and one line here.
 COMMANDS = {
@@ -26,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ditto",
         description="Turn a Hugging Face decoder-only LM into a TensorRT-LLM engine, and prove it computes the same.",
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback of an error (also DITTO_DEBUG=1; accepted anywhere on the line)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, help_text in COMMANDS.items():
@@ -42,16 +47,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one subcommand; every failure ends as one line on stderr (ditto.cli.errors)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("DITTO_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]  # accepted anywhere on the line
+    command = "ditto"
+    previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
+        parser = build_parser()  # imports the subcommands: a Ctrl-C or a broken install lands here too
+        args = parser.parse_args(argv)
+        command = f"ditto {args.command}"
         return int(args._module.run(args) or 0)
-    except DittoError as e:
-        print(f"ditto {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"ditto {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except SystemExit:
+        raise  # argparse's usage errors and --help
+    except BaseException as e:
+        if debug:
+            traceback.print_exc()
+        code, line = error_line(e, debug)
+        print(f"{command}: {line}", file=sys.stderr)
+        return code
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _terminate(signum, frame):
+    raise Terminated
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from ditto import fsutil
 from ditto.cli.progress import stage
 from ditto.errors import DittoError
 
@@ -47,9 +48,13 @@ def run(args) -> int:
     from ditto.runtime.backend import StepwiseRequest, get_backend
 
     directory = resolve_model_dir(args.model)
-    prompts, decode = _tokenize(directory, args.prompt, args.token_ids)
     if args.max_output_len < 0:
         raise DittoError("--max-output-len must be >= 0")
+    output = args.output_dir or Path(os.environ.get("DEBUG_ARTIFACTS_DIR") or "ditto-run")
+    fsutil.check_output_dir(output, "--output-dir")  # before the run, whose results would be lost
+    check_device(args.device)
+    prompts, decode = _tokenize(directory, args.prompt, args.token_ids)
+    _check_prompts(prompts, getattr(load_config(directory), "vocab_size", None))
     probes = list(args.probe)
     if args.all_probes:
         loaded = load_model(args.model, args.dtype)
@@ -66,7 +71,6 @@ def run(args) -> int:
         request.forced_tokens = _forced_tokens(args.force_tokens_from, args.max_output_len, len(prompts))
     with stage(f"run {args.backend} ({len(prompts)} sequences, {args.max_output_len} steps)"):
         dumps = backend.run(request)
-    output = args.output_dir or Path(os.environ.get("DEBUG_ARTIFACTS_DIR") or "ditto-run")
     paths = save_steps(output, dumps, fmt=args.format)
     generated = torch.stack([d["logits"].argmax(-1) for d in dumps], dim=1).tolist()
     for b, tokens in enumerate(generated):
@@ -87,9 +91,44 @@ def _tokenize(directory: Path, texts, token_ids):
     if has_tokenizer:
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+        try:
+            # never the repository's own code: transformers would otherwise ask on stdin, and "y" runs it
+            tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True, trust_remote_code=False)
+        except ValueError as e:
+            if "trust_remote_code" not in str(e):
+                raise
+            raise DittoError(f"the tokenizer in {directory} needs its own code, which ditto run never executes; "
+                             "pass --token-ids instead") from None
         return [tokenizer(t)["input_ids"] for t in texts], tokenizer.decode
     return [list(t.encode()) for t in texts], lambda ids: bytes(i for i in ids if i < 256).decode(errors="replace")
+
+
+def check_device(device: str, flag: str = "--device") -> None:
+    """A torch device this machine has (before loading anything)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise DittoError(f"{flag} {device!r} is not a torch device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DittoError(f"{flag} {device}: this machine has no usable CUDA device; use {flag} cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DittoError(f"{flag} {device}: this machine has {torch.cuda.device_count()} CUDA devices; "
+                             "pick one that exists")
+    elif dev.type not in ("cpu", "cuda"):
+        raise DittoError(f"{flag} {device}: ditto runs on cpu or cuda")
+
+
+def _check_prompts(prompts: list[list[int]], vocab_size: int | None) -> None:
+    for i, ids in enumerate(prompts):
+        if not ids:
+            raise DittoError(f"prompt {i} is empty (no tokens); give it some text or token ids")
+        if vocab_size is None:
+            continue
+        bad = [t for t in ids if not 0 <= t < vocab_size]
+        if bad:
+            raise DittoError(f"prompt {i} has token id {bad[0]} outside the vocabulary (0..{vocab_size - 1}); "
+                             "use ids the model knows")
 
 
 def _forced_tokens(folder: Path, steps: int, batch: int) -> list[list[int]]:

@@ -81,6 +81,8 @@ def compare_tensors(
     if compiled is None:
         compiled = a.numel() >= stats.COMPILE_MIN_NUMEL
     e = elementwise_stats(a, b, atol, rtol, compiled)
+    if not a.dtype.is_floating_point and not b.dtype.is_floating_point:
+        _exact_integers(e, a, b)
     result.nan_a, result.nan_b, result.inf_a, result.inf_b = e.nan_a, e.nan_b, e.inf_a, e.inf_b
     result.max_abs = e.max_abs
     result.mean_abs = e.sum_abs / e.n_abs if e.n_abs else 0.0
@@ -150,6 +152,18 @@ def compare_paths(
     result.steps_only_in_a = [s for s in files_a if s not in files_b]
     result.steps_only_in_b = [s for s in files_b if s not in files_a]
     return result
+
+
+def _exact_integers(e, a: torch.Tensor, b: torch.Tensor) -> None:
+    """Integers compared in int64, not float64 (which merges neighbours above 2**53)."""
+    x, y = a.reshape(-1).long(), b.reshape(-1).long()
+    differs = x != y
+    e.n_out = int(differs.sum())
+    if e.n_out:
+        d = (x - y).abs()
+        e.max_abs = max(e.max_abs, float(d.max()))
+        e.worst_flat = int(torch.argmax(d))
+        e.sum_abs = float(d.double().sum())
 
 
 def _cosine(ab: float, aa: float, bb: float) -> float:

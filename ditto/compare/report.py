@@ -73,6 +73,8 @@ def failure_reason(t: TensorComparison) -> str:
 
 def _row(t: TensorComparison) -> list[str]:
     reason = failure_reason(t)
+    if t.nan_a or t.nan_b:  # the statistics skip NaN positions: showing 0 / 1.0 beside a NaN misleads
+        t = dataclasses.replace(t, max_abs=math.nan, mean_abs=math.nan, max_rel=math.nan, cosine=math.nan)
     return [
         f"FAIL {reason}" if reason else "ok",
         t.name if t.name == t.name_b else f"{t.name} -> {t.name_b}",
@@ -81,7 +83,7 @@ def _row(t: TensorComparison) -> list[str]:
         _num(t.max_abs),
         _num(t.mean_abs),
         _num(t.max_rel),
-        "-" if t.cosine is None else f"{t.cosine:.6f}",
+        "-" if t.cosine is None else "nan" if math.isnan(t.cosine) else f"{t.cosine:.6f}",
         _fraction(t.frac_out_of_tol),
         "-" if t.worst_index is None else _shape(t.worst_index),
         _num(t.worst_a, ".6g"),

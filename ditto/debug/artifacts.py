@@ -11,13 +11,16 @@ from pathlib import Path
 
 import torch
 
+from ditto import fsutil
 
 
 def artifacts_dir() -> Path | None:
+    """$DEBUG_ARTIFACTS_DIR, checked writable up front (the artifacts come after long stages)."""
     value = os.environ.get("DEBUG_ARTIFACTS_DIR")
     if not value:
         return None
     path = Path(value)
+    fsutil.check_output_dir(path, "DEBUG_ARTIFACTS_DIR")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -48,8 +51,8 @@ def write_graph_artifacts(program, folder: Path | None = None) -> Path | None:
     if folder is None:
         return None
     gm = program.graph_module
-    (folder / "graph_module.py").write_text(gm.code)
-    (folder / "graph.txt").write_text(graph_table(gm))
+    fsutil.write_text(folder / "graph_module.py", gm.code)
+    fsutil.write_text(folder / "graph.txt", graph_table(gm))
     log = "\n".join(f"{name}: {count}" for name, count in program.pass_log)
-    (folder / "passes.txt").write_text(log + "\n")
+    fsutil.write_text(folder / "passes.txt", log + "\n")
     return folder

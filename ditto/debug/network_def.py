@@ -19,7 +19,6 @@ import functools
 import math
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -36,17 +35,9 @@ _DTYPE_NAMES = {
 
 def write_network_definition(network, path: str | os.PathLike) -> Path:
     """Write `network_definition_text(network)` to `path` atomically; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(network_definition_text(network))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    from ditto import fsutil
+
+    return fsutil.write_text(path, network_definition_text(network))
 
 
 def network_definition_text(network) -> str:

@@ -13,15 +13,18 @@ half-written step that a later compare would read as a real one.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import shutil
 import re
-import uuid
 import zipfile
 from pathlib import Path
 
 import torch
 
+from ditto import fsutil
 from ditto.errors import DittoError
 
 StepDump = dict[str, torch.Tensor]
@@ -36,20 +39,25 @@ def save_step(path: str | os.PathLike, dump: StepDump) -> Path:
     path = Path(path)
     suffix = _suffix(path)
     tensors = _plain_tensors(dump, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # same folder: the rename is atomic
-    try:
+    with fsutil.atomic_file(path) as f:  # a crash never leaves a half-written step
         if suffix == ".pt":
-            torch.save(tensors, tmp)
+            # through memory: torch's zip writer turns a full disk into "unexpected pos", not ENOSPC
+            buffer = io.BytesIO()
+            torch.save(tensors, buffer)
+            f.write(buffer.getbuffer())
         else:
             from safetensors.torch import save_file
 
             # safetensors sorts names; the metadata keeps the dump's order (inputs, logits, probes).
-            save_file(tensors, tmp, metadata={ORDER_KEY: json.dumps(list(tensors))})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+            # It writes to a path, so it writes the temp file by name; atomic_file syncs and renames it.
+            try:
+                save_file(tensors, f.name, metadata={ORDER_KEY: json.dumps(list(tensors))})
+            except Exception as e:  # its I/O errors are strings ("... (os error 28)"): make them OSErrors
+                found = re.search(r"\(os error (\d+)\)", str(e))
+                if found is None:
+                    raise
+                code = int(found.group(1))
+                raise OSError(code, os.strerror(code), str(path)) from e
     return path
 
 
@@ -76,10 +84,42 @@ def load_step(path: str | os.PathLike) -> StepDump:
 
 
 def save_steps(folder: str | os.PathLike, dumps: list[StepDump], fmt: str = "pt") -> list[Path]:
-    """Write `step0`, `step1`, ... into `folder` in format `fmt` (`pt` or `safetensors`)."""
+    """Write `step0`, `step1`, ... into `folder` in format `fmt` (`pt` or `safetensors`), as one set.
+
+    The steps of an earlier run in `folder` are replaced, never kept beside the new ones (a
+    later compare would pair them): a folder of step dumps alone is swapped whole; in a
+    folder holding other files too, the new steps are moved in and the old removed with
+    Ctrl-C held off, so no mix of two runs is ever left.
+    """
     if fmt not in FORMATS:
         raise DittoError(f"unknown step dump format {fmt!r}; use one of: {', '.join(FORMATS)}")
-    return [save_step(Path(folder) / f"step{i}{FORMATS[fmt]}", dump) for i, dump in enumerate(dumps)]
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise DittoError(f"dump folder {folder} is a file; remove it or choose another --output-dir")
+    names = [f"step{i}{FORMATS[fmt]}" for i in range(len(dumps))]
+    only_steps = not folder.exists() or all(_STEP_FILE.match(p.name) for p in folder.iterdir())
+    with fsutil.atomic_dir(folder, replace=True) if only_steps else _staged_beside(folder) as staging:
+        for name, dump in zip(names, dumps):
+            save_step(staging / name, dump)
+        if not only_steps:
+            with fsutil.deferred_interrupts():
+                for old in list_step_files(folder):
+                    if old.name not in names:
+                        old.unlink()
+                for name in names:
+                    os.replace(staging / name, folder / name)
+    return [folder / name for name in names]
+
+
+@contextlib.contextmanager
+def _staged_beside(folder: Path):
+    """A staging folder beside `folder` that is removed at the end (its files were moved out)."""
+    staging = fsutil.temp_path(folder)
+    staging.mkdir()
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def list_step_files(folder: str | os.PathLike) -> list[Path]:

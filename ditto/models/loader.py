@@ -105,6 +105,7 @@ def load_model(
 
     directory = resolve_model_dir(spec)
     config = load_config(directory, trust_remote_code)
+    _check_decoder(config)
     torch_dtype = _pick_dtype(config, dtype)
     model = None
     # SDPA first (one clean node per attention); eager where a model has no SDPA path
@@ -147,6 +148,21 @@ def _export_friendly_experts(model) -> None:
         model.set_experts_implementation("batched_mm")
 
 
+# Heads of encoder checkpoints: transformers may still build a causal LM from their config
+# (BertLMHeadModel), so they would fail later, blamed on their weights.
+_ENCODER_HEADS = ("ForMaskedLM", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering",
+                  "ForPreTraining", "ForMultipleChoice", "ForNextSentencePrediction")
+_DECODER_HEADS = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+
+
+def _check_decoder(config) -> None:
+    """An encoder checkpoint (BERT, RoBERTa, ...) named as such, before export."""
+    archs = list(getattr(config, "architectures", None) or [])
+    if archs and not any(a.endswith(_DECODER_HEADS) for a in archs) and any(a.endswith(_ENCODER_HEADS) for a in archs):
+        raise DittoError(f"{','.join(archs)} (model_type {getattr(config, 'model_type', '?')!r}) is an encoder model; "
+                         "ditto builds decoder-only causal LMs (Llama, Mistral, Qwen, GPT-2, ...)")
+
+
 def _unsupported(config, error: Exception) -> DittoError:
     arch = ",".join(getattr(config, "architectures", None) or [type(config).__name__])
     return DittoError(
@@ -177,6 +193,11 @@ def _checkpoint_index(directory: Path) -> dict[str, Path]:
             weight_map = json.loads(index_file.read_text())["weight_map"]
         except (json.JSONDecodeError, KeyError) as e:
             raise DittoError(f"{index_file} is malformed ({e}); re-download the model") from None
+        for file in sorted(set(weight_map.values())):
+            if not (directory / file).is_file():
+                raise DittoError(f"{index_file.name} names the shard {file}, which is not in {directory}; "
+                                 "re-download the model")
+            _safetensors_keys(directory / file)  # checks the shard is whole
         return {name: directory / file for name, file in weight_map.items()}
     files = sorted(directory.glob("*.safetensors"))
     if not files:
@@ -189,15 +210,22 @@ def _checkpoint_index(directory: Path) -> dict[str, Path]:
 
 
 def _safetensors_keys(path: Path) -> list[str]:
-    """Tensor names from a safetensors header alone (no mmap of the data: 70B files are huge)."""
+    """Tensor names from a safetensors header alone (no mmap of the data: 70B files are huge).
+
+    The file must be as long as its header says: a truncated file would map past its end."""
     import struct
 
     try:
         with open(path, "rb") as f:
             (length,) = struct.unpack("<Q", f.read(8))
             header = json.loads(f.read(length))
-    except (struct.error, json.JSONDecodeError, UnicodeDecodeError, MemoryError, OverflowError):
+        end = 8 + length + max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (struct.error, json.JSONDecodeError, UnicodeDecodeError, MemoryError, OverflowError, KeyError, TypeError,
+            ValueError, AttributeError):
         raise DittoError(f"{path} is not a valid safetensors file; re-download or re-save the model") from None
+    size = path.stat().st_size
+    if size < end:
+        raise DittoError(f"{path} is truncated ({size} bytes, its header promises {end}); re-download or re-save the model")
     return [k for k in header if k != "__metadata__"]
 
 

@@ -13,16 +13,16 @@ initialisers, so they do not change when transformers changes its init code.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import zlib
 from pathlib import Path
 
 import torch
 
+from ditto import fsutil
 from ditto.errors import DittoError
 
 _COMMON = dict(
@@ -137,17 +137,16 @@ def tiny_model_dir(name: str) -> Path:
     target = cache_root() / "tiny" / f"{name}-{fingerprint}"
     if (target / "config.json").exists() and (target / "model.safetensors").exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
-        _create(name, tmp)
-        try:
-            tmp.rename(target)
-        except OSError:  # another process won the race; its copy is identical
-            shutil.rmtree(tmp, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        with fsutil.locked(target), contextlib.ExitStack() as stack:  # one creator; the others wait and reuse
+            if not ((target / "config.json").exists() and (target / "model.safetensors").exists()):
+                tmp = stack.enter_context(fsutil.atomic_dir(target, replace=True))
+                _create(name, tmp)
+    except OSError as e:
+        raise DittoError(
+            f"cannot write the model cache {cache_root()} ({fsutil.os_reason(e)}); "
+            "set DITTO_CACHE_DIR to a writable folder"
+        ) from None
     return target
 
 

@@ -23,6 +23,7 @@ import functools
 import inspect
 import os
 
+from ditto import fsutil
 from ditto.debug.artifacts import artifacts_dir
 from ditto.debug.network_def import write_network_definition
 from ditto.debug.trtllm import (
@@ -95,7 +96,7 @@ def _build_engine(original, get_plugin_info):
             raise
         if folder is not None:
             write_network_definition(trt_network, folder / NETWORK_DEF_FILE)
-            (folder / PLUGIN_FILE).write_text(format_plugin_fields(_plugin_records(trt_network, get_plugin_info)))
+            fsutil.write_text(folder / PLUGIN_FILE, format_plugin_fields(_plugin_records(trt_network, get_plugin_info)))
         return original(self, network, builder_config, *args, **kwargs)
 
     return build_engine

@@ -21,10 +21,12 @@ import json
 import mmap
 import os
 import struct
-import tempfile
 from pathlib import Path
 
 import torch
+
+from ditto import fsutil
+from ditto.errors import DittoError
 
 from ditto.models.weights import CheckpointTensor, WeightTable
 
@@ -80,10 +82,9 @@ class WeightStore:
             layout[name] = (size, numel)
             size += -(-max(numel * dtype.itemsize, 1) // _ALIGN) * _ALIGN
         self._staging_dir.mkdir(parents=True, exist_ok=True)
-        fd, path = tempfile.mkstemp(prefix=".ditto-weights-", dir=self._staging_dir)
-        path = Path(path)
+        path = fsutil.temp_path(self._staging_dir / "ditto-weights")  # a crash leaves a name the sweep knows
         try:
-            with os.fdopen(fd, "wb") as f:
+            with open(path, "wb") as f:
                 f.truncate(size)
                 for name, dtype in todo.items():
                     tensor = self._table.load(name).to(dtype).contiguous()
@@ -123,6 +124,11 @@ class WeightStore:
                 (length,) = struct.unpack("<Q", f.read(8))
                 header = json.loads(f.read(length))
             header.pop("__metadata__", None)
+            end = 8 + length + max((int(e["data_offsets"][1]) for e in header.values()), default=0)
+            size = path.stat().st_size
+            if size < end:  # a map past the end of a file is a SIGBUS on first touch, not an error
+                raise DittoError(f"{path} is truncated: its header promises {end} bytes, the file has {size}; "
+                                 "re-download or re-save the model")
             self._files[path] = (self._map(path), header, 8 + length)
         return self._files[path]
 
@@ -141,13 +147,14 @@ class WeightStore:
                 mapped.madvise(mmap.MADV_DONTNEED)
 
     def close(self) -> None:
-        """Forget the tensors and unmap what no tensor still views (the build is over)."""
+        """Forget the tensors and maps (the build is over).
+
+        The maps are not closed here: tensors made by `torch.frombuffer` keep a reference to
+        their map but hold no buffer export, so `mmap.close()` would unmap memory they still
+        view (a crash on the next read, e.g. pytest printing a failed build's locals). Each map
+        is unmapped when its last tensor is freed.
+        """
         self._staged.clear()
-        for mapped in self._maps:
-            try:
-                mapped.close()
-            except BufferError:  # a tensor still views it: the map goes with that tensor
-                pass
         self._maps.clear()
         self._files.clear()
 

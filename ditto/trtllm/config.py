@@ -35,8 +35,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -44,6 +42,7 @@ from typing import Sequence
 
 import torch
 
+from ditto import fsutil
 from ditto.errors import DittoError
 from ditto.ops.params import GPTAttentionParams
 from ditto.trtllm.plugin import PluginOptions
@@ -315,48 +314,52 @@ def engine_config(hf_config, attention: Sequence[GPTAttentionParams], options: B
 
 
 def write_engine_dir(engine_dir: str | os.PathLike, config: dict, engine_bytes, *, force: bool) -> Path:
-    """Write config.json and rank0.engine into `engine_dir`, all or nothing.
+    """Write config.json and rank0.engine into `engine_dir`, all or nothing (ditto.fsutil.atomic_dir).
 
-    Both files are written into a hidden temporary folder beside the target, which is then
-    renamed into place; an interrupted write leaves at most that temporary folder, never a
-    directory at `engine_dir` that looks complete. An existing target is replaced only with force.
+    An interrupted write leaves at most a hidden staging folder, never a directory at
+    `engine_dir` that looks complete. An existing target is replaced only with force, and only
+    when it is an engine folder ditto wrote or an empty folder (`engine_dir_problem`).
     """
     target = Path(engine_dir)
     if target.exists() and not force:
         raise DittoError(f"{target} already exists; pass --force to replace it, or choose another directory")
-    if target.exists() and not target.is_dir():
-        raise DittoError(f"{target} exists and is not a directory; remove it or choose another path")
+    problem = engine_dir_problem(target) if target.exists() else None
+    if problem:
+        raise DittoError(f"--force replaces only an engine folder ditto wrote, and {target} {problem}; "
+                         "choose another directory")
     problems = validate_config(config)
     if problems:
         raise DittoError("refusing to write a config.json TensorRT-LLM cannot load:\n  " + "\n  ".join(problems))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-    os.chmod(staging, 0o755)  # mkdtemp makes it 0700; the engine dir is shared like any output
-    try:
+    with fsutil.atomic_dir(target, replace=True) as staging:
         _write_file(staging / ENGINE_FILE, memoryview(engine_bytes))
         _write_file(staging / CONFIG_FILE, json.dumps(config, indent=4).encode())
-        if target.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.rename(target, retired / target.name)
-            try:
-                os.rename(staging, target)
-            except BaseException:
-                os.rename(retired / target.name, target)
-                raise
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.rename(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
 
 
 def _write_file(path: Path, data) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    fsutil.write_bytes(path, data)
+
+
+def engine_dir_problem(path: Path) -> str | None:
+    """None when `path` is an empty folder or an engine folder (config.json with TensorRT-LLM's
+    sections + rank*.engine, nothing else); else what it is, for the refusal message."""
+    if not path.is_dir():
+        return "is a file, not a folder"
+    names = sorted(p.name for p in path.iterdir())
+    if not names:
+        return None
+    others = [n for n in names if n != CONFIG_FILE and not (n.startswith("rank") and n.endswith(".engine"))]
+    if others:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        return f"holds files an engine folder does not ({shown})"
+    try:
+        config = json.loads((path / CONFIG_FILE).read_text())
+        ok = isinstance(config, dict) and {"pretrained_config", "build_config"} <= set(config)
+    except (OSError, ValueError):
+        ok = False
+    if not ok:
+        return f"has no TensorRT-LLM {CONFIG_FILE}"
+    return None
 
 
 def _uniform_attention(attention: Sequence[GPTAttentionParams]) -> GPTAttentionParams:
