@@ -9,6 +9,7 @@ from ditto.passes import (  # noqa: F401  (importing registers the passes)
     cleanup,
     eager_attention,
     engine_inputs,
+    functionalize,
     fuse_linears,
     last_token,
     moe,
@@ -16,6 +17,7 @@ from ditto.passes import (  # noqa: F401  (importing registers the passes)
 )
 
 PIPELINE = [
+    "functionalize_inplace",
     "remove_export_artifacts",
     "eager_attention_to_sdpa",
     "engine_inputs",
