@@ -140,12 +140,12 @@ def remainder(ctx, a, b):
     return binary(ctx, a, binary(ctx, quotient, b, "PROD", dtype), "SUB", dtype)
 
 
-@converter(aten.maximum.default)
+@converter(aten.maximum.default, aten.max.other)
 def maximum(ctx, a, b):
     return binary(ctx, a, b, "MAX")
 
 
-@converter(aten.minimum.default)
+@converter(aten.minimum.default, aten.min.other)
 def minimum(ctx, a, b):
     return binary(ctx, a, b, "MIN")
 
