@@ -51,3 +51,13 @@ def test_gemma2_logit_softcapping_is_a_parameter(tmp_path):
     assert [p.attn_logit_softcapping_scale for p in program.attention] == [1.0, 1.0]
     assert float(plugin_field(program.attention[0], "attn_logit_softcapping_scale")) == 1.0
     assert_backends_match_hf(path)
+
+
+def test_attention_sink_beside_the_attention_is_refused_not_miscomputed(tmp_path):
+    # Granite-SWA scales each head's output by sigmoid(logsumexp(scores) - sink): a second reader
+    # of the scores. Converted with only the softmax replaced, generation steps took the
+    # logsumexp over the new token alone (layers.0.attn diverged from HF); it must be refused.
+    path = save_tiny(tmp_path, "granite_swa", **_SMALL, layer_types=["sliding_attention", "full_attention"],
+                     sliding_window=4)
+    with pytest.raises(DittoError, match=r"pairs of tokens[\s\S]*logsumexp[\s\S]*modeling_granite_swa.py"):
+        load_program(path)
