@@ -67,7 +67,13 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
     num_kv_heads = int(k_shape[1])
     if tuple(k_shape) != tuple(v_shape) or num_heads % num_kv_heads or int(k_shape[3]) != head_size:
         _fail(node, f"query {tuple(q_shape)}, key {tuple(k_shape)}, value {tuple(v_shape)} do not form MHA/GQA/MQA")
-    sliding_window = _check_causal(ctx, node, mask, is_causal)
+    if isinstance(mask, Node) and mask in token_dependent:
+        _fail(node, "the attention mask depends on the token values, not only on positions (a dynamic mask); "
+              "TensorRT-LLM's attention takes causal or sliding-window masks")
+    try:
+        sliding_window = _check_causal(ctx, node, mask, is_causal)
+    except (ValueError, RuntimeError) as e:
+        _fail(node, f"the attention mask could not be computed from positions alone ({e})")
 
     q_raw, q_rope, q_operands = _rope_input(q, position_only, token_dependent, node)
     k_raw, k_rope, _ = _rope_input(k, position_only, token_dependent, node)
