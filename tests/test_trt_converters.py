@@ -233,6 +233,7 @@ SHUFFLES = {
     "sym_arithmetic": lambda m, x: x.reshape(x.shape[0] * 2, 4).sum(-1)[: x.shape[0] + 1] * (x.shape[0] - 1),
     "unsqueeze_squeeze": lambda m, x: x.unsqueeze(1).unsqueeze(-1).squeeze(-1).squeeze(1).unsqueeze(0).squeeze(),
     "transpose_t_flatten": lambda m, x: x.t().transpose(0, 1).contiguous().clone().flatten() * 1.0,
+    "numpy_T": lambda m, x: x.reshape(x.shape[0], 2, 4).T.reshape(8, -1).T + x.T.T,
     "expand": lambda m, x: x[:, :1].expand(-1, 3) + x.mean(0, keepdim=True).expand(x.shape[0], 8)[:, :3],
 }
 

@@ -68,6 +68,12 @@ def t(ctx, x):
     return x if len(x.shape) < 2 else ctx.transpose(x, [1, 0])
 
 
+@converter(aten.numpy_T.default)
+def numpy_t(ctx, x):
+    """`x.T`: every dim reversed."""
+    return ctx.transpose(x, list(reversed(range(len(x.shape))))) if len(x.shape) > 1 else x
+
+
 def expand_to(ctx, x, sizes: list):
     """Broadcast x to `sizes` (ints, -1 = keep, int64 [1] tensors) with a stride-0 slice."""
     x = ctx.to_rank(x, len(sizes))
