@@ -61,3 +61,32 @@ def test_attention_sink_beside_the_attention_is_refused_not_miscomputed(tmp_path
                      sliding_window=4)
     with pytest.raises(DittoError, match=r"pairs of tokens[\s\S]*logsumexp[\s\S]*modeling_granite_swa.py"):
         load_program(path)
+
+
+def test_long_rope_is_refused_with_the_reason(tmp_path):
+    # issue 9 defect 4: Phi-3 long-RoPE switches frequency tables by sequence length (TensorRT-LLM:
+    # PositionEmbeddingType.long_rope, extra inputs, short/long m-scales); one probed table is wrong
+    # for one of the two regimes, so the model is refused rather than converted
+    rope = dict(rope_type="longrope", rope_theta=10000.0, original_max_position_embeddings=64,
+                short_factor=[1.0 + 0.1 * i for i in range(8)], long_factor=[2.0 + 0.5 * i for i in range(8)])
+    path = save_tiny(tmp_path, "phi3", **_SMALL, rope_parameters=rope, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    with pytest.raises(DittoError, match=r"long-RoPE[\s\S]*PositionEmbeddingType.long_rope"):
+        load_program(path)
+
+
+def test_yarn_attention_factor_kept_by_native_refused_by_plugin(tmp_path):
+    # issue 9 defect 4: YaRN scales cos/sin by its attention factor (0.1 ln 4 + 1 = 1.139 here).
+    # fx/native use the probed table (factor included); the plugin's generation kernel rebuilds
+    # RoPE from inv_freq (atan2 of the table: factor lost) times m_scale 1.0, so it is refused.
+    from ditto.trtllm.plugin import plugin_rotary_cos_sin
+
+    rope = dict(rope_type="yarn", rope_theta=10000.0, factor=4.0, original_max_position_embeddings=64)
+    path = save_tiny(tmp_path, "llama", **_SMALL, rope_parameters=rope)
+    program = load_program(path)
+    table = program.weights.load(next(n for n in program.weights.names() if n.startswith("rotary_cos_sin")))
+    half = table.shape[1] // 2
+    assert torch.allclose(table[:, :half].hypot(table[:, half:]), torch.tensor(1.0 + 0.1 * torch.log(torch.tensor(4.0))), atol=1e-5)
+    with pytest.raises(DittoError, match=r"attention factor[\s\S]*--attention native"):
+        plugin_rotary_cos_sin(table.numpy())
+    plugin_rotary_cos_sin((table / table[:, :half].hypot(table[:, half:]).repeat(1, 2)).numpy())  # unit pairs pass
+    assert_backends_match_hf(path, backends=("fx",), steps=2)

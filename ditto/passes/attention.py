@@ -441,6 +441,26 @@ def _rope_config(config, inv_freq: torch.Tensor, dim: int) -> dict:
     return out
 
 
+def refuse_unsupported_rope(config) -> None:
+    """Refuse, before export, RoPE scalings whose tables depend on the sequence length.
+
+    Long-RoPE (Phi-3 'longrope'/'su') switches between short and long frequency tables by
+    sequence length; TensorRT-LLM computes it as PositionEmbeddingType.long_rope with extra
+    inputs and short/long m-scales. One probed table is right for one regime only.
+    """
+    params = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    candidates = [params] + [v for v in params.values() if isinstance(v, dict)] if isinstance(params, dict) else []
+    for entry in candidates:
+        rope_type = entry.get("rope_type", entry.get("type"))
+        if rope_type in ("longrope", "su"):
+            raise DittoError(
+                f"{type(config).__name__} uses long-RoPE ({rope_type!r} scaling): short and long frequency tables "
+                "switched by sequence length, which TensorRT-LLM computes as PositionEmbeddingType.long_rope with its "
+                "own extra inputs and m-scales; ditto does not implement it yet and refuses rather than build an "
+                "engine that computes something else"
+            )
+
+
 def _fail(node: Node, problem: str):
     raise DittoError(
         f"attention at node {node.name} ({source_line(node)}): {problem}. "
