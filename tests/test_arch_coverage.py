@@ -1,0 +1,35 @@
+"""A CI-sized subset of the architecture sweep (`scripts/arch_sweep.py`): architectures that
+needed a generic fix, each built tiny and random from its transformers config, through
+hf, fx and replay (float32 logits within 1e-4 of the largest, the parity bound), or refused
+with a DittoError naming the construct and the model source line."""
+
+import pytest
+
+from ditto.errors import DittoError
+from ditto.pipeline import load_program
+from tests.test_attention_variants import _SMALL, assert_backends_match_hf, save_tiny
+
+CONVERTED = {
+    # QK-norm applied on the heads-first layout before RoPE: RoPE found through its cos/sin products
+    "exaone4": dict(_SMALL, sliding_window=4, layer_types=["sliding_attention", "full_attention"]),
+    # two attentions per decoder layer (differential attention)
+    "diffllama": dict(_SMALL),
+    # fused-QKV split with a list index (a lifted constant that lost its value on meta)
+    "falcon": dict(vocab_size=256, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=256),
+    # RMSNorm written with aten.square (replay needed a converter)
+    "bitnet": dict(_SMALL),
+    # in-place mul_ on the embeddings (replay needed out-of-place ops)
+    "ctrl": dict(vocab_size=256, n_embd=64, n_layer=2, n_head=4, dff=128, n_positions=256),
+}
+
+
+@pytest.mark.parametrize("model_type", sorted(CONVERTED))
+def test_architecture_converts_and_replays(tmp_path, model_type):
+    assert_backends_match_hf(save_tiny(tmp_path, model_type, **CONVERTED[model_type]), steps=2)
+
+
+def test_value_dependent_mask_is_refused_naming_the_attention(tmp_path):
+    # Doge's dynamic mask is computed from the value states: not a causal or sliding-window mask
+    path = save_tiny(tmp_path, "doge", **dict(_SMALL, num_key_value_heads=2))
+    with pytest.raises(DittoError, match=r"modeling_doge.py.*mask depends on the token values"):
+        load_program(path)
