@@ -18,6 +18,9 @@ CONVERTED = {
     "falcon": dict(vocab_size=256, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=256),
     # RMSNorm written with aten.square (replay needed a converter)
     "bitnet": dict(_SMALL),
+    # scores written as view(baddbmm(zeros, q, kᵀ, alpha=1/norm)) on flattened heads
+    "gpt_neox_japanese": dict(vocab_size=256, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                              max_position_embeddings=256),
     # in-place mul_ on the embeddings (replay needed out-of-place ops)
     "ctrl": dict(vocab_size=256, n_embd=64, n_layer=2, n_head=4, dff=128, n_positions=256),
 }

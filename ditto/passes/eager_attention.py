@@ -66,9 +66,14 @@ def _match(softmax: Node):
     if is_call(scores, aten.mul.Tensor, aten.div.Tensor) and isinstance(scores.args[1], (int, float)):
         scale = float(scores.args[1]) if scores.target == aten.mul.Tensor else 1.0 / float(scores.args[1])
         scores = scores.args[0]
-    if not is_call(scores, *_MATMUL):
+    flat = _match_baddbmm(scores)
+    if flat is not None:
+        q, k_t, alpha = flat
+        scale *= alpha
+    elif is_call(scores, *_MATMUL):
+        q, k_t = scores.args
+    else:
         return None
-    q, k_t = scores.args
     if not is_call(k_t, aten.transpose.int) or sorted(d % 4 for d in k_t.args[1:]) != [2, 3]:
         return None
     # follow the probabilities to the matmul with V
@@ -107,3 +112,35 @@ def _peel_softcap(scores: Node) -> tuple[Node, float]:
     if factor is not None and abs(factor * cap - 1.0) <= 1e-6:
         return _skip_casts(divided.args[0]), cap
     return scores, 0.0
+
+
+_VIEWS = (aten.view.default, aten.reshape.default, aten._unsafe_view.default)
+
+
+def _match_baddbmm(scores: Node):
+    """view(baddbmm(0, view(q), transpose(view(k), 1, 2), alpha=a), [b, h, t, s]) -> (q, kᵀ, a)
+    with q and kᵀ rank 4 (GPT-NeoX-Japanese writes its scores this way)."""
+    if not is_call(scores, *_VIEWS) or len(fake(scores).shape) != 4:
+        return None
+    product = scores.args[0]
+    if not is_call(product, aten.baddbmm.default):
+        return None
+    base, q3, kt3 = product.args[:3]
+    beta = product.kwargs.get("beta", product.args[3] if len(product.args) > 3 else 1)
+    alpha = product.kwargs.get("alpha", product.args[4] if len(product.args) > 4 else 1)
+    if not isinstance(alpha, (int, float)) or not (beta == 0 or _is_zeros(base)):
+        return None
+    if not (is_call(q3, *_VIEWS) and is_call(kt3, aten.transpose.int) and is_call(kt3.args[0], *_VIEWS)):
+        return None
+    q, k = q3.args[0], kt3.args[0].args[0]
+    if len(fake(q).shape) != 4 or len(fake(k).shape) != 4 or sorted(d % 3 for d in kt3.args[1:]) != [1, 2]:
+        return None
+    with scores.graph.inserting_before(scores):
+        k_t = call(scores.graph, aten.transpose.int, (k, -2, -1))
+    return q, k_t, float(alpha)
+
+
+def _is_zeros(node) -> bool:
+    if is_call(node, aten.zeros.default, aten.zeros_like.default):
+        return True
+    return is_call(node, aten.full.default) and node.args[1] == 0
