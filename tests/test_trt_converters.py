@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch.export import Dim
 
 from ditto.errors import DittoError
+from ditto.passes.complex_to_real import complex_to_real_graph
 from ditto.passes.functionalize import functionalize_graph
 from ditto.replay.network import replay_network
 from ditto.trt.context import ConversionContext
@@ -34,11 +35,12 @@ class Converted:
 
 def convert(module, args, dynamic=None):
     """(Converted, exported graph module) for `module` exported on `args`; in-place ops are
-    made out of place first, as the pipeline's first pass does."""
+    made out of place and complex values real first, as the pipeline's first passes do."""
     gm = torch.export.export(module, args, dynamic_shapes=(dynamic,) if dynamic else None).module()  # forward(*args)
     for node in [n for n in gm.graph.nodes if n.op == "call_module"]:  # export's guard call
         gm.graph.erase_node(node)
     functionalize_graph(gm.graph)
+    complex_to_real_graph(gm.graph)
     builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     ctx = ConversionContext(trt, network)
@@ -250,6 +252,20 @@ REPEATS = {
 @pytest.mark.parametrize("name", sorted(REPEATS))
 def test_repeats(name):
     check(Fn(REPEATS[name]), (rows(4),), ({0: N},), others=[(rows(6, seed=2),), (rows(3, seed=4),)])
+
+
+def test_complex_rope_lowered_to_real():
+    # Llama 4 style: freqs_cis = polar(1, positions * inv_freq); q rotated as a complex product
+    def fn(m, x):
+        angles = torch.arange(x.shape[0]).float()[:, None] * m.inv_freq  # [n, 4]
+        freqs_cis = torch.polar(torch.ones_like(angles), angles) * 1.0
+        pairs = torch.view_as_complex(x.reshape(x.shape[0], 1, 4, 2))
+        return torch.view_as_real(pairs * freqs_cis.unsqueeze(1)).flatten(2).reshape(x.shape[0], 8)
+
+    module = Fn(fn, inv_freq=torch.tensor([1.0, 0.1, 0.01, 0.001]))
+    converted, gm = convert(module, (rows(5),), ({0: N},))
+    assert not any(n.meta["val"].dtype.is_complex for n in gm.graph.nodes if isinstance(n.meta.get("val"), torch.Tensor))
+    check(module, (rows(5),), ({0: N},), others=[(rows(9, seed=1),)], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", sorted(SHUFFLES))

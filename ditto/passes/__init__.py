@@ -7,6 +7,7 @@ write a module with `@register_pass("name")`, import it here and add the name to
 from ditto.passes import (  # noqa: F401  (importing registers the passes)
     attention,
     cleanup,
+    complex_to_real,
     eager_attention,
     engine_inputs,
     functionalize,
@@ -18,6 +19,7 @@ from ditto.passes import (  # noqa: F401  (importing registers the passes)
 
 PIPELINE = [
     "functionalize_inplace",
+    "complex_to_real",
     "remove_export_artifacts",
     "eager_attention_to_sdpa",
     "engine_inputs",
