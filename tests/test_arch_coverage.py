@@ -36,3 +36,37 @@ def test_value_dependent_mask_is_refused_naming_the_attention(tmp_path):
     path = save_tiny(tmp_path, "doge", **dict(_SMALL, num_key_value_heads=2))
     with pytest.raises(DittoError, match=r"modeling_doge.py.*mask depends on the token values"):
         load_program(path)
+
+
+def test_bare_error_while_probing_names_node_and_source_line():
+    import torch
+
+    from ditto.graph.evaluate import evaluate
+
+    class Histogram(torch.nn.Module):
+        def forward(self, x):
+            return torch.histc(x, bins=4)
+
+    gm = torch.export.export(Histogram(), (torch.randn(8),)).module()
+    x = next(n for n in gm.graph.nodes if n.op == "placeholder")
+    histc = next(n for n in gm.graph.nodes if n.op == "call_function" and "histc" in str(n.target))
+    with pytest.raises(DittoError, match=r"computing node histc .*test_arch_coverage.py.*NotImplementedError"):
+        evaluate([histc], {x: torch.arange(8, dtype=torch.int32)}, lambda name: None)
+
+
+def test_bare_error_in_a_pass_becomes_a_ditto_error_naming_the_pass():
+    import torch
+
+    from ditto.passes.manager import PASSES, register_pass, run_passes
+
+    @register_pass("test_index_error")
+    def _broken(ctx):
+        return [][0]
+
+    ctx = type("Ctx", (), {"gm": torch.fx.symbolic_trace(torch.nn.Identity())})()
+    ctx.graph = ctx.gm.graph
+    try:
+        with pytest.raises(DittoError, match=r"pass test_index_error failed on this model with IndexError"):
+            run_passes(ctx, ["test_index_error"])
+    finally:
+        del PASSES["test_index_error"]
