@@ -70,3 +70,12 @@ def test_bare_error_in_a_pass_becomes_a_ditto_error_naming_the_pass():
             run_passes(ctx, ["test_index_error"])
     finally:
         del PASSES["test_index_error"]
+
+
+def test_gpt_neo_local_band_written_with_where_is_a_sliding_window(tmp_path):
+    # GPT-Neo masks its scores with where(band, scores, min) before adding the padding mask;
+    # the local layer's band of 4 keys must become sliding_window=4 (prompts are up to 9 long)
+    path = save_tiny(tmp_path, "gpt_neo", vocab_size=256, hidden_size=64, num_layers=2, num_heads=4,
+                     attention_types=[[["global", "local"], 1]], window_size=4, max_position_embeddings=256)
+    assert [p.sliding_window for p in load_program(path).attention] == [0, 4]
+    assert_backends_match_hf(path, steps=3)

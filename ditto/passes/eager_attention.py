@@ -62,6 +62,7 @@ def _match(softmax: Node):
             scores, mask = mask, scores
     scale = 1.0
     scores = _skip_casts(scores)
+    scores, mask = _peel_where_mask(scores, mask, softmax)
     scores, softcap = _peel_softcap(scores)
     if is_call(scores, aten.mul.Tensor, aten.div.Tensor) and isinstance(scores.args[1], (int, float)):
         scale = float(scores.args[1]) if scores.target == aten.mul.Tensor else 1.0 / float(scores.args[1])
@@ -144,3 +145,19 @@ def _is_zeros(node) -> bool:
     if is_call(node, aten.zeros.default, aten.zeros_like.default):
         return True
     return is_call(node, aten.full.default) and node.args[1] == 0
+
+
+def _peel_where_mask(scores: Node, mask, softmax: Node):
+    """where(allowed, x, min_value) (GPT-Neo's causal/local band) -> (x, additive mask merged with `mask`)."""
+    if not is_call(scores, aten.where.self, aten.where.ScalarOther):
+        return scores, mask
+    allowed, kept, blocked = scores.args
+    if fake(allowed).dtype != torch.bool or not isinstance(kept, Node):
+        return scores, mask
+    graph = scores.graph
+    with graph.inserting_before(softmax):
+        target = aten.where.ScalarSelf if isinstance(blocked, Node) else aten.where.Scalar
+        additive = call(graph, target, (allowed, 0.0, blocked))
+        if mask is not None:
+            additive = call(graph, aten.add.Tensor, (additive, mask))
+    return kept, additive
