@@ -60,6 +60,7 @@ _SIZE_KEYS = {
     ("vocab_size",): 256,
     ("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len", "seq_length", "max_sequence_length"): 256,
     ("head_dim", "attention_head_dim", "qk_rope_head_dim"): 16,
+    ("rotary_dim",): 8,
     ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts"): 4,
     ("num_experts_per_tok", "moe_topk", "top_k", "moe_k"): 2,
     ("moe_intermediate_size", "shared_expert_intermediate_size", "expert_intermediate_size"): 32,
@@ -86,6 +87,8 @@ def family(model_type: str, config) -> str | None:
         return "multimodal"
     if getattr(config, "is_encoder_decoder", False):
         return "encoder-decoder"
+    if any(hasattr(config, key) for key in ("vision_config", "audio_config", "vq_config")):
+        return "multimodal"
     return None
 
 
@@ -106,6 +109,11 @@ def tiny_config(model_type: str):
         kinds = list(dict.fromkeys(layer_types))  # one layer of each kind, in order of first use
         kwargs["layer_types"] = kinds + kinds[:1] if len(kinds) == 1 else kinds
         layers = len(kwargs["layer_types"])
+    if isinstance(values.get("attention_types"), list):  # GPT-Neo: [[["global", "local"], repeats]]
+        kwargs["attention_types"] = [[["global", "local"], 1]]
+    for key in ("global_head_dim",):
+        if isinstance(values.get(key), int):
+            kwargs[key] = 32
     for key in _LAYER_KEYS:
         if isinstance(values.get(key), int):
             kwargs[key] = layers
@@ -213,14 +221,65 @@ def print_table(results: dict) -> None:
           f"({100.0 * passed / max(1, len(testable)):.0f}%)")
 
 
+# detail text -> short reason, for the README's grouped table (first match wins)
+_REASONS = [
+    (r"experts\.gate_up_proj|experts\.\d", "MoE (packed experts; issue 11 part 2)"),
+    (r"dynamic_shapes.*top-level keys", "export assumes the forward signature (issue 11 part 4)"),
+    (r"pairs of tokens", "a second reader of the attention scores (attention sink)"),
+    (r"no pattern matched .*softmax", "softmax outside a recognised attention (ALiBi, sinks, other score terms)"),
+    (r"different KV-head shapes", "layers with different KV head shapes (one KV pool only)"),
+    (r"mask depends on the token values", "mask computed from token values"),
+    (r"long-RoPE", "long-RoPE (issue 9 defect 4)"),
+    (r"RoPE is applied to only one", "RoPE found on the query only (attention experts)"),
+    (r"no converter", "a missing converter"),
+]
+
+
+def _reason(detail: str) -> str:
+    import re
+
+    for pattern, reason in _REASONS:
+        if re.search(pattern, detail):
+            return reason
+    return detail.split(": ", 1)[-1][:120]
+
+
+def print_markdown(results: dict) -> None:
+    """The README table: architectures grouped by outcome and reason."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for name, v in results.items():
+        outcome = v["outcome"]
+        if outcome == "pass":
+            key = ("converted: hf, fx, replay agree (1e-4)", "")
+        elif outcome == "excluded":
+            key = ("not an attention decoder-only LM", v["detail"])
+        elif outcome == "setup":
+            key = ("sweep could not build a tiny model", "transformers failed on the shrunk default config")
+        elif outcome == "fx only":
+            key = ("converted: fx only, replay refused", _reason(v["detail"]))
+        else:
+            key = (outcome if outcome in ("WRONG", "ERROR") else "refused (DittoError)", _reason(v["detail"]))
+        groups.setdefault(key, []).append(name)
+    order = ["converted: hf, fx, replay agree (1e-4)", "converted: fx only, replay refused", "refused (DittoError)",
+             "WRONG", "ERROR", "sweep could not build a tiny model", "not an attention decoder-only LM"]
+    print("| outcome | why | architectures |")
+    print("| --- | --- | --- |")
+    for (outcome, reason), names in sorted(groups.items(), key=lambda kv: (order.index(kv[0][0]), -len(kv[1]))):
+        print(f"| {outcome} ({len(names)}) | {reason} | {', '.join(sorted(names))} |")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", help="comma-separated model types")
     parser.add_argument("--rerun", action="store_true", help="ignore saved results for the selected types")
     parser.add_argument("--table", action="store_true", help="only print the table of saved results")
+    parser.add_argument("--markdown", action="store_true", help="print the README's grouped table of saved results")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per architecture")
     args = parser.parse_args(argv)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    if args.markdown:
+        print_markdown(results)
+        return 0
     if not args.table:
         from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
