@@ -13,6 +13,7 @@ from ditto.export.export import export_model
 from ditto.export.graph import to_graph_module
 from ditto.models.loader import load_model
 from ditto.passes import PIPELINE
+from ditto.passes.attention import refuse_unsupported_rope
 from ditto.passes.manager import PassContext, run_passes
 from ditto.passes.unsupported import check_supported
 from ditto.probes import probe_modules
@@ -31,6 +32,7 @@ def load_program(
 ) -> TrtllmProgram:
     """Export `model` and rewrite it into TensorRT-LLM form, with weights left on disk."""
     loaded = load_model(model, dtype, trust_remote_code=trust_remote_code, attn_implementation=attn_implementation)
+    refuse_unsupported_rope(loaded.config)
     exported = export_model(loaded)
     gm, weights = to_graph_module(exported, loaded)
     ctx = PassContext(gm, weights, loaded, tokens_per_block=tokens_per_block)

@@ -25,7 +25,7 @@ def probe_modules(model: torch.nn.Module, num_layers: int) -> dict[str, str]:
     """probe name -> module path for an HF model (meta or real)."""
     layers_path, layers = _decoder_layers(model, num_layers)
     probes: dict[str, str] = {}
-    for i in range(num_layers):
+    for i in range(len(layers)):
         base = f"{layers_path}.{i}"
         children = dict(layers[i].named_children())
         attn = _child(children, ATTENTION_HINTS)
@@ -60,11 +60,17 @@ def all_probe_names(probes: dict[str, str]) -> list[str]:
     return list(probes) + ["logits"]
 
 
-def _decoder_layers(model: torch.nn.Module, num_layers: int):
-    for path, module in model.named_modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) == num_layers:
+def _decoder_layers(model: torch.nn.Module, num_attention: int):
+    """The ModuleList of decoder layers: as many as attention ops, else the longest list that
+    holds the same number of attention ops per layer (DiffLlama: two per layer)."""
+    lists = [(path, m) for path, m in model.named_modules() if isinstance(m, torch.nn.ModuleList) and len(m)]
+    for path, module in lists:
+        if len(module) == num_attention:
             return path, module
-    raise DittoError(f"no list of {num_layers} decoder layers found in {type(model).__name__}")
+    dividing = [(path, m) for path, m in lists if num_attention % len(m) == 0]
+    if dividing:
+        return max(dividing, key=lambda item: len(item[1]))
+    raise DittoError(f"no list of decoder layers for {num_attention} attention ops found in {type(model).__name__}")
 
 
 def _child(children: dict, hints: tuple[str, ...]) -> str | None:

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch.export import Dim
 
 from ditto.errors import DittoError
+from ditto.passes.complex_to_real import complex_to_real_graph
+from ditto.passes.functionalize import functionalize_graph
 from ditto.replay.network import replay_network
 from ditto.trt.context import ConversionContext
 from ditto.trt.network import convert_graph
@@ -32,10 +34,13 @@ class Converted:
 
 
 def convert(module, args, dynamic=None):
-    """(Converted, exported graph module) for `module` exported on `args`."""
+    """(Converted, exported graph module) for `module` exported on `args`; in-place ops are
+    made out of place and complex values real first, as the pipeline's first passes do."""
     gm = torch.export.export(module, args, dynamic_shapes=(dynamic,) if dynamic else None).module()  # forward(*args)
     for node in [n for n in gm.graph.nodes if n.op == "call_module"]:  # export's guard call
         gm.graph.erase_node(node)
+    functionalize_graph(gm.graph)
+    complex_to_real_graph(gm.graph)
     builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     ctx = ConversionContext(trt, network)
@@ -122,6 +127,46 @@ ELEMENTWISE = {
 }
 
 
+# more of the core ATen set that architectures emit (RMSNorm with square, ReLU^2, softplus gates, ...)
+ELEMENTWISE_MORE = {
+    "square": lambda m, x: torch.square(x) + torch.square((x.abs() * 3).to(torch.int32)).float(),
+    "remainder_pow_scalar": lambda m, x: torch.remainder(x, 0.7) + (x.abs() * 4).to(torch.int64).remainder(3) + torch.pow(2.0, x),
+    "unary_more": lambda m, x: torch.log1p(x.abs()) + torch.expm1(x / 4) + x.sign() + x.trunc() + x.round() + torch.atan(x) + torch.tan(x / 4)
+    + torch.sinh(x / 4) + torch.cosh(x / 4),
+    "activations_more": lambda m, x: F.leaky_relu(x, 0.2) + F.elu(x, 0.5) + F.softplus(x) + F.softplus(x, beta=2.0) + F.hardtanh(x, -0.5, 2.0)
+    + F.hardsigmoid(x) + F.hardswish(x) + F.mish(x) + F.relu6(x),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ELEMENTWISE_MORE))
+def test_elementwise_more(name):
+    check(Fn(ELEMENTWISE_MORE[name]), (rows(5),), ({0: N},), others=[(rows(9, seed=1),)])
+
+
+def test_inplace_ops_are_made_out_of_place():
+    def fn(m, x):
+        y = x.clone()
+        y.mul_(2).add_(1)
+        z = y * 0.5  # reads the mutated y
+        z.masked_fill_(x > 1, 0.0)
+        return z + y
+
+    converted, gm = convert(Fn(fn), (rows(5),), ({0: N},))
+    targets = {str(n.target) for n in gm.graph.nodes if n.op == "call_function"}
+    assert not any(t.split(".")[-2].endswith("_") for t in targets if t.startswith("aten.")), targets
+    check(Fn(fn), (rows(5),), ({0: N},), others=[(rows(9, seed=1),)])
+
+
+def test_inplace_op_on_a_view_is_refused_naming_the_line():
+    def fn(m, x):
+        y = x * 2
+        y[:, :2].mul_(3)  # changes y through a view
+        return y
+
+    with pytest.raises(DittoError, match=r"in-place op mul_ .*test_trt_converters.py.*a view of"):
+        convert(Fn(fn), (rows(5),), ({0: N},))
+
+
 @pytest.mark.parametrize("name", sorted(ELEMENTWISE))
 def test_elementwise(name):
     check(Fn(ELEMENTWISE[name]), (rows(5),), ({0: N},), others=[(rows(9, seed=1),)])
@@ -139,6 +184,17 @@ REDUCTIONS = {
     "layer_norm": lambda m, x: F.layer_norm(x, (8,), m.w, m.b, eps=1e-5),
     "rms_norm": lambda m, x: F.rms_norm(x, (8,), m.w, eps=1e-6),
 }
+
+
+REDUCTIONS_MORE = {
+    "cumsum": lambda m, x: torch.cumsum(x, 0) + torch.cumsum(x, dim=-1) + (x > 0).cumsum(-1),
+    "var_prod": lambda m, x: x.var(-1, keepdim=True) + torch.var(x, 1, correction=0, keepdim=True) + x.prod(-1, keepdim=True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REDUCTIONS_MORE))
+def test_reductions_more(name):
+    check(Fn(REDUCTIONS_MORE[name]), (rows(5),), ({0: N},), others=[(rows(3, seed=3),)], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", sorted(REDUCTIONS))
@@ -179,8 +235,37 @@ SHUFFLES = {
     "sym_arithmetic": lambda m, x: x.reshape(x.shape[0] * 2, 4).sum(-1)[: x.shape[0] + 1] * (x.shape[0] - 1),
     "unsqueeze_squeeze": lambda m, x: x.unsqueeze(1).unsqueeze(-1).squeeze(-1).squeeze(1).unsqueeze(0).squeeze(),
     "transpose_t_flatten": lambda m, x: x.t().transpose(0, 1).contiguous().clone().flatten() * 1.0,
+    "numpy_T": lambda m, x: x.reshape(x.shape[0], 2, 4).T.reshape(8, -1).T + x.T.T,
     "expand": lambda m, x: x[:, :1].expand(-1, 3) + x.mean(0, keepdim=True).expand(x.shape[0], 8)[:, :3],
 }
+
+
+REPEATS = {
+    # GPT-J's interleaved RoPE spreads cos/sin with repeat_interleave
+    "repeat_interleave": lambda m, x: torch.repeat_interleave(x, 2, dim=1)[:, :8] + torch.repeat_interleave(x[:, :4], 2, dim=-1)
+    + torch.repeat_interleave(x, 2, dim=0)[: x.shape[0]],
+    "repeat_interleave_flat": lambda m, x: torch.repeat_interleave(x[:2, :4], 3).reshape(3, 8).sum(0) + x,
+    "repeat": lambda m, x: x.repeat(1, 2)[:, 3:11] + x.repeat(2, 1)[: x.shape[0]] + x[:, :4].repeat(2, 1, 2)[1],
+}
+
+
+@pytest.mark.parametrize("name", sorted(REPEATS))
+def test_repeats(name):
+    check(Fn(REPEATS[name]), (rows(4),), ({0: N},), others=[(rows(6, seed=2),), (rows(3, seed=4),)])
+
+
+def test_complex_rope_lowered_to_real():
+    # Llama 4 style: freqs_cis = polar(1, positions * inv_freq); q rotated as a complex product
+    def fn(m, x):
+        angles = torch.arange(x.shape[0]).float()[:, None] * m.inv_freq  # [n, 4]
+        freqs_cis = torch.polar(torch.ones_like(angles), angles) * 1.0
+        pairs = torch.view_as_complex(x.reshape(x.shape[0], 1, 4, 2))
+        return torch.view_as_real(pairs * freqs_cis.unsqueeze(1)).flatten(2).reshape(x.shape[0], 8)
+
+    module = Fn(fn, inv_freq=torch.tensor([1.0, 0.1, 0.01, 0.001]))
+    converted, gm = convert(module, (rows(5),), ({0: N},))
+    assert not any(n.meta["val"].dtype.is_complex for n in gm.graph.nodes if isinstance(n.meta.get("val"), torch.Tensor))
+    check(module, (rows(5),), ({0: N},), others=[(rows(9, seed=1),)], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", sorted(SHUFFLES))
@@ -250,8 +335,8 @@ def test_every_layer_is_named_after_its_fx_node():
 
 
 def test_op_without_converter_names_node_target_and_source_line():
-    with pytest.raises(DittoError, match=r"no converter for node cumsum \(target aten.cumsum.default\) from File .*test_trt_converters.py"):
-        convert(Fn(lambda m, x: torch.cumsum(x, 0)), (rows(4),))
+    with pytest.raises(DittoError, match=r"no converter for node cumprod \(target aten.cumprod.default\) from File .*test_trt_converters.py"):
+        convert(Fn(lambda m, x: torch.cumprod(x, 0)), (rows(4),))
 
 
 def test_capability_check_refuses_with_its_reason():

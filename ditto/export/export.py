@@ -81,8 +81,25 @@ def _scalar_constants_keep_values():
             kwargs["device"] = "cpu"
         return original(data, *args, **kwargs)
 
+    # `x[..., [-2]]` (Falcon's fused QKV split) turns the list into an index tensor on x's
+    # device inside C++, which on meta loses its values the same way: give it one on the CPU
+    getitem = torch.Tensor.__getitem__
+
+    def index(self, key):
+        if self.device.type == "meta":
+            key = tuple(_cpu_index(k) for k in key) if isinstance(key, tuple) else _cpu_index(key)
+        return getitem(self, key)
+
     torch.tensor = tensor
+    torch.Tensor.__getitem__ = index
     try:
         yield
     finally:
         torch.tensor = original
+        torch.Tensor.__getitem__ = getitem
+
+
+def _cpu_index(key):
+    if isinstance(key, list) and key and all(isinstance(k, int) and not isinstance(k, bool) for k in key):
+        return torch.tensor(key, dtype=torch.long, device="cpu")
+    return key

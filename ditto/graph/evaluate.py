@@ -12,6 +12,9 @@ from typing import Callable
 import torch
 from torch.fx import Node
 
+from ditto.errors import DittoError
+from ditto.graph.nodes import source_line
+
 
 def evaluate(
     targets: list[Node],
@@ -49,4 +52,10 @@ def _run(node: Node, env: dict, load_attr):
         raise ValueError(f"cannot evaluate {node.op} node {node.name}")
     args = torch.fx.node.map_arg(node.args, lambda n: env[n])
     kwargs = torch.fx.node.map_arg(node.kwargs, lambda n: env[n])
-    return node.target(*args, **kwargs)
+    try:
+        return node.target(*args, **kwargs)
+    except Exception as e:  # name the model's construct, not only torch's complaint
+        raise DittoError(
+            f"computing node {node.name} ({node.target}) from {source_line(node)} on probe values failed: "
+            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        ) from e

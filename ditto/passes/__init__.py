@@ -7,8 +7,10 @@ write a module with `@register_pass("name")`, import it here and add the name to
 from ditto.passes import (  # noqa: F401  (importing registers the passes)
     attention,
     cleanup,
+    complex_to_real,
     eager_attention,
     engine_inputs,
+    functionalize,
     fuse_linears,
     last_token,
     moe,
@@ -16,6 +18,8 @@ from ditto.passes import (  # noqa: F401  (importing registers the passes)
 )
 
 PIPELINE = [
+    "functionalize_inplace",
+    "complex_to_real",
     "remove_export_artifacts",
     "eager_attention_to_sdpa",
     "engine_inputs",

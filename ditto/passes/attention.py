@@ -33,6 +33,7 @@ from ditto.models.weights import InMemoryTensor, WeightSpec
 from ditto.ops import gpt_attention as _op  # noqa: F401  (registers torch.ops.ditto.gpt_attention)
 from ditto.ops.gpt_attention import TENSOR_INPUTS, _rope
 from ditto.ops.params import GPTAttentionParams
+from ditto.passes.eager_attention import SOFTCAP_META
 from ditto.passes.manager import PassContext, register_pass
 
 aten = torch.ops.aten
@@ -66,7 +67,13 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
     num_kv_heads = int(k_shape[1])
     if tuple(k_shape) != tuple(v_shape) or num_heads % num_kv_heads or int(k_shape[3]) != head_size:
         _fail(node, f"query {tuple(q_shape)}, key {tuple(k_shape)}, value {tuple(v_shape)} do not form MHA/GQA/MQA")
-    sliding_window = _check_causal(ctx, node, mask, is_causal)
+    if isinstance(mask, Node) and mask in token_dependent:
+        _fail(node, "the attention mask depends on the token values, not only on positions (a dynamic mask); "
+              "TensorRT-LLM's attention takes causal or sliding-window masks")
+    try:
+        sliding_window = _check_causal(ctx, node, mask, is_causal)
+    except (ValueError, RuntimeError) as e:
+        _fail(node, f"the attention mask could not be computed from positions alone ({e})")
 
     q_raw, q_rope, q_operands = _rope_input(q, position_only, token_dependent, node)
     k_raw, k_rope, _ = _rope_input(k, position_only, token_dependent, node)
@@ -101,6 +108,7 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
         rotary_embedding_scale=rope.get("scale", 1.0),
         rotary_embedding_max_positions=_max_positions(config),
         rotary_embedding_original_max_positions=rope.get("original_max_positions", _max_positions(config)),
+        attn_logit_softcapping_scale=float(node.meta.get(SOFTCAP_META, 0.0)),
         sliding_window=sliding_window,
         tokens_per_block=ctx.tokens_per_block,
     )
@@ -192,10 +200,41 @@ def _rope_input(x: Node, position_only: set, token_dependent: set, sdpa: Node):
                 stack.append(n)
     if not operands:
         return x, None, None
+    rotated = _rotated_tensor(region, position_only, token_dependent)
+    if rotated is not None:
+        return rotated, x, (region, operands)
     for candidate in frontier:
         if all(_depends_on(other, candidate) for other in frontier):
             return candidate, x, (region, operands)
     _fail(sdpa, f"could not find the single tensor RoPE is applied to (candidates: {[n.name for n in frontier]})")
+
+
+# ops that move, negate or cast features on the way from the rotated tensor to cos/sin products
+_ROTATE_OPS = {
+    aten.neg.default, aten.cat.default, aten.slice.Tensor, aten.stack.default, aten.flatten.using_ints,
+    aten.select.int, aten.view.default, aten.reshape.default, aten.unsqueeze.default, aten._to_copy.default,
+    aten.to.dtype,
+}
+
+
+def _rotated_tensor(region: list[Node], position_only: set, token_dependent: set) -> Node | None:
+    """The one tensor every product with cos/sin reads (through slices, negation, concatenation:
+    `x * cos + rotate_half(x) * sin`), or None. Found this way, a norm or scale applied before
+    RoPE (QK-norm on the heads-first layout) stays outside the rotated region."""
+    found = set()
+    for node in region:
+        if not is_call(node, aten.mul.Tensor) or not any(a in position_only for a in node.args):
+            continue
+        other = next((a for a in node.args if a in token_dependent), None)
+        if other is None:
+            return None
+        while is_call(other, *_ROTATE_OPS):
+            inputs = [a for a in other.all_input_nodes if a in token_dependent]
+            if not inputs:
+                return None
+            other = inputs[0]
+        found.add(other)
+    return found.pop() if len(found) == 1 else None
 
 
 def _depends_on(node: Node, target: Node, limit: int = 256) -> bool:
@@ -400,6 +439,26 @@ def _rope_config(config, inv_freq: torch.Tensor, dim: int) -> dict:
     if "original_max_position_embeddings" in params:
         out["original_max_positions"] = int(params["original_max_position_embeddings"])
     return out
+
+
+def refuse_unsupported_rope(config) -> None:
+    """Refuse, before export, RoPE scalings whose tables depend on the sequence length.
+
+    Long-RoPE (Phi-3 'longrope'/'su') switches between short and long frequency tables by
+    sequence length; TensorRT-LLM computes it as PositionEmbeddingType.long_rope with extra
+    inputs and short/long m-scales. One probed table is right for one regime only.
+    """
+    params = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    candidates = [params] + [v for v in params.values() if isinstance(v, dict)] if isinstance(params, dict) else []
+    for entry in candidates:
+        rope_type = entry.get("rope_type", entry.get("type"))
+        if rope_type in ("longrope", "su"):
+            raise DittoError(
+                f"{type(config).__name__} uses long-RoPE ({rope_type!r} scaling): short and long frequency tables "
+                "switched by sequence length, which TensorRT-LLM computes as PositionEmbeddingType.long_rope with its "
+                "own extra inputs and m-scales; ditto does not implement it yet and refuses rather than build an "
+                "engine that computes something else"
+            )
 
 
 def _fail(node: Node, problem: str):

@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 
+from ditto.errors import DittoError
 from ditto.models.loader import LoadedModel
 from ditto.models.weights import WeightTable
 from ditto.ops.params import GPTAttentionParams
@@ -53,7 +54,16 @@ def run_passes(ctx: PassContext, names: list[str], max_rounds: int = 10) -> list
     for _ in range(max_rounds):
         changed = False
         for name in names:
-            matches = PASSES[name](ctx)
+            try:
+                matches = PASSES[name](ctx)
+            except DittoError:
+                raise
+            except Exception as e:  # a construct the pass did not foresee: say which pass, never a bare error
+                raise DittoError(
+                    f"pass {name} failed on this model with {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}; "
+                    "the model uses a construct ditto does not handle yet (run `ditto export MODEL --artifacts DIR` "
+                    "to see the graph)"
+                ) from e
             if matches:
                 totals[name] += matches
                 changed = True

@@ -2,7 +2,10 @@
 
 An attention the recogniser missed would silently attend across the sequences of a packed
 batch, so any leftover SDPA/softmax, or any node still reading HF's [1, num_tokens] position
-row in a way other than an embedding lookup, is an error naming the nodes.
+row in a way other than an embedding lookup, is an error naming the nodes. So is any value
+left with two token axes ([.., tokens, tokens]: scores or a mask), which only attention
+computes: a term beside the recognised attention that reads its scores (the logsumexp of an
+attention sink, a bias) would see only the current step's tokens, not the KV cache.
 """
 
 from __future__ import annotations
@@ -32,5 +35,27 @@ def check_supported(ctx: PassContext) -> None:
             f"no pattern matched {len(left)} node(s) that mix tokens across the sequence; this architecture "
             f"is not supported yet:\n{lines}"
         )
+    mixing = {n for n in ctx.graph.nodes if _token_axes(n, ctx) >= 2}
+    if mixing:
+        # where pairwise values are reduced back to per-token ones: the construct to name
+        exits = [u for n in ctx.graph.nodes if n in mixing for u in n.users if u not in mixing]
+        lines = "\n".join(f"  {n.name}: {n.target} at {source_line(n)}" for n in list(dict.fromkeys(exits))[:10])
+        raise DittoError(
+            f"{len(mixing)} node(s) outside the recognised attention compute over pairs of tokens (attention scores "
+            f"or masks read by something else, e.g. an attention sink or a score bias); this architecture is not "
+            f"supported yet; reduced at:\n{lines}"
+        )
     if not ctx.attention:
         raise DittoError("no attention layer was recognised; ditto builds decoder-only transformer LMs")
+
+
+def _token_axes(node, ctx: PassContext) -> int:
+    """How many axes of `node`'s value have the packed token count as their size."""
+    val = node.meta.get("val")
+    input_ids = ctx.engine_inputs.get("input_ids")
+    if not isinstance(val, torch.Tensor) or input_ids is None:
+        return 0
+    tokens = input_ids.meta["val"].shape[0]
+    if isinstance(tokens, int):
+        return 0
+    return sum(1 for d in val.shape if not isinstance(d, int) and d == tokens)

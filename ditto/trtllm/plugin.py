@@ -182,6 +182,17 @@ def plugin_rotary_cos_sin(cos_sin: np.ndarray) -> np.ndarray:
     if table.ndim != 2 or table.shape[1] % 2:
         raise DittoError(f"expected a [max_positions, rotary_dim] cos/sin table, got shape {table.shape}")
     half = table.shape[1] // 2
+    # The generation kernel (decoderMaskedMultiheadAttentionTemplate.h, NVIDIA/TensorRT-LLM commit
+    # 2a9abd95) recomputes RoPE from rotary_inv_freq and multiplies it by
+    # rotary_embedding_short/long_m_scale (1.0 here); a table whose (cos, sin) pairs are not unit
+    # vectors (YaRN's attention factor) would be rotated right in context and wrong in generation.
+    magnitude = np.sqrt(table[:, :half] ** 2 + table[:, half:] ** 2)
+    if magnitude.size and np.abs(magnitude - 1.0).max() > 1e-5:
+        raise DittoError(
+            f"the RoPE table scales cos/sin by {float(magnitude.mean()):.6g} (an attention factor, as YaRN's); "
+            "the GPTAttention plugin's generation kernel would drop it (ditto passes m_scale 1.0), so ditto "
+            "refuses to build a plugin engine that computes something else; use --attention native"
+        )
     pairs = np.stack([table[:, :half], table[:, half:]], axis=-1)
     return np.ascontiguousarray(pairs.reshape(1, -1))
 

@@ -118,12 +118,34 @@ def pow_(ctx, x, exponent):
     return binary(ctx, x, exponent, "POW")
 
 
-@converter(aten.maximum.default)
+@converter(aten.square.default)
+def square(ctx, x):
+    x = ctx.cast(x, result_dtype(ctx, ctx.torch_dtype(x.dtype)))
+    return binary(ctx, x, x, "PROD")
+
+
+@converter(aten.pow.Scalar)
+def pow_scalar_base(ctx, base, exponent):
+    return binary(ctx, base, exponent, "POW")
+
+
+@converter(aten.remainder.Scalar, aten.remainder.Tensor)
+def remainder(ctx, a, b):
+    """Python's modulo (sign of the divisor): a - floor(a / b) * b."""
+    dtype = result_dtype(ctx, promoted_dtype(ctx, a, b))
+    if dtype.is_floating_point:
+        quotient = unary(ctx, binary(ctx, a, b, "DIV", dtype), "FLOOR")
+    else:
+        quotient = binary(ctx, a, b, "FLOOR_DIV", dtype)
+    return binary(ctx, a, binary(ctx, quotient, b, "PROD", dtype), "SUB", dtype)
+
+
+@converter(aten.maximum.default, aten.max.other)
 def maximum(ctx, a, b):
     return binary(ctx, a, b, "MAX")
 
 
-@converter(aten.minimum.default)
+@converter(aten.minimum.default, aten.min.other)
 def minimum(ctx, a, b):
     return binary(ctx, a, b, "MIN")
 
@@ -257,6 +279,11 @@ for _target, _op in {
     aten.erf.default: "ERF",
     aten.floor.default: "FLOOR",
     aten.ceil.default: "CEIL",
+    aten.tan.default: "TAN",
+    aten.atan.default: "ATAN",
+    aten.sinh.default: "SINH",
+    aten.cosh.default: "COSH",
+    aten.round.default: "ROUND",
 }.items():
     _unary_converter(_target, _op)
 
@@ -269,6 +296,29 @@ def neg(ctx, x):
 @converter(aten.abs.default)
 def abs_(ctx, x):
     return unary(ctx, x, "ABS")
+
+
+@converter(aten.sign.default)
+def sign(ctx, x):
+    return unary(ctx, x, "SIGN")
+
+
+@converter(aten.log1p.default)
+def log1p(ctx, x):
+    return unary(ctx, binary(ctx, float_input(ctx, x), 1.0, "SUM"), "LOG")
+
+
+@converter(aten.expm1.default)
+def expm1(ctx, x):
+    return binary(ctx, unary(ctx, float_input(ctx, x), "EXP"), 1.0, "SUB")
+
+
+@converter(aten.trunc.default)
+def trunc(ctx, x):
+    """Round toward zero: floor for x >= 0, ceil below."""
+    x = float_input(ctx, x)
+    positive = _compare(ctx, x, 0.0, ("GREATER", "EQUAL"))
+    return ctx.out(ctx.network.add_select(positive, unary(ctx, x, "FLOOR"), unary(ctx, x, "CEIL")), "trunc")
 
 
 @converter(aten.rsqrt.default)
@@ -285,6 +335,59 @@ def tanh(ctx, x):
 @converter(aten.sigmoid.default)
 def sigmoid(ctx, x):
     return activation(ctx, float_input(ctx, x), "SIGMOID")
+
+
+def _parametrised(ctx, x, kind: str, alpha: float = 0.0, beta: float = 0.0):
+    layer = ctx.network.add_activation(x, getattr(ctx.trt.ActivationType, kind))
+    layer.alpha, layer.beta = float(alpha), float(beta)
+    return ctx.out(layer, kind.lower())
+
+
+@converter(aten.leaky_relu.default)
+def leaky_relu(ctx, x, negative_slope=0.01):
+    return _parametrised(ctx, x, "LEAKY_RELU", negative_slope)
+
+
+def _elu_supported(node) -> str | None:
+    scale = node.args[2] if len(node.args) > 2 else node.kwargs.get("scale", 1)
+    input_scale = node.args[3] if len(node.args) > 3 else node.kwargs.get("input_scale", 1)
+    return None if scale == 1 and input_scale == 1 else "scale or input_scale other than 1"
+
+
+@converter(aten.elu.default, supports=_elu_supported)
+def elu(ctx, x, alpha=1.0, scale=1, input_scale=1):
+    return _parametrised(ctx, x, "ELU", alpha)
+
+
+@converter(aten.softplus.default)
+def softplus(ctx, x, beta=1, threshold=20):
+    """log(1 + exp(beta x)) / beta; torch's linear region above `threshold` differs by < 2e-9 x."""
+    return _parametrised(ctx, float_input(ctx, x), "SOFTPLUS", 1.0 / beta, beta)
+
+
+@converter(aten.hardtanh.default)
+def hardtanh(ctx, x, min_val=-1.0, max_val=1.0):
+    return _parametrised(ctx, x, "CLIP", min_val, max_val)
+
+
+@converter(aten.relu6.default)
+def relu6(ctx, x):
+    return _parametrised(ctx, x, "CLIP", 0.0, 6.0)
+
+
+@converter(aten.hardsigmoid.default)
+def hardsigmoid(ctx, x):
+    return _parametrised(ctx, x, "HARD_SIGMOID", 1.0 / 6, 0.5)
+
+
+@converter(aten.hardswish.default)
+def hardswish(ctx, x):
+    return binary(ctx, x, hardsigmoid(ctx, x), "PROD")
+
+
+@converter(aten.mish.default)
+def mish(ctx, x):
+    return binary(ctx, x, activation(ctx, _parametrised(ctx, x, "SOFTPLUS", 1.0, 1.0), "TANH"), "PROD")
 
 
 @converter(aten.relu.default)

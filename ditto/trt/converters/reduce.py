@@ -102,3 +102,43 @@ def rms_norm(ctx, x, shape, weight=None, eps=None):
     eps = torch.finfo(ctx.torch_dtype(x.dtype)).eps if eps is None else eps
     y = _normalise(ctx, x, list(range(-len(shape), 0)), eps, centre=False)
     return _affine(ctx, y, weight, None, dtype)
+
+
+@converter(aten.cumsum.default)
+def cumsum(ctx, x, dim, dtype=None):
+    """Inclusive running sum along `dim`, in the node's dtype (torch sums bool/int as int64)."""
+    x = ctx.cast(x, result_dtype(ctx, ctx.torch_dtype(x.dtype)))
+    axis = ctx.constant(torch.tensor(dim % len(x.shape), dtype=torch.int32), "axis", keep_0d=True)
+    return ctx.out(ctx.network.add_cumulative(x, axis, ctx.trt.CumulativeOperation.SUM, False, False), "cumsum")
+
+
+def _var_supported(node) -> str | None:
+    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    if dims is None:
+        return "a variance over every dim"
+    shape = node.args[0].meta["val"].shape
+    if any(not isinstance(shape[d], int) for d in ([dims] if isinstance(dims, int) else dims)):
+        return "a variance over a dynamic dim"
+    return None
+
+
+@converter(aten.var.dim, supports=_var_supported)
+def var_dim(ctx, x, dims=None, unbiased=True, keepdim=False):
+    return var(ctx, x, dims, correction=1 if unbiased else 0, keepdim=keepdim)
+
+
+@converter(aten.var.correction, supports=_var_supported)
+def var(ctx, x, dims=None, correction=None, keepdim=False):
+    """Mean squared deviation over `dims`, divided by count - correction (default 1)."""
+    x = _in_result_dtype(ctx, x)
+    centred = binary(ctx, x, reduce(ctx, x, "AVG", dims, True, "mean"), "SUB")
+    total = reduce(ctx, binary(ctx, centred, centred, "PROD"), "SUM", dims, keepdim, "sum_sq")
+    count = 1
+    for d in [dims] if isinstance(dims, int) else dims:
+        count *= x.shape[d % len(x.shape)]
+    return binary(ctx, total, 1.0 / (count - (1 if correction is None else correction)), "PROD")
+
+
+@converter(aten.prod.dim_int)
+def prod(ctx, x, dim, keepdim=False, dtype=None):
+    return reduce(ctx, _in_result_dtype(ctx, x), "PROD", dim, keepdim, "prod")

@@ -10,6 +10,7 @@ import torch
 
 from ditto.trt.context import TRT_DTYPE_NAMES
 from ditto.trt.converters import converter
+from ditto.trt.converters.symbolic import size_op
 
 aten = torch.ops.aten
 
@@ -65,6 +66,12 @@ def transpose(ctx, x, a, b):
 @converter(aten.t.default)
 def t(ctx, x):
     return x if len(x.shape) < 2 else ctx.transpose(x, [1, 0])
+
+
+@converter(aten.numpy_T.default)
+def numpy_t(ctx, x):
+    """`x.T`: every dim reversed."""
+    return ctx.transpose(x, list(reversed(range(len(x.shape))))) if len(x.shape) > 1 else x
 
 
 def expand_to(ctx, x, sizes: list):
@@ -136,3 +143,39 @@ def flatten(ctx, x, start_dim=0, end_dim=-1):
         merged = -1
     return ctx.reshape(x, dims[:start] + [merged] + dims[end + 1 :])
 
+
+
+# ---- repeats -----------------------------------------------------------------------------------
+def _merged(a, b):
+    return a * b if isinstance(a, int) and isinstance(b, int) else -1
+
+
+def _int_repeats(node) -> str | None:
+    repeats = node.args[1] if len(node.args) > 1 else node.kwargs.get("repeats")
+    return None if isinstance(repeats, int) else "repeats given as a tensor (only an int is supported)"
+
+
+@converter(aten.repeat_interleave.self_int, supports=_int_repeats)
+def repeat_interleave(ctx, x, repeats, dim=None, output_size=None):
+    """Each element `repeats` times in a row along `dim`: [.., n, ..] -> [.., n * repeats, ..]."""
+    if dim is None:
+        x, dim = ctx.reshape(x, [-1]), 0
+    dim %= len(x.shape)
+    dims = dims_of(ctx, x)
+    spread = ctx.reshape(x, dims[: dim + 1] + [1] + dims[dim + 1 :])
+    repeated = expand_to(ctx, spread, dims[: dim + 1] + [repeats] + dims[dim + 1 :])
+    return ctx.reshape(repeated, dims[:dim] + [_merged(dims[dim], repeats)] + dims[dim + 1 :])
+
+
+@converter(aten.repeat.default)
+def repeat(ctx, x, repeats):
+    """torch.Tensor.repeat (tiling): dim i becomes repeats[i] copies of x's dim i, one after another."""
+    x = ctx.to_rank(x, len(repeats))
+    dims = dims_of(ctx, x)
+    interleaved = [size for d in dims for size in (1, d)]
+    target = [size for r, d in zip(repeats, dims) for size in (r, d)]
+    tiled = expand_to(ctx, ctx.reshape(x, interleaved), target)
+    merged = [_merged(r, d) for r, d in zip(repeats, dims)]
+    if sum(m == -1 for m in merged) > 1:  # two dynamic dims: sizes from the network
+        merged = [m if m != -1 else size_op(ctx, d, r, "PROD") for m, r, d in zip(merged, repeats, dims)]
+    return ctx.reshape(tiled, merged)
