@@ -78,3 +78,41 @@ def test_constants_are_scheduled_right_before_their_first_consumer():
     first_compute = kinds.index(next(k for k in kinds if k != "CONSTANT"))
     assert len(kinds) - 1 - kinds[::-1].index("CONSTANT") > first_compute
     assert isinstance(plan, network_module.ReplayPlan)
+
+
+def test_shape_arithmetic_is_placed_on_the_host():
+    """On a GPU, SHAPE outputs and integer layers fed only by them run on the CPU (no device
+    round trip per reshape); forced on here, the replay must still match its device-only run."""
+    from ditto.replay.network import ReplayPlan
+
+    request = forced_request("tiny-llama", steps=1, probes=[])
+    limits = (len(request.prompts), 16, sum(len(p) for p in request.prompts))
+    _program, plan, _ = replay_backend.prepared(request.model, request.dtype, limits, (), "cpu",
+                                                replay_backend._converters_fingerprint())
+    # placement only (the meta device runs nothing): what would run on the host next to a GPU
+    placed = ReplayPlan(plan.network, device="meta")
+    hosted = [step for step in placed.steps if step.device.type == "cpu"]
+    kinds = {step.kind for step in hosted}
+    assert {"SHAPE", "CONCATENATION", "GATHER"} <= kinds, kinds
+    assert not [s.kind for s in hosted if any(d.is_floating_point for _, d, _ in s.outs)], "float layer on the host"
+    assert any(step.kind == "MATRIX_MULTIPLY" and step.device.type == "meta" for step in placed.steps)
+    # forced on while computing on the CPU, the plan's run equals the plain one
+    feed = _feed(plan, request)
+    plain = plan.run(dict(feed))
+    forced = ReplayPlan(plan.network, host_shapes=True).run(dict(feed))
+    assert torch.equal(plain["logits"], forced["logits"])
+
+
+def _feed(plan, request):
+    from ditto.runtime.paged_cache import PagedKVCache
+    from ditto.trt.attention_native import POOL_INPUT
+
+    program = replay_backend.prepared(request.model, request.dtype, (len(request.prompts), 16,
+                                      sum(len(p) for p in request.prompts)), (), "cpu",
+                                      replay_backend._converters_fingerprint())[0]
+    cache = PagedKVCache(program.attention, 16, len(request.prompts), program.dtype)
+    inputs = cache.step_inputs(request.prompts, [0] * len(request.prompts), [len(p) for p in request.prompts], True)
+    feed = {k: v for k, v in inputs.items() if k in plan.declared_inputs}
+    feed[POOL_INPUT] = cache.pool
+    cache.close()
+    return feed

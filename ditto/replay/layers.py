@@ -58,14 +58,14 @@ def _axis(call: LayerCall, what: str, axis: int, rank: int) -> int:
 def shuffle(call: LayerCall) -> torch.Tensor:
     x = call.input(0)
     x = x.permute(_permutation(call, "first_transpose", x.dim()))
-    dims = call.ints(1) if call.optional(1) is not None else call.attr("reshape_dims")
+    dims = call.ints(1) if call.optional(1) is not None else call.attr_dims("reshape_dims")
     if dims is not None:
         x = x.reshape(_reshape_dims(call, tuple(x.shape), _dims(dims)))
     return x.permute(_permutation(call, "second_transpose", x.dim()))
 
 
 def _permutation(call: LayerCall, attribute: str, rank: int) -> list[int]:
-    order = _dims(call.attr(attribute))
+    order = call.attr_dims(attribute)
     if sorted(order[:rank]) != list(range(rank)):
         raise call.refuse(attribute, tuple(order), f"its first {rank} entries are not a permutation of 0..{rank - 1}")
     return order[:rank]
@@ -109,7 +109,7 @@ def slice_(call: LayerCall) -> torch.Tensor:
     rank = x.dim()
     mode = call.enum("mode", {m: m for m in ("STRICT_BOUNDS", "WRAP", "CLAMP", "FILL", "REFLECT")})
     start, size, stride = (
-        call.ints(i) if call.optional(i) is not None else _dims(call.attr(a)) for i, a in ((1, "start"), (2, "shape"), (3, "stride"))
+        call.ints(i) if call.optional(i) is not None else call.attr_dims(a) for i, a in ((1, "start"), (2, "shape"), (3, "stride"))
     )
     axes = call.ints(5) if call.optional(5) is not None else getattr(call.layer, "axes", None)
     axes = list(range(rank)) if axes is None else [_axis(call, "axes", a, rank) for a in _dims(axes)]
@@ -632,7 +632,7 @@ def unsqueeze(call: LayerCall) -> torch.Tensor:
 
 @replays("CONSTANT", reads=("shape", "weights"))
 def constant(call: LayerCall) -> torch.Tensor:
-    shape = _dims(call.attr("shape"))
+    shape = call.attr_dims("shape")
     weights = call.attr("weights")
     dtype = call.out_dtype()
     array = weights.numpy() if hasattr(weights, "numpy") else weights
@@ -670,7 +670,7 @@ def _raw_weights(call, weights, dtype) -> torch.Tensor:
 def fill(call: LayerCall) -> torch.Tensor:
     call.enum("operation", {"LINSPACE": None})  # random fills cannot be replayed value for value
     dtype = call.out_dtype()
-    shape = call.ints(0) if call.optional(0) is not None else _dims(call.attr("shape"))
+    shape = call.ints(0) if call.optional(0) is not None else call.attr_dims("shape")
     if (call.optional(1) is None) != (call.optional(2) is None):
         raise call.error("alpha and beta must both be static or both be inputs")
     if call.optional(1) is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import heapq
+import math
 import sys
 
 import torch
@@ -61,9 +62,16 @@ class ReplayPlan:
     uploaded) at its first run and kept on the device: the weights are uploaded once and
     held once. Constants are scheduled right before their first consumer, so a run without
     kept constants holds only the weights in use.
+
+    Shape arithmetic stays on the host: SHAPE outputs, small integer constants, `host_*`
+    network inputs and every integer/bool output computed only from such tensors are
+    computed on the CPU (the same integer arithmetic), and moved to the device only where a
+    device layer reads them. On a GPU this spares a device round trip (a sync) for every
+    reshape or slice whose dims come from a tensor.
     """
 
-    def __init__(self, network, outputs=None, device="cpu", plugin_fields=None, keep_constants: bool = True):
+    def __init__(self, network, outputs=None, device="cpu", plugin_fields=None, keep_constants: bool = True,
+                 host_shapes: bool | None = None):
         trt = sys.modules[type(network).__module__]  # the bindings module (tensorrt or tensorrt_rtx)
         if not network.get_flag(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED):
             raise DittoError("replay follows strongly typed networks only; create the network with STRONGLY_TYPED")
@@ -81,23 +89,32 @@ class ReplayPlan:
         self.wanted = wanted
         layers = _sources_before_first_use(_needed(layers, wanted))
         last_use = {t.name: i for i, layer in enumerate(layers) for t in _inputs(layer) if t is not None}
+        on_device = self.device.type != "cpu" if host_shapes is None else host_shapes
+        self.host = {name for name in self.declared_inputs if name.startswith("host_")} if on_device else set()
         self.steps = []
         for index, layer in enumerate(layers):
             kind, layer = _checked(trt, layer)
             ins = [None if t is None else t.name for t in _inputs(layer)]
             outs = [(t.name, torch_dtype(t.dtype, f"output {t.name!r}"), _static_shape(t)) for t in _outputs(layer)]
             free = [n for n in dict.fromkeys(ins) if n is not None and last_use[n] == index and n not in wanted]
-            self.steps.append(_Step(layer, kind, REPLAYS[kind].fn, ins, outs, free, (plugin_fields or {}).get(layer.name)))
+            host = on_device and _on_host(kind, layer, ins, outs, self.host)
+            if host:
+                self.host.update(name for name, _, _ in outs)
+            self.steps.append(_Step(layer, kind, REPLAYS[kind].fn, ins, outs, free, (plugin_fields or {}).get(layer.name),
+                                    torch.device("cpu") if host else self.device))
 
     def run(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        values = _network_inputs(self.declared_inputs, inputs, self.device)
+        values = _network_inputs(self.declared_inputs, inputs, self.device, self.host)
         for step in self.steps:
             kept = self.constants.get(step.outs[0][0]) if step.kind == "CONSTANT" else None
             if kept is not None:
                 values[step.outs[0][0]] = kept
             else:
-                call = LayerCall(step.layer, step.kind, self.trt, [None if n is None else values[n] for n in step.ins],
-                                 self.device, step.fields)
+                args = [None if n is None else values[n] for n in step.ins]
+                if step.device != _CPU:  # a device layer reads host tensors from the device
+                    args = [a if a is None or a.device == step.device else a.to(step.device, non_blocking=True)
+                            for a in args]
+                call = LayerCall(step.layer, step.kind, self.trt, args, step.device, step.fields, step.memo)
                 results = step.fn(call)
                 results = list(results) if isinstance(results, (list, tuple)) else [results]
                 if len(results) != len(step.outs):
@@ -113,11 +130,34 @@ class ReplayPlan:
         return {name: values[name] for name in self.wanted}
 
 
-class _Step:
-    __slots__ = ("layer", "kind", "fn", "ins", "outs", "free", "fields")
+_CPU = torch.device("cpu")
+_INTEGRAL = (torch.int32, torch.int64, torch.int8, torch.uint8, torch.bool)
+_SMALL_CONSTANT = 4096  # elements: an integer constant at most this large is shape data
 
-    def __init__(self, layer, kind, fn, ins, outs, free, fields):
+
+def _on_host(kind: str, layer, ins: list, outs: list, host: set) -> bool:
+    """Whether a layer is shape arithmetic, computed on the host (see ReplayPlan)."""
+    given = [n for n in ins if n is not None]
+    from_host = bool(given) and all(n in host for n in given)
+    if not outs:
+        return from_host  # an assertion on shape data
+    if any(dtype not in _INTEGRAL for _, dtype, _ in outs):
+        return False
+    if kind == "SHAPE":
+        return True
+    if kind == "CONSTANT":
+        shape = outs[0][2]
+        return shape is not None and math.prod(shape) <= _SMALL_CONSTANT
+    return from_host
+
+
+class _Step:
+    __slots__ = ("layer", "kind", "fn", "ins", "outs", "free", "fields", "device", "memo")
+
+    def __init__(self, layer, kind, fn, ins, outs, free, fields, device):
         self.layer, self.kind, self.fn, self.ins, self.outs, self.free, self.fields = layer, kind, fn, ins, outs, free, fields
+        self.device = device
+        self.memo: dict = {}  # the layer's attributes as read at the first run
 
 
 def dependency_order(network) -> list:
@@ -228,7 +268,7 @@ def _check_output(call: LayerCall, index: int, declared: torch.dtype, shape: tup
         raise call.error(f"replay computed output {index} with shape {tuple(value.shape)}, the network declares {shape}")
 
 
-def _network_inputs(declared: dict, inputs: dict, device) -> dict:
+def _network_inputs(declared: dict, inputs: dict, device, host: set = frozenset()) -> dict:
     missing = sorted(set(declared) - set(inputs))
     extra = sorted(set(inputs) - set(declared))
     if missing or extra:
@@ -245,7 +285,8 @@ def _network_inputs(declared: dict, inputs: dict, device) -> dict:
             raise DittoError(
                 f"input {name!r} is {value.dtype} {tuple(value.shape)}; the network takes {dtype} {shape} (-1: any)"
             )
-        values[name] = value if value.device == device else value.to(device)
+        target = _CPU if name in host else device
+        values[name] = value if value.device == target else value.to(target)
     return values
 
 
