@@ -143,30 +143,31 @@ def main() -> None:
     print(f"device {device} ({torch.cuda.get_device_name() if device.startswith('cuda') else 'cpu'}), "
           f"torch {torch.__version__}, bfloat16, batch {args.batch}, prompts {args.prompt}, steps {args.steps}, "
           f"best of {args.repeats}", flush=True)
-    rows = []
-    with tempfile.TemporaryDirectory() as folder:
-        free(device)
-        model = create_model(config, folder, device, dtype)
-        weights = sum(p.numel() * p.element_size() for p in model.parameters())
-        print(f"model: {args.layers} layers, weights {weights / 2**30:.2f} GiB", flush=True)
-        if "generate" not in skip:
-            ids = prompts.to(device)
-            mask = torch.ones_like(ids)
-
-            def generate(steps: int):
-                with torch.inference_mode():
-                    return model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=steps + 1,
-                                          min_new_tokens=steps + 1, do_sample=False, use_cache=True)
-
-            rows.append(measure("HF generate (sdpa)", args.layers, generate, args.steps, args.repeats, device))
-        del model
-        free(device)
-        for name in ("hf", "fx"):
-            if name in skip:
-                continue
-            run = backend_runner(name, folder, prompts.tolist(), dtype, device)
-            rows.append(measure(f"{name} backend", args.layers, run, args.steps, args.repeats, device))
+    rows, weights = [], 0
+    if not {"generate", "hf", "fx"} <= skip:
+        with tempfile.TemporaryDirectory() as folder:
             free(device)
+            model = create_model(config, folder, device, dtype)
+            weights = sum(p.numel() * p.element_size() for p in model.parameters())
+            print(f"model: {args.layers} layers, weights {weights / 2**30:.2f} GiB", flush=True)
+            if "generate" not in skip:
+                ids = prompts.to(device)
+                mask = torch.ones_like(ids)
+
+                def generate(steps: int):
+                    with torch.inference_mode():
+                        return model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=steps + 1,
+                                              min_new_tokens=steps + 1, do_sample=False, use_cache=True)
+
+                rows.append(measure("HF generate (sdpa)", args.layers, generate, args.steps, args.repeats, device))
+            del model
+            free(device)
+            for name in ("hf", "fx"):
+                if name in skip:
+                    continue
+                run = backend_runner(name, folder, prompts.tolist(), dtype, device)
+                rows.append(measure(f"{name} backend", args.layers, run, args.steps, args.repeats, device))
+                free(device)
     if args.replay_layers and "replay" not in skip:
         with tempfile.TemporaryDirectory() as folder:
             shallow = llama_config(args.replay_layers, args.tiny)
@@ -195,7 +196,7 @@ def report(rows: list[dict], weights: int) -> None:
         vs_gen = f"{r['per_step'] / generate['per_step']:.2f}x" if same_depth else "-"
         vs_fx = f"{r['per_step'] / fx['per_step']:.2f}x" if fx is not None and fx is not r else "-"
         peak_gen = f"{r['peak'] / generate['peak']:.2f}x" if same_depth and generate["peak"] else "-"
-        own = r.get("weights", weights)
+        own = r.get("weights", weights) or 1
         print(f"| {r['name']} | {r['layers']} | {r['per_step'] * 1e3:.1f} | {r['full']:.2f} ({r['spread']:.1%}) | "
               f"{r['context']:.3f} | {vs_gen} | {vs_fx} | {r['peak'] / 2**30:.2f} | {peak_gen} | "
               f"{r['peak'] / own:.2f}x |")
