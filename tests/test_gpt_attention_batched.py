@@ -193,3 +193,20 @@ def test_unknown_parameters_away_from_their_default_are_unsupported():
     # what ditto's attention pass produces by default is implemented
     plain = GPTAttentionParams(layer_idx=0, num_heads=4, num_kv_heads=2, head_size=16, position_embedding_type="rope_gpt_neox")
     assert unsupported(plain.as_dict(), _SIGNATURE) == []
+
+
+def test_fx_runs_the_batched_kernel_only_where_it_implements_the_node():
+    from ditto.ops.gpt_attention_batched import batched_gpt_attention_unchecked
+    from ditto.pipeline import load_program
+    from ditto.runtime.fx import runnable_graph
+
+    program = load_program("tiny-llama", torch.float32)
+    nodes = [n for n in program.graph_module.graph.nodes if n.target == torch.ops.ditto.gpt_attention.default]
+    assert len(nodes) == 2
+    nodes[1].kwargs = {**nodes[1].kwargs, "attn_logit_softcapping_scale": 30.0}
+    targets = [n.target for n in runnable_graph(program.graph_module, {}, "batched").graph.nodes
+               if n.op == "call_function" and "gpt_attention" in str(n.target)]
+    assert targets == [batched_gpt_attention_unchecked, torch.ops.ditto.gpt_attention.default]
+    reference = [n.target for n in runnable_graph(program.graph_module, {}, "reference").graph.nodes
+                 if n.op == "call_function" and "gpt_attention" in str(n.target)]
+    assert reference == [torch.ops.ditto.gpt_attention.default] * 2

@@ -30,6 +30,7 @@ import weakref
 import torch
 import torch.nn.functional as F
 
+from ditto.errors import DittoError
 from ditto.ops.gpt_attention import _SIGNATURE, _rope, gpt_attention
 from ditto.ops.kv_cache import pool_at
 
@@ -100,6 +101,12 @@ def batched_gpt_attention(*args, **kwargs) -> torch.Tensor:
     return _attend(**{**{k: v.default for k, v in _SIGNATURE.parameters.items()}, **values})
 
 
+def batched_gpt_attention_unchecked(*args, **kwargs) -> torch.Tensor:
+    """`batched_gpt_attention` for a call site already checked with `unsupported` (an FX node
+    whose parameters are constants): the tensors in the op's order, the parameters by name."""
+    return _attend(*args, **kwargs)
+
+
 class _StepLayout:
     """Everything about one step that every layer shares, on the device."""
 
@@ -117,7 +124,8 @@ class _StepLayout:
         token_row = torch.cat([torch.arange(n, dtype=torch.int64) for n in counts])
         token_pos = torch.cat([torch.arange(t - n, t, dtype=torch.int64) for n, t in zip(counts, totals)])
         tpb = tokens_per_block
-        offsets = host_offsets.long()  # [batch, 2, max_blocks]
+        self.pool_idx = 0  # one pool (what ditto's runtimes allocate); other layers are refused in layer()
+        offsets = host_offsets[self.pool_idx].long()  # [batch, 2, max_blocks]
         max_blocks = offsets.shape[-1]
         # write: the K and V unit (of layer 0 of the pool) and slot of each new token
         write_k = offsets[token_batch, 0, token_pos // tpb]
@@ -148,7 +156,8 @@ class _StepLayout:
         self.key_valid = put(key_valid)
         self.mask = put(allowed[:, None])  # [batch, 1, max_new, max_len]
         self.sliding_window = sliding_window
-        self._layer_units: dict[int, tuple] = {}
+        self._layers: dict[tuple, tuple] = {}
+        self._cos_sin_key, self._cos_sin = None, None
         self._masks: dict[int, torch.Tensor] = {}
 
     def mask_for_group(self, group: int) -> torch.Tensor:
@@ -158,12 +167,27 @@ class _StepLayout:
             self._masks[group] = self.mask.expand(B, group, N, L).reshape(B, 1, group * N, L)
         return self._masks[group]
 
-    def units_of_layer(self, layer_in_pool: int):
-        """(write units [2, tokens], read units [2, batch, max_len]) of one layer of the pool."""
-        if layer_in_pool not in self._layer_units:
+    def layer(self, layer_idx: int, pool_mapping, pool_pointers, unit_shape: tuple):
+        """(the pool as units [n, kv_heads, tokens_per_block, head], write units [2, tokens], read
+        units [2, batch, max_len]) of one attention layer, looked up once per step."""
+        key = (layer_idx, unit_shape)
+        if key not in self._layers:
+            pool_idx, layer_in_pool = (int(v) for v in pool_mapping[layer_idx].tolist())
+            if pool_idx != self.pool_idx:
+                raise DittoError(f"attention layer {layer_idx} is in KV-cache pool {pool_idx}; the batched kernel reads "
+                                 "one pool: run with DITTO_FX_ATTENTION=reference")
+            units = pool_at(int(pool_pointers[pool_idx, 0])).view(-1, *unit_shape)
             shift = 2 * layer_in_pool
-            self._layer_units[layer_in_pool] = (self.write_units + shift, self.read_units + shift)
-        return self._layer_units[layer_in_pool]
+            self._layers[key] = (units, self.write_units + shift, self.read_units + shift)
+        return self._layers[key]
+
+    def cos_sin(self, table: torch.Tensor) -> torch.Tensor:
+        """The rows of a cos/sin table at the new tokens' positions, [tokens, rotary_dim] float32."""
+        key = (table.data_ptr(), table._version)
+        if self._cos_sin_key != key:
+            self._cos_sin = table[self.token_pos].float()
+            self._cos_sin_key = key
+        return self._cos_sin
 
 
 # The layout of the step being run: keyed by the step's `sequence_length` tensor object (every
@@ -185,27 +209,26 @@ def _layout(sequence_length, host_request_types, host_context_lengths, host_offs
 
 
 def _attend(
-    qkv, sequence_length, host_request_types, host_context_lengths, host_kv_cache_block_offsets,
-    host_kv_cache_pool_pointers, host_kv_cache_pool_mapping, rotary_cos_sin, layer_idx, num_heads, num_kv_heads,
-    head_size, q_scaling, position_embedding_type, rotary_embedding_dim, sliding_window, tokens_per_block, **_unused,
+    qkv, sequence_length, host_past_key_value_lengths, host_max_attention_window_sizes, host_sink_token_length,
+    context_lengths, cache_indirection, host_request_types, kv_cache_block_offsets, host_kv_cache_block_offsets,
+    host_kv_cache_pool_pointers, host_kv_cache_pool_mapping, rotary_inv_freq, rotary_cos_sin, host_context_lengths,
+    host_runtime_perf_knobs, host_context_progress, *, layer_idx, num_heads, num_kv_heads, head_size, q_scaling,
+    position_embedding_type, rotary_embedding_dim, sliding_window, tokens_per_block, **_same_for_this_kernel,
 ) -> torch.Tensor:
     H, KV, D = num_heads, num_kv_heads, head_size
-    pool_idx, layer_in_pool = (int(v) for v in host_kv_cache_pool_mapping[layer_idx].tolist())
-    pool = pool_at(int(host_kv_cache_pool_pointers[pool_idx, 0]))
-    units = pool.view(-1, KV, tokens_per_block, D)
-    layout = _layout(sequence_length, host_request_types, host_context_lengths, host_kv_cache_block_offsets[pool_idx],
+    layout = _layout(sequence_length, host_request_types, host_context_lengths, host_kv_cache_block_offsets,
                      tokens_per_block, sliding_window, qkv.device)
-    write_units, read_units = layout.units_of_layer(layer_in_pool)
+    units, write_units, read_units = layout.layer(layer_idx, host_kv_cache_pool_mapping, host_kv_cache_pool_pointers,
+                                                  (KV, tokens_per_block, D))
     T = qkv.shape[0]
-    q = qkv[:, : H * D].reshape(T, H, D).float()
-    k = qkv[:, H * D : (H + KV) * D].reshape(T, KV, D).float()
+    # Q and K side by side in qkv: upcast and rotate them together
+    qk = qkv[:, : (H + KV) * D].reshape(T, H + KV, D).float()
     v = qkv[:, (H + KV) * D :].reshape(T, KV, D)
     if position_embedding_type.startswith("rope"):
-        cos_sin = rotary_cos_sin[layout.token_pos].float()
-        q = _rope(q, cos_sin, rotary_embedding_dim, position_embedding_type)
-        k = _rope(k, cos_sin, rotary_embedding_dim, position_embedding_type)
-    units[write_units[0], :, layout.write_slots] = k.to(pool.dtype)
-    units[write_units[1], :, layout.write_slots] = v.to(pool.dtype)
+        qk = _rope(qk, layout.cos_sin(rotary_cos_sin), rotary_embedding_dim, position_embedding_type)
+    q, k = qk[:, :H], qk[:, H:]
+    units[write_units[0], :, layout.write_slots] = k.to(units.dtype)
+    units[write_units[1], :, layout.write_slots] = v.to(units.dtype)
 
     # [2, batch, max_len, KV, D]; positions past a sequence's end may hold anything: zero them
     kv = units[read_units, :, layout.read_slots]
@@ -213,12 +236,16 @@ def _attend(
     keys, values = kv[0].transpose(1, 2), kv[1].transpose(1, 2)  # [batch, KV, max_len, D]
 
     B, N, G = layout.batch, layout.max_new, H // KV
+    scale = 1.0 / (D**0.5 * q_scaling)
+    if N == 1:  # generation: one query per sequence, in batch order; the G heads of a KV head as G queries
+        out = F.scaled_dot_product_attention(q.reshape(B, KV, G, D), keys, values, attn_mask=layout.mask, scale=scale)
+        return out.reshape(B, H * D).to(qkv.dtype)
     queries = q.new_zeros((B, N, H, D))
     queries[layout.token_batch, layout.token_row] = q
     # fold the G query heads of each KV head into the query axis: [B, KV, G * N, D]
     queries = queries.view(B, N, KV, G, D).permute(0, 2, 3, 1, 4).reshape(B, KV, G * N, D)
     mask = layout.mask_for_group(G)
-    out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask, scale=1.0 / (D**0.5 * q_scaling))
+    out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask, scale=scale)
     out = out.view(B, KV, G, N, D).permute(0, 3, 1, 2, 4).reshape(B, N, H * D)
     return out[layout.token_batch, layout.token_row].to(qkv.dtype)
 

@@ -16,7 +16,8 @@ import os
 import torch
 
 from ditto.errors import DittoError
-from ditto.ops.gpt_attention_batched import batched_gpt_attention
+from ditto.ops.gpt_attention import TENSOR_INPUTS
+from ditto.ops.gpt_attention_batched import batched_gpt_attention_unchecked, unsupported
 
 from ditto.probes import check_probes, fx_probe_nodes
 from ditto.runtime.backend import StepDump, StepwiseRequest, register_backend
@@ -81,7 +82,8 @@ def attention_kernel() -> str:
 
 def runnable_graph(gm: torch.fx.GraphModule, probe_nodes: dict[str, torch.fx.Node], kernel: str) -> torch.fx.GraphModule:
     """A GraphModule sharing `gm`'s weights whose outputs are (logits, *probes in the order
-    given), with gpt_attention run by `kernel`. `gm` itself is left as it is."""
+    given), with gpt_attention run by `kernel` (the batched kernel where it implements the
+    node's parameters, checked here once; else the reference). `gm` itself is left as it is."""
     graph = torch.fx.Graph()
     mapping: dict[torch.fx.Node, torch.fx.Node] = {}
     (logits,) = graph.graph_copy(gm.graph, mapping)
@@ -89,7 +91,8 @@ def runnable_graph(gm: torch.fx.GraphModule, probe_nodes: dict[str, torch.fx.Nod
     if kernel == "batched":
         for node in graph.nodes:
             if node.op == "call_function" and node.target is torch.ops.ditto.gpt_attention.default:
-                node.target = batched_gpt_attention
+                if not unsupported({**dict(zip(TENSOR_INPUTS, node.args)), **node.kwargs}):
+                    node.target = batched_gpt_attention_unchecked
     return torch.fx.GraphModule(gm, graph)
 
 
