@@ -14,7 +14,7 @@ import torch
 from ditto.errors import DittoError
 from ditto.models.tiny import TINY_MODELS
 from ditto.runtime.hf import HfBackend
-from tests.parity import RELATIVE_TOLERANCE, forced_request, worst_errors
+from tests.parity import FLOAT32_BOUND, assert_passes, forced_request, verdict, worst_errors
 
 
 @pytest.mark.parametrize("model", sorted(TINY_MODELS))
@@ -25,8 +25,9 @@ def test_batched_hf_matches_one_sequence_eager_hf(model, dtype):
     batched = HfBackend("batched").run(request)
     errors = worst_errors(eager, batched)
     assert set(errors) >= {"logits", "layers.0.attn", "layers.0.mlp", "layers.1.out", "final_norm"}
-    bad = {k: v for k, v in errors.items() if not v <= RELATIVE_TOLERANCE[dtype]}
-    assert not bad, f"{model} {dtype}: errors above {RELATIVE_TOLERANCE[dtype]}: {bad}"
+    assert_passes(verdict(request, eager, batched, "hf-batched"))
+    if dtype == torch.float32:  # both in float32: summation order alone, far inside the bound
+        assert max(errors.values()) <= FLOAT32_BOUND / 10, errors
     for a, b in zip(eager, batched):
         assert torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(a["position_ids"], b["position_ids"])
         assert a.keys() == b.keys()
