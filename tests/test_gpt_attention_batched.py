@@ -54,7 +54,7 @@ def _case(seed: int, dtype: torch.dtype, heads: tuple[int, int], window: int, ro
             for kv in (0, 1):
                 offsets[0, b, kv, j] = block_offset(order[b * blocks + j], layers, kv)
     positions = 4 * max_len
-    rotary_dim = D if rope != "rope_gptj" else D // 2
+    rotary_dim = D if rope == "rope_gpt_neox" and seed % 2 == 0 else D // 2  # partial rotary too
     inv = 1.0 / 10000 ** (torch.arange(0, rotary_dim, 2).float() / rotary_dim)
     angles = torch.arange(positions).float()[:, None] * inv[None]
     cos_sin = torch.cat((angles.cos(), angles.sin()), dim=-1)

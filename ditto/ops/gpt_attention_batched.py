@@ -107,6 +107,17 @@ def batched_gpt_attention_unchecked(*args, **kwargs) -> torch.Tensor:
     return _attend(*args, **kwargs)
 
 
+def _rope_halves(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rotary_dim: int) -> torch.Tensor:
+    """The reference's rope_gpt_neox rotation in fewer kernels, with the same products and sums:
+    (first, second) -> (first cos - second sin, second cos + first sin) is x * [cos, cos] +
+    [-second, first] * [sin, sin]; cos/sin [tokens, 1, rotary_dim] already doubled."""
+    rot = x[..., :rotary_dim] if rotary_dim < x.shape[-1] else x
+    half = rotary_dim // 2
+    turned = torch.cat((-rot[..., half:], rot[..., :half]), dim=-1)
+    out = rot * cos + turned * sin
+    return out if rot is x else torch.cat((out, x[..., rotary_dim:]), dim=-1)
+
+
 class _StepLayout:
     """Everything about one step that every layer shares, on the device."""
 
@@ -158,6 +169,7 @@ class _StepLayout:
         self.sliding_window = sliding_window
         self._layers: dict[tuple, tuple] = {}
         self._cos_sin_key, self._cos_sin = None, None
+        self._halves_key, self._halves = None, None
         self._masks: dict[int, torch.Tensor] = {}
 
     def mask_for_group(self, group: int) -> torch.Tensor:
@@ -180,6 +192,18 @@ class _StepLayout:
             shift = 2 * layer_in_pool
             self._layers[key] = (units, self.write_units + shift, self.read_units + shift)
         return self._layers[key]
+
+    def cos_sin_halves(self, table: torch.Tensor, rotary_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cos, sin) at the new tokens' positions, each [tokens, 1, rotary_dim]: the table's
+        rotary_dim/2 frequencies written twice, as the halves of a neox rotation use them."""
+        key = (table.data_ptr(), table._version, rotary_dim)
+        if self._halves_key != key:
+            rows = self.cos_sin(table)
+            half = rotary_dim // 2
+            cos, sin = rows[:, None, :half], rows[:, None, half:rotary_dim]
+            self._halves = (torch.cat((cos, cos), dim=-1), torch.cat((sin, sin), dim=-1))
+            self._halves_key = key
+        return self._halves
 
     def cos_sin(self, table: torch.Tensor) -> torch.Tensor:
         """The rows of a cos/sin table at the new tokens' positions, [tokens, rotary_dim] float32."""
@@ -224,7 +248,9 @@ def _attend(
     # Q and K side by side in qkv: upcast and rotate them together
     qk = qkv[:, : (H + KV) * D].reshape(T, H + KV, D).float()
     v = qkv[:, (H + KV) * D :].reshape(T, KV, D)
-    if position_embedding_type.startswith("rope"):
+    if position_embedding_type == "rope_gpt_neox":
+        qk = _rope_halves(qk, *layout.cos_sin_halves(rotary_cos_sin, rotary_embedding_dim), rotary_embedding_dim)
+    elif position_embedding_type.startswith("rope"):
         qk = _rope(qk, layout.cos_sin(rotary_cos_sin), rotary_embedding_dim, position_embedding_type)
     q, k = qk[:, :H], qk[:, H:]
     units[write_units[0], :, layout.write_slots] = k.to(units.dtype)
