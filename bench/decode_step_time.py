@@ -114,7 +114,11 @@ def backend_runner(backend_name: str, folder: str, prompts, dtype, device):
     backend = get_backend(backend_name)
 
     def run(steps: int):
-        return backend.run(StepwiseRequest(model=folder, prompts=prompts, steps=steps, dtype=dtype, device=device))
+        dumps = backend.run(StepwiseRequest(model=folder, prompts=prompts, steps=steps, dtype=dtype, device=device))
+        plan = getattr(backend, "last_plan", None)
+        if plan is not None and steps:
+            print(f"    replay keeps {plan.kept_bytes() / 2**30:.2f} GiB of constants on the device", flush=True)
+        return dumps
 
     return run
 

@@ -41,6 +41,7 @@ class ReplayBackend:
         limits = (len(request.prompts), max_seq_len, sum(len(p) for p in request.prompts))
         program, plan, probe_names = prepared(request.model, request.dtype, limits, tuple(request.probes),
                                               str(request.device), _converters_fingerprint())
+        self.last_plan = plan  # for benches: what it keeps on the device
         cache = PagedKVCache(program.attention, max_seq_len, len(request.prompts), program.dtype, request.device)
         network_inputs = set(plan.declared_inputs)
 

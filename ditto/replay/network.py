@@ -103,6 +103,10 @@ class ReplayPlan:
             self.steps.append(_Step(layer, kind, REPLAYS[kind].fn, ins, outs, free, (plugin_fields or {}).get(layer.name),
                                     torch.device("cpu") if host else self.device))
 
+    def kept_bytes(self) -> int:
+        """Bytes of the constants kept on the device (the weights, once)."""
+        return sum(t.numel() * t.element_size() for t in self.constants.values() if t.device == self.device)
+
     def run(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         values = _network_inputs(self.declared_inputs, inputs, self.device, self.host)
         for step in self.steps:
