@@ -180,7 +180,7 @@ def main() -> None:
             del model
             free(device)
             print(f"model: {args.replay_layers} layers, weights {small / 2**30:.2f} GiB", flush=True)
-            for name in ("fx", "replay"):
+            for name in ("replay", "fx"):  # replay first: its peak cannot include anything fx left
                 run = backend_runner(name, folder, prompts.tolist(), dtype, device)
                 row = measure(f"{name} backend", args.replay_layers, run, args.steps, args.repeats, device)
                 row["weights"] = small

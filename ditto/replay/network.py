@@ -105,7 +105,7 @@ class ReplayPlan:
 
     def kept_bytes(self) -> int:
         """Bytes of the constants kept on the device (the weights, once)."""
-        return sum(t.numel() * t.element_size() for t in self.constants.values() if t.device == self.device)
+        return sum(t.numel() * t.element_size() for t in self.constants.values() if t.device.type == self.device.type)
 
     def run(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         values = _network_inputs(self.declared_inputs, inputs, self.device, self.host)
