@@ -118,7 +118,8 @@ class HfBackend:
                 "logits": out.logits[:, -1].float().cpu(),
             }
             for p in probes:
-                value = captured[p]  # [batch, width, features], left-padded
+                # [batch, width, features], left-padded (some modules, MoE blocks, give [batch * width, features])
+                value = captured[p].reshape(len(new_tokens), -1, captured[p].shape[-1])
                 rows = [value[b, value.shape[1] - len(t) :] for b, t in enumerate(new_tokens)]
                 dump[p] = torch.cat(rows).reshape(-1, value.shape[-1]).cpu()
             dumps.append(dump)
