@@ -1,15 +1,19 @@
 """The `replay` backend: ditto's TensorRT network (native attention) executed in torch, stepwise.
 
 The network is built exactly as `ditto build` builds it, for limits that fit the request;
-the paged KV-cache pool the engine takes and returns lives in torch, as for `fx`.
+the paged KV-cache pool the engine takes and returns lives in torch, as for `fx`. A built
+network and its replay plan (weights uploaded to the device once, at the first step, and
+kept) are reused by every run with the same model, dtype, limits, probes and device.
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from ditto.probes import check_probes, fx_probe_nodes
-from ditto.replay.network import replay_network
+from ditto.replay.network import ReplayPlan
 from ditto.runtime.backend import StepDump, StepwiseRequest, register_backend
 from ditto.runtime.fx import max_seq_len_for
 from ditto.runtime.paged_cache import PagedKVCache
@@ -33,30 +37,22 @@ class ReplayBackend:
         return None
 
     def run(self, request: StepwiseRequest) -> list[StepDump]:
-        from ditto.pipeline import load_program
-        from ditto.trt.network import NetworkLimits, build_network
-
-        trt = _trt()
-        program = load_program(request.model, request.dtype, tokens_per_block=32)
-        probes = check_probes(request.probes, program.probe_modules, request.model)
-        nodes = fx_probe_nodes(program.graph_module.graph, {p: program.probe_modules[p] for p in probes}) if probes else {}
         max_seq_len = max_seq_len_for(request)
-        limits = NetworkLimits(
-            max_batch_size=len(request.prompts),
-            max_seq_len=max_seq_len,
-            max_num_tokens=sum(len(p) for p in request.prompts),
-        )
-        built = build_network(program, trt, limits, {p: node.name for p, node in nodes.items()})
+        limits = (len(request.prompts), max_seq_len, sum(len(p) for p in request.prompts))
+        program, plan, probe_names = prepared(request.model, request.dtype, limits, tuple(request.probes),
+                                              str(request.device), _converters_fingerprint())
+        self.last_plan = plan  # for benches: what it keeps on the device
         cache = PagedKVCache(program.attention, max_seq_len, len(request.prompts), program.dtype, request.device)
-
-        network_inputs = {built.network.get_input(i).name for i in range(built.network.num_inputs)}
+        network_inputs = set(plan.declared_inputs)
 
         def step(inputs):
             feed = {name: value for name, value in inputs.items() if name in network_inputs}
             feed[POOL_INPUT] = cache.pool
-            with torch.no_grad():
-                outputs = replay_network(built.network, feed, device=request.device)
-            cache.pool.copy_(outputs.pop(POOL_OUTPUT))
+            with torch.inference_mode():
+                outputs = plan.run(feed)
+            pool = outputs.pop(POOL_OUTPUT)
+            if pool.data_ptr() != cache.pool.data_ptr():  # the update layer writes in place; else copy
+                cache.pool.copy_(pool)
             outputs = {k: v.reshape(-1, v.shape[-1]) for k, v in outputs.items()}  # probes packed like fx
             outputs["logits"] = outputs["logits"].float()
             return outputs
@@ -65,3 +61,30 @@ class ReplayBackend:
             return run_steps(request, cache, step)
         finally:
             cache.close()
+
+
+def _converters_fingerprint() -> int:
+    """Which converter each target has: a converter swapped (a test's planted bug, a plugin's
+    own converter) makes another network, never the cached one."""
+    from ditto.trt.converters import CONVERTERS
+
+    return hash(tuple(sorted((str(target), id(fn)) for target, fn in CONVERTERS.items())))
+
+
+@functools.lru_cache(maxsize=2)
+def prepared(model: str, dtype: torch.dtype, limits: tuple[int, int, int], probes: tuple[str, ...], device: str,
+             converters: int):
+    """(program, replay plan, probe names) of the network for these build options, built once."""
+    from ditto.pipeline import load_program
+    from ditto.trt.network import NetworkLimits, build_network
+
+    program = load_program(model, dtype, tokens_per_block=32)
+    names = check_probes(list(probes), program.probe_modules, model)
+    nodes = fx_probe_nodes(program.graph_module.graph, {p: program.probe_modules[p] for p in names}) if names else {}
+    max_batch_size, max_seq_len, max_num_tokens = limits
+    built = build_network(program, _trt(), NetworkLimits(max_batch_size=max_batch_size, max_seq_len=max_seq_len,
+                                                         max_num_tokens=max_num_tokens),
+                          {p: node.name for p, node in nodes.items()})
+    plan = ReplayPlan(built.network, device=device)
+    plan.keep_alive = built  # the network's constants point into the built network's host tensors
+    return program, plan, names

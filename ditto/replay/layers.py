@@ -58,14 +58,14 @@ def _axis(call: LayerCall, what: str, axis: int, rank: int) -> int:
 def shuffle(call: LayerCall) -> torch.Tensor:
     x = call.input(0)
     x = x.permute(_permutation(call, "first_transpose", x.dim()))
-    dims = call.ints(1) if call.optional(1) is not None else call.attr("reshape_dims")
+    dims = call.ints(1) if call.optional(1) is not None else call.attr_dims("reshape_dims")
     if dims is not None:
         x = x.reshape(_reshape_dims(call, tuple(x.shape), _dims(dims)))
     return x.permute(_permutation(call, "second_transpose", x.dim()))
 
 
 def _permutation(call: LayerCall, attribute: str, rank: int) -> list[int]:
-    order = _dims(call.attr(attribute))
+    order = call.attr_dims(attribute)
     if sorted(order[:rank]) != list(range(rank)):
         raise call.refuse(attribute, tuple(order), f"its first {rank} entries are not a permutation of 0..{rank - 1}")
     return order[:rank]
@@ -109,7 +109,7 @@ def slice_(call: LayerCall) -> torch.Tensor:
     rank = x.dim()
     mode = call.enum("mode", {m: m for m in ("STRICT_BOUNDS", "WRAP", "CLAMP", "FILL", "REFLECT")})
     start, size, stride = (
-        call.ints(i) if call.optional(i) is not None else _dims(call.attr(a)) for i, a in ((1, "start"), (2, "shape"), (3, "stride"))
+        call.ints(i) if call.optional(i) is not None else call.attr_dims(a) for i, a in ((1, "start"), (2, "shape"), (3, "stride"))
     )
     axes = call.ints(5) if call.optional(5) is not None else getattr(call.layer, "axes", None)
     axes = list(range(rank)) if axes is None else [_axis(call, "axes", a, rank) for a in _dims(axes)]
@@ -543,6 +543,22 @@ def cumulative(call: LayerCall) -> torch.Tensor:
 # collections of the same count in both inputs, broadcast where one of them is 1.
 
 
+class _float32_reductions:
+    """cuBLAS may reduce split-K partial sums in half precision unless told not to."""
+
+    _FLAGS = ("allow_fp16_reduced_precision_reduction", "allow_bf16_reduced_precision_reduction")
+
+    def __enter__(self):
+        matmul = torch.backends.cuda.matmul
+        self.saved = [getattr(matmul, f) for f in self._FLAGS]
+        for f in self._FLAGS:
+            setattr(matmul, f, False)
+
+    def __exit__(self, *exc):
+        for f, value in zip(self._FLAGS, self.saved):
+            setattr(torch.backends.cuda.matmul, f, value)
+
+
 @replays("MATRIX_MULTIPLY", reads=("op0", "op1"))
 def matrix_multiply(call: LayerCall) -> torch.Tensor:
     a, b = call.input(0), call.input(1)
@@ -554,12 +570,21 @@ def matrix_multiply(call: LayerCall) -> torch.Tensor:
     batch_b = b.shape[: b.dim() - (1 if op1 == "VECTOR" else 2)]
     if len(batch_a) != len(batch_b) or any(len({x, y} - {1}) > 1 for x, y in zip(batch_a, batch_b)):
         raise call.error(f"collection dims {tuple(batch_a)} and {tuple(batch_b)} do not match")
-    x, y = _wide(a), _wide(b)
+    # float32 accumulation. On a GPU, half-precision operands go to the GEMM as they are (its
+    # products are exact in float32 and it accumulates in float32, with split-K reductions
+    # kept in float32 below) instead of upcasting every weight, which would copy each weight
+    # at twice its size at every step.
+    native = a.is_cuda and a.dtype in _HALF
+    x, y = (a, b) if native else (_wide(a), _wide(b))
     x = x.unsqueeze(-2) if op0 == "VECTOR" else (x.transpose(-1, -2) if op0 == "TRANSPOSE" else x)  # [.., M, K]
     y = y.unsqueeze(-1) if op1 == "VECTOR" else (y.transpose(-1, -2) if op1 == "TRANSPOSE" else y)  # [.., K, N]
     if x.shape[-1] != y.shape[-2]:
         raise call.error(f"inner dims differ: {tuple(a.shape)} {op0} x {tuple(b.shape)} {op1}")
-    out = torch.matmul(x, y)
+    if native:
+        with _float32_reductions():
+            out = torch.matmul(x, y)
+    else:
+        out = torch.matmul(x, y)
     if op1 == "VECTOR":
         out = out.squeeze(-1)
     if op0 == "VECTOR":
@@ -632,7 +657,7 @@ def unsqueeze(call: LayerCall) -> torch.Tensor:
 
 @replays("CONSTANT", reads=("shape", "weights"))
 def constant(call: LayerCall) -> torch.Tensor:
-    shape = _dims(call.attr("shape"))
+    shape = call.attr_dims("shape")
     weights = call.attr("weights")
     dtype = call.out_dtype()
     array = weights.numpy() if hasattr(weights, "numpy") else weights
@@ -670,7 +695,7 @@ def _raw_weights(call, weights, dtype) -> torch.Tensor:
 def fill(call: LayerCall) -> torch.Tensor:
     call.enum("operation", {"LINSPACE": None})  # random fills cannot be replayed value for value
     dtype = call.out_dtype()
-    shape = call.ints(0) if call.optional(0) is not None else _dims(call.attr("shape"))
+    shape = call.ints(0) if call.optional(0) is not None else call.attr_dims("shape")
     if (call.optional(1) is None) != (call.optional(2) is None):
         raise call.error("alpha and beta must both be static or both be inputs")
     if call.optional(1) is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import heapq
+import math
 import sys
 
 import torch
@@ -47,36 +48,120 @@ def replay_network(
     `plugin_fields` maps a plugin layer's name to the fields its plugin was created with
     (IPluginV2 objects do not expose them; see `ditto.replay.plugins`). Inputs are used as
     they are, except that a KV-cache-update layer writes into its cache input in place, as
-    the engine does.
+    the engine does. To run one network many times, prepare a `ReplayPlan` once.
     """
-    trt = sys.modules[type(network).__module__]  # the bindings module (tensorrt or tensorrt_rtx)
-    device = torch.device(device)
-    if not network.get_flag(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED):
-        raise DittoError("replay follows strongly typed networks only; create the network with STRONGLY_TYPED")
-    values = _network_inputs(network, inputs, device)
-    layers = dependency_order(network)
-    produced = {t.name for layer in layers for t in _outputs(layer)} | set(values)
-    wanted = [network.get_output(i).name for i in range(network.num_outputs)] if outputs is None else list(outputs)
-    for name in wanted:
-        if name not in produced:
-            close = difflib.get_close_matches(name, sorted(produced), n=5)
-            raise DittoError(f"the network has no tensor {name!r}; closest: {', '.join(close) or '(none)'}")
-    layers = _needed(layers, wanted)
-    last_use = {t.name: i for i, layer in enumerate(layers) for t in _inputs(layer) if t is not None}
-    for index, layer in enumerate(layers):
-        call = _call(trt, layer, values, device, plugin_fields or {})
-        results = REPLAYS[call.kind].fn(call)
-        results = list(results) if isinstance(results, (list, tuple)) else [results]
-        outs = _outputs(layer)
-        if len(results) != len(outs):
-            raise call.error(f"replay produced {len(results)} outputs, the layer has {len(outs)}")
-        for k, tensor in enumerate(outs):
-            _check_output(call, k, tensor, results[k])
-            values[tensor.name] = results[k]
-        for tensor in _inputs(layer):
-            if tensor is not None and last_use[tensor.name] == index and tensor.name not in wanted:
-                values.pop(tensor.name, None)
-    return {name: values[name] for name in wanted}
+    return ReplayPlan(network, outputs, device, plugin_fields, keep_constants=False).run(inputs)
+
+
+class ReplayPlan:
+    """A network's replay prepared once and run many times (a stepwise backend runs every step).
+
+    Preparing reads what does not change between runs: the layer order, each layer's replay
+    and the checks on its attributes, the declared type and static shape of every output.
+    With `keep_constants`, a constant layer's tensor is computed (read from the host and
+    uploaded) at its first run and kept on the device: the weights are uploaded once and
+    held once. Constants are scheduled right before their first consumer, so a run without
+    kept constants holds only the weights in use.
+
+    Shape arithmetic stays on the host: SHAPE outputs, small integer constants, `host_*`
+    network inputs and every integer/bool output computed only from such tensors are
+    computed on the CPU (the same integer arithmetic), and moved to the device only where a
+    device layer reads them. On a GPU this spares a device round trip (a sync) for every
+    reshape or slice whose dims come from a tensor.
+    """
+
+    def __init__(self, network, outputs=None, device="cpu", plugin_fields=None, keep_constants: bool = True,
+                 host_shapes: bool | None = None):
+        trt = sys.modules[type(network).__module__]  # the bindings module (tensorrt or tensorrt_rtx)
+        if not network.get_flag(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED):
+            raise DittoError("replay follows strongly typed networks only; create the network with STRONGLY_TYPED")
+        self.network, self.trt, self.device = network, trt, torch.device(device)
+        self.keep_constants = keep_constants
+        self.constants: dict[str, torch.Tensor] = {}  # output tensor name -> kept value
+        self.declared_inputs = {network.get_input(i).name: network.get_input(i) for i in range(network.num_inputs)}
+        layers = dependency_order(network)
+        produced = {t.name for layer in layers for t in _outputs(layer)} | set(self.declared_inputs)
+        wanted = [network.get_output(i).name for i in range(network.num_outputs)] if outputs is None else list(outputs)
+        for name in wanted:
+            if name not in produced:
+                close = difflib.get_close_matches(name, sorted(produced), n=5)
+                raise DittoError(f"the network has no tensor {name!r}; closest: {', '.join(close) or '(none)'}")
+        self.wanted = wanted
+        layers = _sources_before_first_use(_needed(layers, wanted))
+        last_use = {t.name: i for i, layer in enumerate(layers) for t in _inputs(layer) if t is not None}
+        on_device = self.device.type != "cpu" if host_shapes is None else host_shapes
+        self.host = {name for name in self.declared_inputs if name.startswith("host_")} if on_device else set()
+        self.steps = []
+        for index, layer in enumerate(layers):
+            kind, layer = _checked(trt, layer)
+            ins = [None if t is None else t.name for t in _inputs(layer)]
+            outs = [(t.name, torch_dtype(t.dtype, f"output {t.name!r}"), _static_shape(t)) for t in _outputs(layer)]
+            free = [n for n in dict.fromkeys(ins) if n is not None and last_use[n] == index and n not in wanted]
+            host = on_device and _on_host(kind, layer, ins, outs, self.host)
+            if host:
+                self.host.update(name for name, _, _ in outs)
+            self.steps.append(_Step(layer, kind, REPLAYS[kind].fn, ins, outs, free, (plugin_fields or {}).get(layer.name),
+                                    torch.device("cpu") if host else self.device))
+
+    def kept_bytes(self) -> int:
+        """Bytes of the constants kept on the device (the weights, once)."""
+        return sum(t.numel() * t.element_size() for t in self.constants.values() if t.device.type == self.device.type)
+
+    def run(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        values = _network_inputs(self.declared_inputs, inputs, self.device, self.host)
+        for step in self.steps:
+            kept = self.constants.get(step.outs[0][0]) if step.kind == "CONSTANT" else None
+            if kept is not None:
+                values[step.outs[0][0]] = kept
+            else:
+                args = [None if n is None else values[n] for n in step.ins]
+                if step.device != _CPU:  # a device layer reads host tensors from the device
+                    args = [a if a is None or a.device == step.device else a.to(step.device, non_blocking=True)
+                            for a in args]
+                call = LayerCall(step.layer, step.kind, self.trt, args, step.device, step.fields, step.memo)
+                results = step.fn(call)
+                results = list(results) if isinstance(results, (list, tuple)) else [results]
+                if len(results) != len(step.outs):
+                    raise call.error(f"replay produced {len(results)} outputs, the layer has {len(step.outs)}")
+                for k, (name, dtype, shape) in enumerate(step.outs):
+                    _check_output(call, k, dtype, shape if shape is not None else tuple(step.layer.get_output(k).shape),
+                                  results[k])
+                    values[name] = results[k]
+                if step.kind == "CONSTANT" and self.keep_constants:
+                    self.constants[step.outs[0][0]] = results[0]
+            for name in step.free:
+                values.pop(name, None)
+        return {name: values[name] for name in self.wanted}
+
+
+_CPU = torch.device("cpu")
+_INTEGRAL = (torch.int32, torch.int64, torch.int8, torch.uint8, torch.bool)
+_SMALL_CONSTANT = 4096  # elements: an integer constant at most this large is shape data
+
+
+def _on_host(kind: str, layer, ins: list, outs: list, host: set) -> bool:
+    """Whether a layer is shape arithmetic, computed on the host (see ReplayPlan)."""
+    given = [n for n in ins if n is not None]
+    from_host = bool(given) and all(n in host for n in given)
+    if not outs:
+        return from_host  # an assertion on shape data
+    if any(dtype not in _INTEGRAL for _, dtype, _ in outs):
+        return False
+    if kind == "SHAPE":
+        return True
+    if kind == "CONSTANT":
+        shape = outs[0][2]
+        return shape is not None and math.prod(shape) <= _SMALL_CONSTANT
+    return from_host
+
+
+class _Step:
+    __slots__ = ("layer", "kind", "fn", "ins", "outs", "free", "fields", "device", "memo")
+
+    def __init__(self, layer, kind, fn, ins, outs, free, fields, device):
+        self.layer, self.kind, self.fn, self.ins, self.outs, self.free, self.fields = layer, kind, fn, ins, outs, free, fields
+        self.device = device
+        self.memo: dict = {}  # the layer's attributes as read at the first run
 
 
 def dependency_order(network) -> list:
@@ -118,6 +203,26 @@ def _needed(layers: list, wanted: list[str]) -> list:
     return needed[::-1]
 
 
+def _sources_before_first_use(layers: list) -> list:
+    """The same layers, each layer without inputs (a constant) moved to just before its first
+    consumer instead of wherever it was created (ditto creates all weights first)."""
+    sources = {id(layer) for layer in layers if layer.num_inputs == 0 and layer.num_outputs}
+    pending = {t.name: layer for layer in layers if id(layer) in sources for t in _outputs(layer)}
+    order = []
+    for layer in layers:
+        if id(layer) in sources:
+            continue
+        for t in _inputs(layer):
+            if t is not None and t.name in pending:
+                source = pending.pop(t.name)
+                for other in _outputs(source):
+                    pending.pop(other.name, None)
+                order.append(source)
+        order.append(layer)
+    placed = {id(layer) for layer in order}
+    return order + [layer for layer in layers if id(layer) not in placed]
+
+
 def typed_layer(trt, layer):
     """(LayerType name, the layer cast to its concrete class); the type is read first because
     some concrete classes (IActivationLayer) reuse `type` for their own attribute."""
@@ -128,39 +233,46 @@ def typed_layer(trt, layer):
     return kind, layer
 
 
-def _call(trt, layer, values: dict, device, plugin_fields: dict) -> LayerCall:
+def _checked(trt, layer):
+    """(kind, the layer cast to its concrete class), refusing what replay does not interpret."""
     kind, layer = typed_layer(trt, layer)
     replay = REPLAYS.get(kind)
+    name = layer.name
     if replay is None:
         raise ReplayError(
-            f"layer {layer.name!r} has type {kind}, which replay does not compute; add it in ditto/replay/ "
+            f"layer {name!r} has type {kind}, which replay does not compute; add it in ditto/replay/ "
             "with @replays(...), written from TensorRT's documentation of the layer"
         )
     unknown = own_attributes(trt, type(layer)) - replay.reads - NEUTRAL_ATTRIBUTES
     if unknown:
         raise ReplayError(
-            f"layer {layer.name!r} ({kind}) has attribute(s) {', '.join(sorted(unknown))} that replay does not "
+            f"layer {name!r} ({kind}) has attribute(s) {', '.join(sorted(unknown))} that replay does not "
             "interpret (a newer TensorRT?); teach its replay in ditto/replay/ what they mean"
         )
     if getattr(layer, "num_ranks", 1) != 1:
-        raise ReplayError(f"layer {layer.name!r} ({kind}): num_ranks = {layer.num_ranks}: replay runs one rank")
-    args = [None if t is None else values[t.name] for t in _inputs(layer)]
-    return LayerCall(layer, kind, trt, args, device, plugin_fields.get(layer.name))
+        raise ReplayError(f"layer {name!r} ({kind}): num_ranks = {layer.num_ranks}: replay runs one rank")
+    return kind, layer
 
 
-def _check_output(call: LayerCall, index: int, tensor, value) -> None:
+def _static_shape(tensor) -> tuple | None:
+    """The declared shape, or None when TensorRT cannot infer it (read again, and failing, at
+    the check: the layer's replay gets to refuse the case first)."""
+    try:
+        return tuple(tensor.shape)
+    except RuntimeError:
+        return None
+
+
+def _check_output(call: LayerCall, index: int, declared: torch.dtype, shape: tuple, value) -> None:
     if not isinstance(value, torch.Tensor):
         raise call.error(f"replay produced {type(value).__name__} for output {index}, not a tensor")
-    declared = torch_dtype(tensor.dtype, f"output {tensor.name!r}")
     if value.dtype != declared:
         raise call.error(f"replay computed output {index} as {value.dtype}, the network declares {declared}")
-    shape = tuple(tensor.shape)
     if len(shape) != value.dim() or any(d >= 0 and d != v for d, v in zip(shape, value.shape)):
         raise call.error(f"replay computed output {index} with shape {tuple(value.shape)}, the network declares {shape}")
 
 
-def _network_inputs(network, inputs: dict, device) -> dict:
-    declared = {network.get_input(i).name: network.get_input(i) for i in range(network.num_inputs)}
+def _network_inputs(declared: dict, inputs: dict, device, host: set = frozenset()) -> dict:
     missing = sorted(set(declared) - set(inputs))
     extra = sorted(set(inputs) - set(declared))
     if missing or extra:
@@ -177,7 +289,8 @@ def _network_inputs(network, inputs: dict, device) -> dict:
             raise DittoError(
                 f"input {name!r} is {value.dtype} {tuple(value.shape)}; the network takes {dtype} {shape} (-1: any)"
             )
-        values[name] = value if value.device == device else value.to(device)
+        target = _CPU if name in host else device
+        values[name] = value if value.device == target else value.to(target)
     return values
 
 

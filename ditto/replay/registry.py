@@ -79,6 +79,9 @@ class LayerCall:
     inputs: list  # torch.Tensor or None per layer input
     device: torch.device
     plugin_fields: dict | None = None  # for plugin layers: the fields the plugin was created with
+    # attribute values read at an earlier run of the same layer (a network does not change
+    # once built; reading through the bindings costs more than many small torch ops)
+    memo: dict | None = None
 
     @property
     def name(self) -> str:
@@ -91,11 +94,26 @@ class LayerCall:
         return self.error(f"{attribute} = {_show(value)}: {why}")
 
     def attr(self, attribute: str):
-        return getattr(self.layer, attribute)
+        if self.memo is None:
+            return getattr(self.layer, attribute)
+        if attribute not in self.memo:
+            self.memo[attribute] = getattr(self.layer, attribute)
+        return self.memo[attribute]
+
+    def attr_dims(self, attribute: str) -> list[int] | None:
+        """A Dims/Permutation attribute as a list of ints (None stays None)."""
+        key = ("dims", attribute)
+        if self.memo is not None and key in self.memo:
+            return self.memo[key]
+        value = self.attr(attribute)
+        dims = None if value is None else [int(v) for v in value]
+        if self.memo is not None:
+            self.memo[key] = dims
+        return dims
 
     def enum(self, attribute: str, table: dict):
         """`table[<the attribute's enum name>]`, refusing names the table lacks."""
-        value = getattr(self.layer, attribute)
+        value = self.attr(attribute)
         if value.name not in table:
             raise self.refuse(attribute, value, f"replay knows {', '.join(sorted(table))}")
         return table[value.name]

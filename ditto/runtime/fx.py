@@ -1,14 +1,23 @@
 """The `fx` backend: ditto's TensorRT-LLM-form FX graph run in torch.
 
-Plugin ops run their torch reference kernels; the paged KV cache lives in torch
-(`ditto.runtime.paged_cache`). Probes are read from the graph's nodes while it runs.
+The paged KV cache lives in torch (`ditto.runtime.paged_cache`). The graph runs as compiled
+Python (the GraphModule's own code, not an interpreter), on a copy of the program's graph in
+which the probe nodes are extra outputs and `gpt_attention` runs the batched kernel
+(`ditto.ops.gpt_attention_batched`, tested against the reference kernel; it falls back to the
+reference for parameters it does not implement). `DITTO_FX_ATTENTION=reference` runs the
+reference kernel instead (the specification: one sequence at a time, slow on GPUs).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
+
+from ditto.errors import DittoError
+from ditto.ops.gpt_attention import TENSOR_INPUTS
+from ditto.ops.gpt_attention_batched import batched_gpt_attention_unchecked, unsupported
 
 from ditto.probes import check_probes, fx_probe_nodes
 from ditto.runtime.backend import StepDump, StepwiseRequest, register_backend
@@ -46,7 +55,8 @@ def _program(model: str, dtype: torch.dtype, device: str):
 
 
 class CapturingInterpreter(torch.fx.Interpreter):
-    """Runs the graph and keeps the values of chosen nodes."""
+    """Runs the graph node by node and keeps the values of chosen nodes (for checks that need
+    any node's value; the backend itself uses `runnable_graph`)."""
 
     def __init__(self, gm, wanted: dict[str, torch.fx.Node]):
         super().__init__(gm)
@@ -58,6 +68,32 @@ class CapturingInterpreter(torch.fx.Interpreter):
         if n in self.wanted:
             self.values[self.wanted[n]] = result
         return result
+
+
+ATTENTION_KERNELS = ("batched", "reference")
+
+
+def attention_kernel() -> str:
+    kernel = os.environ.get("DITTO_FX_ATTENTION", "batched")
+    if kernel not in ATTENTION_KERNELS:
+        raise DittoError(f"DITTO_FX_ATTENTION={kernel!r} is not a kernel; use one of {', '.join(ATTENTION_KERNELS)}")
+    return kernel
+
+
+def runnable_graph(gm: torch.fx.GraphModule, probe_nodes: dict[str, torch.fx.Node], kernel: str) -> torch.fx.GraphModule:
+    """A GraphModule sharing `gm`'s weights whose outputs are (logits, *probes in the order
+    given), with gpt_attention run by `kernel` (the batched kernel where it implements the
+    node's parameters, checked here once; else the reference). `gm` itself is left as it is."""
+    graph = torch.fx.Graph()
+    mapping: dict[torch.fx.Node, torch.fx.Node] = {}
+    (logits,) = graph.graph_copy(gm.graph, mapping)
+    graph.output((logits, *(mapping[node] for node in probe_nodes.values())))
+    if kernel == "batched":
+        for node in graph.nodes:
+            if node.op == "call_function" and node.target is torch.ops.ditto.gpt_attention.default:
+                if not unsupported({**dict(zip(TENSOR_INPUTS, node.args)), **node.kwargs}):
+                    node.target = batched_gpt_attention_unchecked
+    return torch.fx.GraphModule(gm, graph)
 
 
 def max_seq_len_for(request: StepwiseRequest) -> int:
@@ -80,13 +116,13 @@ def run_program(program, request: StepwiseRequest) -> list[StepDump]:
     nodes = fx_probe_nodes(gm.graph, {p: program.probe_modules[p] for p in probes}) if probes else {}
     cache = PagedKVCache(program.attention, max_seq_len_for(request), len(request.prompts), program.dtype, request.device)
     names = [n.name for n in gm.graph.nodes if n.op == "placeholder"]
+    runnable = runnable_graph(gm, nodes, attention_kernel())
 
     def step(inputs):
-        runner = CapturingInterpreter(gm, nodes)
-        with torch.no_grad():
-            (logits,) = runner.run(*[inputs[n] for n in names])
+        with torch.inference_mode():
+            logits, *values = runnable(*[inputs[n] for n in names])
         out = {"logits": logits.float()}
-        for name, value in runner.values.items():
+        for name, value in zip(nodes, values):
             out[name] = value.reshape(-1, value.shape[-1])
         return out
 
