@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "nightly"
 
@@ -54,7 +55,8 @@ def test_a_green_run_exits_0_with_junit_and_reports(tmp_path):
     assert list(cases) == ["test_backends_agree[tiny-llama-fx-vs-hf]"]
     assert not [e.tag for e in cases["test_backends_agree[tiny-llama-fx-vs-hf]"] if e.tag != "properties"]
     assert (tmp_path / "out" / "report" / "tiny-llama" / "fx-vs-hf.json").is_file()
-    assert (tmp_path / "out" / "command.txt").read_text().startswith("DITTO_TEST_DEVICE=cpu ")
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # the node's own device, as the command picks it
+    assert (tmp_path / "out" / "command.txt").read_text().startswith(f"DITTO_TEST_DEVICE={device} ")
     assert "nightly: exit 0 (every verdict passed)" in result.stdout
 
 

@@ -826,10 +826,10 @@ def test_gpt_attention_plugin_maps_to_the_reference_op():
 def test_unknown_layer_type_names_the_layer():
     x = randn(2, 2)
     net = Net()
-    layer = net.network.add_topk(net.input("x", x), trt.TopKOperation.MAX, 1, 1 << 1)
-    layer.name = "my_topk"
+    layer = net.network.add_non_zero(net.input("x", x))  # no converter emits NON_ZERO
+    layer.name = "my_non_zero"
     net.out(layer)
-    with pytest.raises(ReplayError, match="layer 'my_topk' has type TOPK, which replay does not compute"):
+    with pytest.raises(ReplayError, match="layer 'my_non_zero' has type NON_ZERO, which replay does not compute"):
         net.run(x=x)
 
 
