@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import py_compile
+import shlex
 import shutil
 import signal
 import subprocess
@@ -68,6 +68,8 @@ def anchor_problem(mutant: Mutant, root: Path = ROOT) -> str | None:
 def selection(mutant: Mutant, args) -> list[str]:
     if args.full:
         return []
+    if args.select:
+        return shlex.split(args.select)
     if args.harness:
         return ["harness/regression.py", f"--ditto-model={args.harness}", f"--ditto-backends={args.backends}"]
     return list(mutant.tests)
@@ -123,9 +125,9 @@ def run_mutant(tree: Path, work: Path, mutant: Mutant, args) -> Outcome:
     try:
         path.write_text(original.replace(mutant.old, mutant.new, 1))
         try:
-            py_compile.compile(str(path), cfile=os.devnull, doraise=True)
-        except py_compile.PyCompileError as e:
-            return Outcome(mutant, "invalid", detail=str(e).splitlines()[-1])
+            compile(path.read_text(), str(path), "exec")
+        except SyntaxError as e:
+            return Outcome(mutant, "invalid", detail=f"does not compile: {e}")
         code, seconds, tail = run_pytest(tree, work, mutant.name, selection(mutant, args), args.timeout)
     finally:
         path.write_text(original)
@@ -177,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="run the whole suite (plain pytest) per mutant")
     parser.add_argument("--harness", metavar="MODEL", help="run the default harness on one tiny model per mutant")
     parser.add_argument("--backends", default="hf,fx,replay", help="backends for --harness (default: hf,fx,replay)")
+    parser.add_argument("--select", metavar="ARGS", help="pytest arguments to run per mutant instead of its targeted tests")
     parser.add_argument("--area", action="append", help="only mutants of this area (ops, passes, converters, ...)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per pytest run (default 600)")
     parser.add_argument("--no-baseline", action="store_true", help="do not run the selections unmutated first")
@@ -195,10 +198,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'STALE ' if problem else ''}{m.name:40s} {m.area:16s} {m.why}" + (f"  [{problem}]" if problem else ""))
         return 1 if any(anchor_problem(m) for m in mutants) else 0
     missing = check_selections(mutants)
-    if missing and not (args.full or args.harness):
+    if missing and not (args.full or args.harness or args.select):
         print(f"targeted selections name test files that do not exist: {', '.join(missing)}", file=sys.stderr)
         return 2
-    mode = "full suite" if args.full else f"harness {args.harness} {args.backends}" if args.harness else "targeted tests"
+    mode = f"pytest {args.select}" if args.select else "full suite" if args.full else f"harness {args.harness} {args.backends}" if args.harness else "targeted tests"
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ditto-mutation-") as tmp:
         work = Path(tmp)
