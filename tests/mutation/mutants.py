@@ -46,6 +46,7 @@ OPS = ("tests/test_ops_reference.py",)  # gpt_attention / paged cache against an
 REPLAY_MODELS = ("tests/test_replay.py", "-k", "matches")  # replay vs fx and hf, every tiny model
 CONVERTERS = ("tests/test_trt_converters.py",)
 NATIVE = ("tests/test_native_attention.py",)
+WINDOW = ("tests/test_core_sliding_window.py",)  # a model with a window shorter than its prompts, fx and replay
 LAYERS = ("tests/test_replay_layers.py", "tests/test_replay_onnx.py")
 COMPARE = ("tests/test_compare.py", "tests/test_cli_compare.py")
 GOLDENS = ("tests/test_harness_units.py", "tests/test_plugin_goldens.py", "tests/test_goldens_units.py")
@@ -99,13 +100,13 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("pass_rotary_base_default", "ditto/passes/attention.py", 'rotary_embedding_base=rope.get("base", 10000.0),',
            "rotary_embedding_base=10000.0,", "rotary base falls back to 10000", PARITY + GENERIC + ("tests/test_trtllm_config.py",)),
     Mutant("pass_window_off_by_one", "ditto/passes/attention.py", "window = int(allowed[-1].sum())", "window = int(allowed[-1].sum()) + 1",
-           "recognised sliding window one too long", PARITY + GENERIC + OPS),
+           "recognised sliding window one too long", WINDOW + PARITY + GENERIC),
     Mutant("pass_last_token_off_by_one", "ditto/passes/last_token.py", "index = call(graph, aten.sub.Tensor, (last, 1))",
            "index = call(graph, aten.sub.Tensor, (last, 0))", "last token index off by one", PARITY),
     Mutant("pass_fused_widths_wrong_dim", "ditto/passes/fuse_linears.py", "widths = [int(fake(w).shape[0]) for w in weights]",
            "widths = [int(fake(w).shape[1]) for w in weights]", "fused projection widths read from the input dim", PARITY),
     Mutant("pass_missing_bias_as_ones", "ditto/passes/fuse_linears.py", "InMemoryTensor(torch.zeros(width, dtype=dtype))",
-           "InMemoryTensor(torch.ones(width, dtype=dtype))", "a missing bias fused as ones", PARITY + GENERIC + OPS),
+           "InMemoryTensor(torch.ones(width, dtype=dtype))", "a missing bias fused as ones", PARITY + GENERIC),
     Mutant("pass_eager_scale_mul_div_swapped", "ditto/passes/eager_attention.py",
            "scale = float(scores.args[1]) if scores.target == aten.mul.Tensor else 1.0 / float(scores.args[1])",
            "scale = 1.0 / float(scores.args[1]) if scores.target == aten.mul.Tensor else float(scores.args[1])",
@@ -149,7 +150,7 @@ MUTANTS: tuple[Mutant, ...] = (
            'first = _ew(ctx, _ew(ctx, first_in, cos, "PROD"), _ew(ctx, second_in, sin, "PROD"), "SUM")', "halves RoPE sign flip in TensorRT",
            NATIVE + REPLAY_MODELS),
     Mutant("native_window_dropped", _NATIVE, "if params.sliding_window > 0:", "if params.sliding_window < 0:",
-           "sliding window dropped in TensorRT", NATIVE + REPLAY_MODELS),
+           "sliding window dropped in TensorRT", NATIVE + WINDOW),
     Mutant("native_q_scaling_dropped", _NATIVE, "scale = 1.0 / (math.sqrt(D) * params.q_scaling)", "scale = 1.0 / math.sqrt(D)",
            "q_scaling ignored in TensorRT", NATIVE + REPLAY_MODELS),
     Mutant("native_layer_units", _NATIVE, "layer_units = _int(ctx, 2 * params.layer_idx)", "layer_units = _int(ctx, params.layer_idx)",
