@@ -110,6 +110,9 @@ def run_pytest(tree: Path, work: Path, label: str, pytest_args: list[str], timeo
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
         code = None
+    except BaseException:  # interrupted: take the pytest run down with us
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     lines = [line for line in out.decode(errors="replace").splitlines() if line.strip()]
@@ -145,6 +148,8 @@ def check_selections(mutants: list[Mutant]) -> list[str]:
     missing = set()
     for m in mutants:
         for arg in m.tests:
+            if arg == "-k":
+                missing.add(f"{m.name}: -k (it filters every file of the selection; name node ids instead)")
             if arg.startswith("tests/") and not (ROOT / arg.split("::")[0]).exists():
                 missing.add(arg)
     return sorted(missing)
@@ -186,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the mutants and whether their anchors hold, run nothing")
     parser.add_argument("--json", metavar="PATH", help="also write the outcomes as JSON")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the temporary tree when stopped
 
     mutants = [m for m in MUTANTS if not args.names or any(m.name.startswith(n) for n in args.names)]
     if args.area:

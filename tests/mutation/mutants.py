@@ -39,11 +39,12 @@ AREAS = (
     ("harness/goldens.py", "goldens"),
 )
 
-# targeted selections
-PARITY = ("tests/test_core_parity.py", "-k", "float32")  # fx vs hf, every tiny model
+# targeted selections: node ids, never -k (a -k filter applies to every file of the selection)
+_TINY = ("tiny-gemma", "tiny-gpt2", "tiny-llama", "tiny-mistral", "tiny-phi3", "tiny-qwen2", "tiny-qwen3")
+PARITY = tuple(f"tests/test_core_parity.py::test_fx_matches_hf[torch.float32-{m}]" for m in _TINY)  # fx vs hf
 GENERIC = ("tests/test_core_generic.py", "tests/test_core_mutations.py")
 OPS = ("tests/test_ops_reference.py",)  # gpt_attention / paged cache against an SDPA reference
-REPLAY_MODELS = ("tests/test_replay.py", "-k", "matches")  # replay vs fx and hf, every tiny model
+REPLAY_MODELS = ("tests/test_replay.py::test_replay_matches_fx_and_hf",)  # replay vs fx and hf, every tiny model
 CONVERTERS = ("tests/test_trt_converters.py",)
 NATIVE = ("tests/test_native_attention.py",)
 WINDOW = ("tests/test_core_sliding_window.py",)  # a model with a window shorter than its prompts, fx and replay
