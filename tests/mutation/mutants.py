@@ -43,9 +43,11 @@ AREAS = (
 _TINY = ("tiny-gemma", "tiny-gpt2", "tiny-llama", "tiny-mistral", "tiny-phi3", "tiny-qwen2", "tiny-qwen3")
 PARITY = tuple(f"tests/test_core_parity.py::test_fx_matches_hf[torch.float32-{m}]" for m in _TINY)  # fx vs hf
 GENERIC = ("tests/test_core_generic.py", "tests/test_core_mutations.py")
+CONFIG = ("tests/test_trtllm_config.py", "tests/test_trtllm_plugin.py")  # what ditto writes for TensorRT-LLM
 OPS = ("tests/test_ops_reference.py",)  # gpt_attention / paged cache against an SDPA reference
 REPLAY_MODELS = ("tests/test_replay.py::test_replay_matches_fx_and_hf",)  # replay vs fx and hf, every tiny model
 CONVERTERS = ("tests/test_trt_converters.py",)
+EDGES = ("tests/test_trt_converters_edges.py",)
 NATIVE = ("tests/test_native_attention.py",)
 WINDOW = ("tests/test_core_sliding_window.py",)  # a model with a window shorter than its prompts, fx and replay
 LAYERS = ("tests/test_replay_layers.py", "tests/test_replay_onnx.py")
@@ -99,7 +101,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("pass_default_scale_missing", "ditto/passes/attention.py", "scale = 1.0 / math.sqrt(head_size)", "scale = 1.0",
            "SDPA's default scale forgotten", PARITY + GENERIC),
     Mutant("pass_rotary_base_default", "ditto/passes/attention.py", 'rotary_embedding_base=rope.get("base", 10000.0),',
-           "rotary_embedding_base=10000.0,", "rotary base falls back to 10000", PARITY + GENERIC + ("tests/test_trtllm_config.py",)),
+           "rotary_embedding_base=10000.0,", "rotary base falls back to 10000", CONFIG + PARITY),
     Mutant("pass_window_off_by_one", "ditto/passes/attention.py", "window = int(allowed[-1].sum())", "window = int(allowed[-1].sum()) + 1",
            "recognised sliding window one too long", WINDOW + PARITY + GENERIC),
     Mutant("pass_last_token_off_by_one", "ditto/passes/last_token.py", "index = call(graph, aten.sub.Tensor, (last, 1))",
@@ -111,7 +113,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("pass_eager_scale_mul_div_swapped", "ditto/passes/eager_attention.py",
            "scale = float(scores.args[1]) if scores.target == aten.mul.Tensor else 1.0 / float(scores.args[1])",
            "scale = 1.0 / float(scores.args[1]) if scores.target == aten.mul.Tensor else float(scores.args[1])",
-           "eager attention scale inverted", PARITY + GENERIC),
+           "eager attention scale inverted", ("tests/test_core_generic.py::test_eager_attention_is_normalised",) + PARITY),
     Mutant("pass_permute_composition_reversed", "ditto/passes/simplify.py", "[inner[p] for p in perm]", "[perm[p] for p in inner]",
            "two permutes composed in the wrong order", PARITY + GENERIC),
     Mutant("pass_cat_cover_drops_order_check", "ditto/passes/simplify.py", "            if start != position:\n                return None\n", "",
@@ -120,7 +122,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("conv_rsub_operands", "ditto/trt/converters/elementwise.py", 'return binary(ctx, b, _scaled(ctx, a, alpha), "SUB")',
            'return binary(ctx, a, _scaled(ctx, b, alpha), "SUB")', "rsub computes a - b", CONVERTERS),
     Mutant("conv_le_without_equal", "ditto/trt/converters/elementwise.py", 'return _compare(ctx, a, b, ("LESS", "EQUAL"))',
-           'return _compare(ctx, a, b, ("LESS",))', "<= lowered as <", CONVERTERS),
+           'return _compare(ctx, a, b, ("LESS",))', "<= lowered as <", CONVERTERS + EDGES),
     Mutant("conv_masked_fill_swapped", "ditto/trt/converters/elementwise.py", "return select(ctx, mask, value, x)", "return select(ctx, mask, x, value)",
            "masked_fill fills where the mask is false", CONVERTERS),
     Mutant("conv_rsqrt_without_recip", "ditto/trt/converters/elementwise.py", 'return unary(ctx, unary(ctx, float_input(ctx, x), "SQRT"), "RECIP")',
@@ -132,17 +134,17 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("conv_slice_step_count", "ditto/trt/converters/slicing.py", 'size_op(ctx, size_op(ctx, stop, begin, "SUB"), step - 1, "SUM")',
            'size_op(ctx, size_op(ctx, stop, begin, "SUB"), 0, "SUM")', "strided slice length rounds down", CONVERTERS),
     Mutant("conv_chunk_width_floor", "ditto/trt/converters/slicing.py", "width = -(-size // chunks)", "width = size // chunks",
-           "chunk width rounds down", CONVERTERS),
+           "chunk width rounds down", CONVERTERS + EDGES),
     Mutant("conv_softmax_last_axis_only", "ditto/trt/converters/reduce.py", "layer.axes = 1 << (dim % len(x.shape))",
            "layer.axes = 1 << (len(x.shape) - 1)", "softmax always over the last axis", CONVERTERS),
     Mutant("conv_layer_norm_not_centred", "ditto/trt/converters/reduce.py", "y = _normalise(ctx, x, list(range(-len(shape), 0)), eps, centre=True)",
            "y = _normalise(ctx, x, list(range(-len(shape), 0)), eps, centre=False)", "layer_norm lowered as RMS norm", CONVERTERS),
     Mutant("conv_empty_dims_reduce_nothing", "ditto/trt/converters/reduce.py", "dims is None or (not isinstance(dims, int) and len(dims) == 0)",
-           "dims is None", "an empty dim list (reduce all) reduces nothing", CONVERTERS),
+           "dims is None", "an empty dim list (reduce all) reduces nothing", CONVERTERS + EDGES),
     Mutant("conv_addmm_drops_alpha", "ditto/trt/converters/matmul.py", '        y = binary(ctx, y, alpha, "PROD")\n', "        pass\n",
-           "addmm ignores alpha", CONVERTERS),
+           "addmm ignores alpha", CONVERTERS + EDGES),
     Mutant("conv_arange_count_off_by_one", "ditto/trt/converters/creation.py", "step - 1 if step > 0 else step + 1", "0",
-           "dynamic arange length rounds down", CONVERTERS),
+           "dynamic arange length rounds down", CONVERTERS + EDGES),
     # ---- native attention lowering (TensorRT layers) ----------------------------------------------
     Mutant("native_rope_gptj_sign", _NATIVE, 'second = _ew(ctx, _ew(ctx, odd, cos, "PROD"), _ew(ctx, even, sin, "PROD"), "SUM")',
            'second = _ew(ctx, _ew(ctx, odd, cos, "PROD"), _ew(ctx, even, sin, "PROD"), "SUB")', "interleaved RoPE sign flip in TensorRT",
