@@ -5,7 +5,7 @@ dropping out of `python -m tests.mutation`."""
 
 import pytest
 
-from tests.mutation.__main__ import anchor_problem, check_selections
+from tests.mutation.__main__ import ROOT, anchor_problem, check_selections
 from tests.mutation.mutants import AREAS, MUTANTS
 
 
@@ -21,3 +21,9 @@ def test_selections_exist_and_names_are_unique():
 
 def test_every_area_has_mutants():
     assert {area for _, area in AREAS} <= {m.area for m in MUTANTS}
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
+def test_planted_file_still_compiles(mutant):
+    text = (ROOT / mutant.path).read_text()
+    compile(text.replace(mutant.old, mutant.new, 1), mutant.path, "exec")  # else it would be a broken mutant, not a bug

@@ -43,6 +43,8 @@ AREAS = (
 _TINY = ("tiny-gemma", "tiny-gpt2", "tiny-llama", "tiny-mistral", "tiny-phi3", "tiny-qwen2", "tiny-qwen3")
 PARITY = tuple(f"tests/test_core_parity.py::test_fx_matches_hf[torch.float32-{m}]" for m in _TINY)  # fx vs hf
 GENERIC = ("tests/test_core_generic.py", "tests/test_core_mutations.py")
+ROPE_FIELDS = ("tests/test_core_rope_fields.py",)  # RoPE fields against the HF config
+SIMPLIFY = ("tests/test_passes_simplify.py",)  # shuffle folding on small graphs
 CONFIG = ("tests/test_trtllm_config.py", "tests/test_trtllm_plugin.py")  # what ditto writes for TensorRT-LLM
 OPS = ("tests/test_ops_reference.py",)  # gpt_attention / paged cache against an SDPA reference
 REPLAY_MODELS = ("tests/test_replay.py::test_replay_matches_fx_and_hf",)  # replay vs fx and hf, every tiny model
@@ -52,6 +54,7 @@ NATIVE = ("tests/test_native_attention.py",)
 WINDOW = ("tests/test_core_sliding_window.py",)  # a model with a window shorter than its prompts, fx and replay
 LAYERS = ("tests/test_replay_layers.py", "tests/test_replay_onnx.py")
 COMPARE = ("tests/test_compare.py", "tests/test_cli_compare.py")
+VERDICTS = ("tests/test_compare_verdicts.py",)
 GOLDENS = ("tests/test_harness_units.py", "tests/test_plugin_goldens.py", "tests/test_goldens_units.py")
 
 _OPS = "ditto/ops/gpt_attention.py"
@@ -101,7 +104,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("pass_default_scale_missing", "ditto/passes/attention.py", "scale = 1.0 / math.sqrt(head_size)", "scale = 1.0",
            "SDPA's default scale forgotten", PARITY + GENERIC),
     Mutant("pass_rotary_base_default", "ditto/passes/attention.py", 'rotary_embedding_base=rope.get("base", 10000.0),',
-           "rotary_embedding_base=10000.0,", "rotary base falls back to 10000", CONFIG + PARITY),
+           "rotary_embedding_base=10000.0,", "rotary base falls back to 10000", ROPE_FIELDS + CONFIG + PARITY),
     Mutant("pass_window_off_by_one", "ditto/passes/attention.py", "window = int(allowed[-1].sum())", "window = int(allowed[-1].sum()) + 1",
            "recognised sliding window one too long", WINDOW + PARITY + GENERIC),
     Mutant("pass_last_token_off_by_one", "ditto/passes/last_token.py", "index = call(graph, aten.sub.Tensor, (last, 1))",
@@ -115,9 +118,9 @@ MUTANTS: tuple[Mutant, ...] = (
            "scale = 1.0 / float(scores.args[1]) if scores.target == aten.mul.Tensor else float(scores.args[1])",
            "eager attention scale inverted", ("tests/test_core_generic.py::test_eager_attention_is_normalised",) + PARITY),
     Mutant("pass_permute_composition_reversed", "ditto/passes/simplify.py", "[inner[p] for p in perm]", "[perm[p] for p in inner]",
-           "two permutes composed in the wrong order", PARITY + GENERIC),
+           "two permutes composed in the wrong order", SIMPLIFY + PARITY + GENERIC),
     Mutant("pass_cat_cover_drops_order_check", "ditto/passes/simplify.py", "            if start != position:\n                return None\n", "",
-           "cat of slices taken as the whole source without checking order", PARITY + GENERIC),
+           "cat of slices taken as the whole source without checking order", SIMPLIFY + PARITY + GENERIC),
     # ---- converters ----------------------------------------------------------------------------
     Mutant("conv_rsub_operands", "ditto/trt/converters/elementwise.py", 'return binary(ctx, b, _scaled(ctx, a, alpha), "SUB")',
            'return binary(ctx, a, _scaled(ctx, b, alpha), "SUB")', "rsub computes a - b", CONVERTERS),
@@ -174,7 +177,7 @@ MUTANTS: tuple[Mutant, ...] = (
            '"AVG": lambda x, axes, keep: x.sum(axes, keepdim=keep) / x.shape[axes[0]],', "mean over several axes divides by one axis", LAYERS),
     Mutant("replay_norm_unbiased_variance", _LAYERS, "variance = ((wide - mean) ** 2).mean(axes, keepdim=True)",
            "variance = wide.var(axes, keepdim=True)", "normalization with Bessel's correction", LAYERS),
-    Mutant("replay_cumulative_reverse_unflipped", _LAYERS, "        out = out.flip(axis)\n    return out.to(x.dtype)", "    return out.to(x.dtype)",
+    Mutant("replay_cumulative_reverse_unflipped", _LAYERS, "    if call.attr(\"reverse\"):\n        out = out.flip(axis)\n    return out.to(x.dtype)", "    return out.to(x.dtype)",
            "reverse cumulative sum not flipped back", LAYERS),
     Mutant("replay_scatter_strides_of_indices", _LAYERS, "flat = sum(c * math.prod(data.shape[d + 1 :])", "flat = sum(c * math.prod(indices.shape[d + 1 :])",
            "ELEMENT scatter addresses with the indices' strides", LAYERS),
@@ -202,9 +205,9 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("compare_zero_side_cosine", "ditto/compare/__init__.py", "    if aa == 0 or bb == 0:\n        return 0.0", "    if aa == 0 or bb == 0:\n        return 1.0",
            "an all-zero side looks identical", COMPARE),
     Mutant("compare_mean_over_all", "ditto/compare/__init__.py", "result.mean_abs = e.sum_abs / e.n_abs if e.n_abs else 0.0",
-           "result.mean_abs = e.sum_abs / a.numel() if a.numel() else 0.0", "mean |a - b| counts NaN positions", COMPARE),
+           "result.mean_abs = e.sum_abs / a.numel() if a.numel() else 0.0", "mean |a - b| counts NaN positions", COMPARE + VERDICTS),
     Mutant("compare_only_in_b_ignored", "ditto/compare/results.py", "and not self.only_in_a and not self.only_in_b", "and not self.only_in_a",
-           "a name only in B passes", COMPARE),
+           "a name only in B passes", COMPARE + VERDICTS),
     # ---- goldens -------------------------------------------------------------------------------
     Mutant("golden_steps_not_identity", "harness/goldens.py", '    "steps": "steps",\n', "",
            "a golden of another step count is compared", GOLDENS),
