@@ -15,6 +15,7 @@ operator(s) that define the same function:
 | MATRIX_MULTIPLY, EINSUM | MatMul (+ Transpose, Unsqueeze/Squeeze for VECTOR), Einsum |
 | SHUFFLE, SLICE | Transpose + Reshape + Transpose; Slice, and Pad (wrap, edge, reflect, constant) + Slice for WRAP, CLAMP, REFLECT, FILL |
 | GATHER, SCATTER | Gather, GatherElements, GatherND; ScatterElements, ScatterND |
+| TOPK | TopK (values, and indices cast to TensorRT's index type) |
 | CONCATENATION, SELECT, CAST, CONSTANT, IDENTITY, SHAPE, SQUEEZE, UNSQUEEZE, FILL | Concat, Where, Cast, Constant, Identity, Shape, Squeeze, Unsqueeze, Range (1-D LINSPACE) |
 | ROTARY_EMBEDDING, ATTENTION_INPUT/OUTPUT, KV_CACHE_UPDATE | RotaryEmbedding (23), Attention (23, scale 1), TensorScatter (24) |
 
@@ -27,7 +28,7 @@ Without an ONNX counterpart (checked in test_replay_layers.py against numpy inst
 - GATHER DEFAULT with one elementwise dim: no ONNX gather takes a per-batch axis gather.
 - out-of-bounds gather indices (replay: zeros): ONNX declares them an error.
 - FILL LINSPACE of rank > 1: ONNX Range is 1-D.
-(TOPK is not replayed at all; replay refuses it.)
+- tied values inside a TOPK selection: replay refuses them (TensorRT leaves their order open).
 
 Tolerances: data movement, integers and booleans must match exactly; float32 arithmetic
 1e-5 relative + 1e-5 absolute (onnxruntime's vectorised exp/log/erf/tanh differ from torch's
@@ -553,6 +554,26 @@ def test_scatter_nd(data):
     net.out(net.network.add_scatter(net.input("x", x), net.input("i", indices), net.input("u", updates), trt.ScatterMode.ND))
     nodes = [helper.make_node("Cast", ["i"], ["i64"], to=TensorProto.INT64), helper.make_node("ScatterND", ["x", "i64", "u"], ["y"])]
     agree(net, nodes, exact=True)
+
+
+@pytest.mark.parametrize("op", ["MAX", "MIN"])
+@EXAMPLES
+@given(data=st.data())
+def test_topk(op, data):
+    shape = data.draw(st.composite(lambda draw: shapes(draw, 2, 4))())  # TensorRT's TopK takes rank >= 2
+    axis = data.draw(st.integers(0, len(shape) - 1))
+    k = data.draw(st.integers(1, shape[axis]))
+    x = floats(data.draw(st.integers(0, 2**16)), shape)  # distinct values: no ties
+    net = Net()
+    layer = net.network.add_topk(net.input("x", x), getattr(trt.TopKOperation, op), k, 1 << axis)
+    net.out(layer, "values")
+    indices = layer.get_output(1)
+    indices.name = "indices"
+    net.network.mark_output(indices)
+    index_type = helper.np_dtype_to_tensor_dtype(np.dtype(_NP_TYPES[indices.dtype]))
+    nodes = [helper.make_node("TopK", ["x", "k"], ["values", "i64"], axis=axis, largest=int(op == "MAX"), sorted=1),
+             helper.make_node("Cast", ["i64"], ["indices"], to=index_type)]
+    agree(net, nodes, constants={"k": np.array([k], np.int64)}, exact=True)
 
 
 # ---- joining, selecting, casting, creating ---------------------------------------------------

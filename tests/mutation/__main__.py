@@ -9,7 +9,8 @@ time limit, put the file back. A mutant is
 - survived: pytest passed: no test noticed the bug;
 - stale: its anchor is not in the file (or not exactly once): the code moved on and the
   mutant needs updating; never counted as a survivor, always printed loudly;
-- invalid: the mutated file does not compile (a broken mutant, not a test result).
+- invalid: the mutated file does not compile, or pytest could not run the selection (exit 4:
+  a node id that does not exist; exit 5: nothing collected): a broken mutant, not a test result.
 
 Kill rate = (killed + timeout) / (killed + timeout + survived).
 
@@ -138,8 +139,8 @@ def run_mutant(tree: Path, work: Path, mutant: Mutant, args) -> Outcome:
         return Outcome(mutant, "timeout", seconds, f"over {args.timeout:.0f} s")
     if code == 0:
         return Outcome(mutant, "survived", seconds, tail.splitlines()[-1] if tail else "")
-    if code == 5:
-        return Outcome(mutant, "invalid", seconds, "pytest collected no tests: fix the mutant's selection")
+    if code in (4, 5):  # usage error (a node id that does not exist) or nothing collected: not a test result
+        return Outcome(mutant, "invalid", seconds, f"pytest exit {code} (bad selection?): {tail.splitlines()[-1] if tail else ''}")
     return Outcome(mutant, "killed", seconds, f"exit {code}: {tail.splitlines()[-1] if tail else ''}")
 
 
