@@ -232,7 +232,7 @@ def _gather_nd(call, data, indices, batch_dims):
     out = table[torch.arange(batch, device=data.device)[:, None], linear]
     zero = torch.zeros((), dtype=data.dtype, device=data.device)
     out = torch.where(inside.reshape(*inside.shape, *([1] * len(rest))), out, zero)
-    return out.reshape(*indices.shape[:-1], *rest)
+    return out.reshape((*indices.shape[:-1], *rest))  # a tuple: the result may be 0-d
 
 
 # ---- scatter -----------------------------------------------------------------------------
