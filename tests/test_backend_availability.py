@@ -41,28 +41,14 @@ provider.trt_module = _typo
 '''
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _imported_before_inner_runs():
-    """In-process pytester runs drop modules first imported inside them, which breaks transformers'
-    lazy imports; importing tiny-llama's code here keeps it for every inner run."""
-    from ditto.runtime.backend import StepwiseRequest
-    from harness.models import ModelUnderTest
-
-    model = ModelUnderTest("tiny-llama")
-    get_backend("hf").run(StepwiseRequest(model.spec, model.prompts, steps=1, probes=model.probes[:1]))
-
-
 def test_harness_fails_a_backend_that_cannot_load(pytester):
-    real = provider.trt_module
+    """In a subprocess: the planted typo must not leak into this session."""
     pytester.makeconftest(TYPO_CONFTEST)
-    try:
-        result = pytester.runpytest(
-            "-p", "harness.plugin", "--ditto-model=tiny-llama", "--ditto-steps=1", "--ditto-backends=hf,replay",
-            "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning", "--assert=plain",
-            "-k", "agree",
-        )
-    finally:
-        provider.trt_module = real
+    result = pytester.runpytest_subprocess(
+        "-p", "harness.plugin", "--ditto-model=tiny-llama", "--ditto-steps=1", "--ditto-backends=hf,replay",
+        "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning", "--assert=plain",
+        "-k", "agree",
+    )
     result.assert_outcomes(failed=1)
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*NameError: name 'imporlib' is not defined*"])

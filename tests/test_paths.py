@@ -15,10 +15,15 @@ import torch
 
 from ditto.models.tiny import TINY_MODELS
 from ditto.pipeline import load_program
-from ditto.replay.backend import run_replay
+from ditto.probes import fx_probe_nodes
+from ditto.replay.network import replay_network
 from ditto.runtime.backend import StepwiseRequest, get_backend
-from ditto.runtime.fx import run_program
+from ditto.runtime.fx import max_seq_len_for, run_program
 from ditto.runtime.paged_cache import PagedKVCache
+from ditto.runtime.stepwise import run_steps
+from ditto.trt.attention_native import POOL_INPUT, POOL_OUTPUT
+from ditto.trt.network import NetworkLimits, build_network
+from ditto.trt.provider import trt_module
 from tests.parity import RELATIVE_TOLERANCE, forced_request, materialized, worst_errors
 
 # 4 tokens per block: the prompts below span 2 to 5 blocks, and generation steps 1, 3 and 5
@@ -35,6 +40,32 @@ def _forced(model: str, dtype=torch.float32, prompts=LONG_PROMPTS, steps=STEPS, 
     reference = get_backend("hf").run(request)
     request.forced_tokens = [d["logits"].argmax(-1).tolist() for d in reference[:-1]]
     return request, reference
+
+
+def run_replay(program, request: StepwiseRequest) -> list[dict]:
+    """What the replay backend does, on a program loaded with other KV blocks than the backend's:
+    the network built as `ditto build` builds it, replayed stepwise over a paged pool in torch."""
+    nodes = fx_probe_nodes(program.graph_module.graph, {p: program.probe_modules[p] for p in request.probes})
+    max_seq_len = max_seq_len_for(request)
+    limits = NetworkLimits(max_batch_size=len(request.prompts), max_seq_len=max_seq_len,
+                           max_num_tokens=sum(len(p) for p in request.prompts))
+    built = build_network(program, trt_module(), limits, {p: node.name for p, node in nodes.items()})
+    inputs = {built.network.get_input(i).name for i in range(built.network.num_inputs)}
+    cache = PagedKVCache(program.attention, max_seq_len, len(request.prompts), program.dtype)
+
+    def step(step_inputs):
+        feed = {name: value for name, value in step_inputs.items() if name in inputs}
+        with torch.no_grad():
+            outputs = replay_network(built.network, {**feed, POOL_INPUT: cache.pool})
+        cache.pool.copy_(outputs.pop(POOL_OUTPUT))
+        outputs = {k: v.reshape(-1, v.shape[-1]) for k, v in outputs.items()}
+        outputs["logits"] = outputs["logits"].float()
+        return outputs
+
+    try:
+        return run_steps(request, cache, step)
+    finally:
+        cache.close()
 
 
 def test_paged_cache_gives_each_sequence_its_own_blocks():

@@ -33,43 +33,34 @@ class ReplayBackend:
 
     def run(self, request: StepwiseRequest) -> list[StepDump]:
         from ditto.pipeline import load_program
+        from ditto.trt.network import NetworkLimits, build_network
 
-        return run_replay(load_program(request.model, request.dtype, tokens_per_block=TOKENS_PER_BLOCK), request)
+        trt = _trt()
+        program = load_program(request.model, request.dtype, tokens_per_block=32)
+        probes = check_probes(request.probes, program.probe_modules, request.model)
+        nodes = fx_probe_nodes(program.graph_module.graph, {p: program.probe_modules[p] for p in probes}) if probes else {}
+        max_seq_len = max_seq_len_for(request)
+        limits = NetworkLimits(
+            max_batch_size=len(request.prompts),
+            max_seq_len=max_seq_len,
+            max_num_tokens=sum(len(p) for p in request.prompts),
+        )
+        built = build_network(program, trt, limits, {p: node.name for p, node in nodes.items()})
+        cache = PagedKVCache(program.attention, max_seq_len, len(request.prompts), program.dtype, request.device)
 
+        network_inputs = {built.network.get_input(i).name for i in range(built.network.num_inputs)}
 
-# TensorRT-LLM's default (PluginConfig.tokens_per_block), as `ditto build` uses
-TOKENS_PER_BLOCK = 32
+        def step(inputs):
+            feed = {name: value for name, value in inputs.items() if name in network_inputs}
+            feed[POOL_INPUT] = cache.pool
+            with torch.no_grad():
+                outputs = replay_network(built.network, feed, device=request.device)
+            cache.pool.copy_(outputs.pop(POOL_OUTPUT))
+            outputs = {k: v.reshape(-1, v.shape[-1]) for k, v in outputs.items()}  # probes packed like fx
+            outputs["logits"] = outputs["logits"].float()
+            return outputs
 
-
-def run_replay(program, request: StepwiseRequest) -> list[StepDump]:
-    """Build `program`'s network as `ditto build` does, for limits that fit the request, and replay it stepwise."""
-    from ditto.trt.network import NetworkLimits, build_network
-
-    trt = _trt()
-    probes = check_probes(request.probes, program.probe_modules, request.model)
-    nodes = fx_probe_nodes(program.graph_module.graph, {p: program.probe_modules[p] for p in probes}) if probes else {}
-    max_seq_len = max_seq_len_for(request)
-    limits = NetworkLimits(
-        max_batch_size=len(request.prompts),
-        max_seq_len=max_seq_len,
-        max_num_tokens=sum(len(p) for p in request.prompts),
-    )
-    built = build_network(program, trt, limits, {p: node.name for p, node in nodes.items()})
-    cache = PagedKVCache(program.attention, max_seq_len, len(request.prompts), program.dtype, request.device)
-
-    network_inputs = {built.network.get_input(i).name for i in range(built.network.num_inputs)}
-
-    def step(inputs):
-        feed = {name: value for name, value in inputs.items() if name in network_inputs}
-        feed[POOL_INPUT] = cache.pool
-        with torch.no_grad():
-            outputs = replay_network(built.network, feed, device=request.device)
-        cache.pool.copy_(outputs.pop(POOL_OUTPUT))
-        outputs = {k: v.reshape(-1, v.shape[-1]) for k, v in outputs.items()}  # probes packed like fx
-        outputs["logits"] = outputs["logits"].float()
-        return outputs
-
-    try:
-        return run_steps(request, cache, step)
-    finally:
-        cache.close()
+        try:
+            return run_steps(request, cache, step)
+        finally:
+            cache.close()
