@@ -24,7 +24,7 @@ from ditto.runtime.stepwise import run_steps
 from ditto.trt.attention_native import POOL_INPUT, POOL_OUTPUT
 from ditto.trt.network import NetworkLimits, build_network
 from ditto.trt.provider import trt_module
-from tests.parity import RELATIVE_TOLERANCE, forced_request, materialized, worst_errors
+from tests.parity import bound, forced_request, materialized, worst_errors
 
 # 4 tokens per block: the prompts below span 2 to 5 blocks, and generation steps 1, 3 and 5
 # each start a new block for some sequence (13 -> 16, 7 -> 8 and 12)
@@ -93,7 +93,7 @@ def test_fx_and_replay_with_small_kv_blocks_match_hf(model):
     assert max(len(p) for p in LONG_PROMPTS) + STEPS > 4 * SMALL_BLOCK  # several blocks per sequence
     program = load_program(model, tokens_per_block=SMALL_BLOCK)
     assert {p.tokens_per_block for p in program.attention} == {SMALL_BLOCK}
-    tolerance = RELATIVE_TOLERANCE[torch.float32]
+    tolerance = bound(torch.float32)
     replayed = run_replay(program, request)
     errors = worst_errors(reference, replayed)
     assert max(errors.values()) <= tolerance, f"replay, {SMALL_BLOCK}-token blocks: {errors}"
@@ -115,7 +115,7 @@ def test_sliding_window_is_shorter_than_the_test_sequences():
     program.attention = [dataclasses.replace(p, sliding_window=0) for p in program.attention]
     program.graph_module.recompile()
     errors = worst_errors(reference, run_program(materialized(program), request))
-    assert errors["logits"] > 100 * RELATIVE_TOLERANCE[torch.float32], errors
+    assert errors["logits"] > 100 * bound(torch.float32), errors
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
@@ -124,7 +124,7 @@ def test_replay_in_half_precision_matches_fx_and_hf(model, dtype):
     request = forced_request(model, dtype, steps=4)
     replayed = get_backend("replay").run(request)
     assert replayed[0]["logits"].dtype == torch.float32
-    tolerance = RELATIVE_TOLERANCE[dtype]
+    tolerance = bound(dtype)
     for name in ("fx", "hf"):
         errors = worst_errors(get_backend(name).run(request), replayed)
         assert set(errors) >= {"logits", "layers.0.attn", "layers.1.out", "final_norm"}
@@ -145,4 +145,4 @@ def test_a_rope_sign_flip_is_a_large_error(model):
     half = table.shape[1] // 2
     program.graph_module.rotary_cos_sin = torch.cat([table[:, :half], -table[:, half:]], dim=1)
     errors = worst_errors(get_backend("hf").run(request), run_program(program, request))
-    assert errors["logits"] > 30 * RELATIVE_TOLERANCE[torch.float32], errors
+    assert errors["logits"] > 30 * bound(torch.float32), errors
