@@ -27,8 +27,11 @@ SAMPLES = 16
 _BLOCK = 1 << 20
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 # Prompt lengths of the batch every backend runs: ragged on purpose (packing, per-sequence
-# positions), one of length 2 so a sequence is shorter than another's context.
-PROMPT_LENGTHS = (5, 2, 9)
+# positions), one of length 2 so a sequence is shorter than another's context, and long enough
+# to span several KV blocks in every backend (fx: 64 tokens a block, the built network and
+# replay: 32): 130 spans 3 (fx) and 5 (replay) blocks in the context step; 61 starts a new
+# block in both at the 4th generation step (the default 8 steps run it to 69).
+PROMPT_LENGTHS = (61, 2, 130)
 
 
 def builtin_models() -> list[str]:

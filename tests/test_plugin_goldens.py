@@ -58,7 +58,7 @@ def test_update_golden_round_trip(pytester, golden_dir):
     assert manifest["probes"][-1] == "logits" and manifest["probes"][0] == "layers.0.attn"
     step0 = load_step(folder / "step0.safetensors")
     assert set(step0) == {"input_ids", "position_ids", *manifest["probes"]}
-    assert step0["input_ids"].shape == (16,)  # prompts of 5 + 2 + 9 tokens, packed
+    assert step0["input_ids"].shape == (193,)  # prompts of 61 + 2 + 130 tokens (harness.models), packed
     result = _run(pytester, golden_dir)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["tiny-llama: hf-vs-golden ok logits 0.0e+00"])

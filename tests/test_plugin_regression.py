@@ -131,7 +131,7 @@ def test_fixtures_in_a_users_own_test(pytester):
 def test_mine(ditto_model, stepwise, golden):
     dumps = stepwise("hf")
     assert ditto_model.key == "tiny-llama" and len(dumps) == 4  # context step + 3 forced steps
-    assert dumps[0]["layers.1.out"].shape == (16, 64) and dumps[1]["logits"].shape == (3, 512)
+    assert dumps[0]["layers.1.out"].shape == (193, 64) and dumps[1]["logits"].shape == (3, 512)  # 61 + 2 + 130 tokens
     assert stepwise("hf") is dumps  # run once per session
     golden.check("hf")
 """)

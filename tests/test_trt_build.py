@@ -250,3 +250,12 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
     (tmp_path / "engine").mkdir()
     assert main(["build", "tiny-llama", str(tmp_path / "engine")]) == 2
     assert capsys.readouterr().err.strip().startswith("ditto build: error:")
+
+
+def test_config_and_attention_carry_the_hf_config(built, request):
+    """Every model-derived field of the float32 build, against the HF config (see test_model_derived.py)."""
+    from tests.test_model_derived import check_build
+
+    program, path, report = built
+    config = json.loads((path / "config.json").read_text())
+    check_build(request.node.callspec.params["built"], program, config, report, torch.float32, LIMITS)

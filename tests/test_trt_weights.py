@@ -8,7 +8,6 @@
 - trt_module: tensorrt first, tensorrt_rtx next, DITTO_TRT_PROVIDER / argument override.
 """
 
-import importlib
 import os
 from pathlib import Path
 
@@ -105,18 +104,25 @@ def test_build_engine_streams_the_plan_to_its_file(tmp_path):
 # ---- provider --------------------------------------------------------------------------------------
 def test_provider_prefers_tensorrt_then_tensorrt_rtx(monkeypatch):
     monkeypatch.delenv("DITTO_TRT_PROVIDER", raising=False)
-    real = importlib.import_module
-    tried = []
-
-    def only_rtx(name, *args):
-        tried.append(name)
-        if name == "tensorrt":
-            raise ImportError(name)
-        return real(name, *args)
-
-    monkeypatch.setattr(provider.importlib, "import_module", only_rtx)
+    asked = []
+    monkeypatch.setattr(provider, "_installed", lambda name: asked.append(name) or name == "tensorrt_rtx")
     assert provider.trt_module().__name__ == "tensorrt_rtx"
-    assert tried == ["tensorrt", "tensorrt_rtx"]
+    assert asked == ["tensorrt", "tensorrt_rtx"]
+    assert provider.missing_provider() is None
+
+
+def test_installed_provider_that_fails_to_import_is_an_error_not_a_fallback(monkeypatch):
+    """A broken install (or a slip in ditto's import code) must surface, never turn into "not installed"."""
+    monkeypatch.delenv("DITTO_TRT_PROVIDER", raising=False)
+    monkeypatch.setattr(provider, "_installed", lambda name: True)
+
+    def broken(name, *args):
+        raise ImportError(f"libnvinfer.so.10: cannot open shared object file ({name})")
+
+    monkeypatch.setattr(provider.importlib, "import_module", broken)
+    with pytest.raises(ImportError, match="libnvinfer"):
+        provider.trt_module()
+    assert provider.missing_provider() is None  # installed: the backend must run, and fail, not skip
 
 
 def test_provider_override_by_argument_and_environment(monkeypatch):
@@ -130,10 +136,9 @@ def test_provider_override_by_argument_and_environment(monkeypatch):
 
 def test_provider_missing_says_what_to_install(monkeypatch):
     monkeypatch.delenv("DITTO_TRT_PROVIDER", raising=False)
-
-    def nothing(name, *args):
-        raise ImportError(name)
-
-    monkeypatch.setattr(provider.importlib, "import_module", nothing)
+    monkeypatch.setattr(provider, "_installed", lambda name: False)
     with pytest.raises(DittoError, match="no TensorRT Python module .* is importable; on a CPU machine `pip install tensorrt-rtx-cu12`"):
         provider.trt_module()
+    assert provider.missing_provider() == "no TensorRT Python package (tensorrt or tensorrt_rtx) is installed on this machine"
+    monkeypatch.setenv("DITTO_TRT_PROVIDER", "tensorrt")
+    assert provider.missing_provider() == "no TensorRT Python package (tensorrt) is installed on this machine"

@@ -53,8 +53,8 @@ TINY_MODELS: dict[str, tuple[str, dict]] = {
         ),
     ),
     "tiny-mistral": (
-        "Mistral: GQA (4 query heads over 2 KV heads)",
-        dict(model_type="mistral", **_COMMON, num_key_value_heads=2, sliding_window=None, head_dim=16),
+        "Mistral: GQA (4 query heads over 2 KV heads), sliding window (8) shorter than the test sequences",
+        dict(model_type="mistral", **_COMMON, num_key_value_heads=2, sliding_window=8, head_dim=16),
     ),
     "tiny-qwen2": (
         "Qwen2: QKV bias, GQA, tied embeddings",
@@ -77,6 +77,18 @@ TINY_MODELS: dict[str, tuple[str, dict]] = {
             pad_token_id=0,
             eos_token_id=1,
             rope_parameters=dict(rope_type="default", rope_theta=10000.0, partial_rotary_factor=0.5),
+        ),
+    ),
+    "tiny-glm": (
+        "GLM: interleaved (GPT-J style) partial RoPE (half the head), QKV bias, GQA, fused gate_up_proj",
+        dict(
+            model_type="glm",
+            **_COMMON,
+            num_key_value_heads=2,
+            head_dim=16,
+            partial_rotary_factor=0.5,
+            pad_token_id=0,
+            eos_token_id=1,
         ),
     ),
     "tiny-gpt2": (
@@ -150,10 +162,6 @@ def tiny_model_dir(name: str) -> Path:
     return target
 
 
-# Bump when the weight generator below changes (invalidates cached tiny models and goldens).
-_GENERATOR_VERSION = 2
-
-
 def _create(name: str, folder: Path) -> None:
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -163,7 +171,7 @@ def _create(name: str, folder: Path) -> None:
     model = AutoModelForCausalLM.from_config(config)  # tiny: real CPU tensors are cheap
     with torch.no_grad():
         for pname, param in model.named_parameters():  # tied parameters are listed once
-            param.copy_(_deterministic_tensor(pname, tuple(param.shape)))
+            param.copy_(_deterministic_tensor(pname, tuple(param.shape), QK_GAIN.get(name, DEFAULT_QK_GAIN)))
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -171,12 +179,32 @@ def _create(name: str, folder: Path) -> None:
     (folder / "DITTO_TINY_MODEL").write_text(f"{name}: {TINY_MODELS[name][0]}\n")
 
 
-def _deterministic_tensor(name: str, shape: tuple[int, ...]) -> torch.Tensor:
-    """Seeded per name: matrices ~ N(0, 1/fan_in), vectors (norms, biases) ~ 1 + N(0, 0.1)."""
+# Query/key weights are scaled up so that tiny models attend sharply to a few positions
+# instead of almost uniformly: with N(0, 1/fan_in) weights, scores have a standard deviation
+# near 1 and a position bug (RoPE at the wrong position or with a flipped sign, a window
+# dropped, a misaddressed KV block) moves the logits by little; with query and key scaled by
+# a gain it is gain**2. Names: separate q/k projections, fused qkv weights (their V part is
+# scaled too, which only scales the attention output), QK-norm gains. Gemma's (1 + w) norms
+# already double the normed hidden state (scores x4), so it keeps gain 1: sharper, its float16
+# run drifts from HF's past the tolerance (HF rounds q and k to float16, ditto keeps float32).
+DEFAULT_QK_GAIN = 2.0
+QK_GAIN = {"tiny-gemma": 1.0}
+
+# Bump when the weight generator changes (invalidates cached tiny models and goldens);
+# the query/key gains are part of it.
+_GENERATOR_VERSION = [3, DEFAULT_QK_GAIN, QK_GAIN]
+_QK_WEIGHTS = ("q_proj.weight", "k_proj.weight", "qkv_proj.weight", "attn.c_attn.weight", "q_norm.weight", "k_norm.weight")
+
+
+def _deterministic_tensor(name: str, shape: tuple[int, ...], qk_gain: float = 1.0) -> torch.Tensor:
+    """Seeded per name: matrices ~ N(0, 1/fan_in), vectors (norms, biases) ~ 1 + N(0, 0.1); query
+    and key weights times `qk_gain`."""
     gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
     values = torch.randn(shape, generator=gen, dtype=torch.float32)
     if len(shape) >= 2:
-        return values / shape[-1] ** 0.5
-    if name.endswith("bias"):
-        return values * 0.1
-    return 1.0 + 0.1 * values
+        values = values / shape[-1] ** 0.5
+    elif name.endswith("bias"):
+        values = values * 0.1
+    else:
+        values = 1.0 + 0.1 * values
+    return values * qk_gain if name.endswith(_QK_WEIGHTS) else values

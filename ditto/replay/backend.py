@@ -30,11 +30,10 @@ def _trt():
 @register_backend("replay")
 class ReplayBackend:
     def unavailable_reason(self) -> str | None:
-        try:
-            _trt()
-        except Exception as e:  # DittoError names the missing package
-            return str(e)
-        return None
+        # only "not installed" skips; an installed TensorRT that fails to load fails the run
+        from ditto.trt.provider import missing_provider
+
+        return missing_provider()
 
     def run(self, request: StepwiseRequest) -> list[StepDump]:
         max_seq_len = max_seq_len_for(request)

@@ -48,7 +48,13 @@ class StepwiseBackend(Protocol):
     name: str
 
     def unavailable_reason(self) -> str | None:
-        """None when this machine can run the backend, else why not (used as a skip reason)."""
+        """None when this machine can run the backend, else why not (used as a skip reason).
+
+        A reason is a named fact about the machine, checked explicitly without loading the
+        backend (a package not installed: `importlib.util.find_spec`; no CUDA device; a GPU the
+        engine cannot run on). It never catches exceptions: a backend that is installed but fails
+        to load must fail the run with its error, not be skipped.
+        """
 
     def run(self, request: StepwiseRequest) -> list[StepDump]:
         """Run the request; one dump per step (context step first)."""

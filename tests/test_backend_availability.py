@@ -1,0 +1,54 @@
+"""Failures are failures: a backend is skipped only for a named machine fact (a package not
+installed), checked without loading it; any error while loading an installed backend fails the
+test with that error.
+
+Planted bug these kill: `ditto/replay/backend.py` turning every exception into "unavailable"
+(a typo in `ditto/trt/provider.py` then gave three skips and exit 0).
+"""
+
+import pytest
+
+from ditto.runtime.backend import available_backends, get_backend
+from ditto.trt import provider
+
+pytest_plugins = ["pytester"]
+
+
+def test_replay_is_available_exactly_when_a_tensorrt_package_is_installed(monkeypatch):
+    monkeypatch.delenv("DITTO_TRT_PROVIDER", raising=False)
+    assert available_backends()["replay"] is None  # tensorrt_rtx is installed here (CI too)
+    monkeypatch.setattr(provider, "_installed", lambda name: False)
+    assert available_backends()["replay"] == "no TensorRT Python package (tensorrt or tensorrt_rtx) is installed on this machine"
+
+
+def test_a_backend_that_fails_to_load_is_not_reported_unavailable(monkeypatch):
+    def typo(provider=None):
+        raise NameError("name 'imporlib' is not defined")
+
+    monkeypatch.setattr(provider, "trt_module", typo)
+    assert get_backend("replay").unavailable_reason() is None
+
+
+TYPO_CONFTEST = '''
+import ditto.trt.provider as provider
+
+
+def _typo(provider=None):
+    raise NameError("name 'imporlib' is not defined")
+
+
+provider.trt_module = _typo
+'''
+
+
+def test_harness_fails_a_backend_that_cannot_load(pytester):
+    """In a subprocess: the planted typo must not leak into this session."""
+    pytester.makeconftest(TYPO_CONFTEST)
+    result = pytester.runpytest_subprocess(
+        "-p", "harness.plugin", "--ditto-model=tiny-llama", "--ditto-steps=1", "--ditto-backends=hf,replay",
+        "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning", "--assert=plain",
+        "-k", "agree",
+    )
+    result.assert_outcomes(failed=1)
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*NameError: name 'imporlib' is not defined*"])
