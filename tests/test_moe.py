@@ -255,3 +255,34 @@ def test_experts_in_another_implementation_are_refused(monkeypatch):
     monkeypatch.setattr(loader, "_export_friendly_experts", lambda model: None)
     with pytest.raises(DittoError, match=r"no pattern matched the top-k .*modeling_mixtral.py"):
         load_program("tiny-mixtral")
+
+
+def test_only_dense_routing_top_k_passes_the_leftover_check():
+    """A top-k whose indices only scatter its values back (Llama 4's router: every expert is
+    computed densely) converts op by op; indices used any other way are expert dispatch no
+    pattern matched. Kills: `_dense_routing` accepting any top-k (the second graph would pass)."""
+    from ditto.passes.unsupported import _dense_routing
+
+    def dense(x):
+        values, ids = torch.topk(x, 2, dim=1)
+        return torch.full_like(x, float("-inf")).scatter(1, ids, values).sigmoid()
+
+    def dispatch(x, w):
+        values, ids = torch.topk(x, 2, dim=1)
+        return (w[ids] * values[..., None]).sum(1)
+
+    class Fn(torch.nn.Module):
+        def __init__(self, fn):
+            super().__init__()
+            self.fn = fn
+
+        def forward(self, *args):
+            return self.fn(*args)
+
+    x, w = torch.randn(3, 4), torch.randn(4, 5)
+    found = []
+    for fn, args in ((dense, (x,)), (dispatch, (x, w))):
+        graph = torch.export.export(Fn(fn), args).graph
+        (topk,) = [n for n in graph.nodes if n.target is torch.ops.aten.topk.default]
+        found.append(_dense_routing(topk))
+    assert found == [True, False]
