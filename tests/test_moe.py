@@ -286,3 +286,27 @@ def test_only_dense_routing_top_k_passes_the_leftover_check():
         (topk,) = [n for n in graph.nodes if n.target is torch.ops.aten.topk.default]
         found.append(_dense_routing(topk))
     assert found == [True, False]
+
+
+def test_routing_region_is_found_below_a_deep_graph():
+    """The routing region of a later layer sits below hundreds of nodes (granitemoe_swa's second
+    layer): the region between the router logits and the routing outputs is found however deep
+    the graph above it, and what it reads besides the logits gets a probe value. Kills: a
+    bounded backward search from the outputs (it wanders up the deep side input, gives up,
+    and leaves the region empty, so probing reaches the model's inputs)."""
+    from ditto.passes.moe import _side_inputs
+
+    class Deep(torch.nn.Module):
+        def forward(self, x):
+            deep = x
+            for _ in range(300):
+                deep = deep + 1
+            logits = x * 2
+            return logits.softmax(-1) * deep
+
+    graph = torch.export.export(Deep(), (torch.randn(3, 4),)).graph
+    (output,) = [n for n in graph.nodes if n.op == "output"]
+    target = output.args[0][0]
+    (logits,) = [n for n in graph.nodes if n.target is torch.ops.aten.mul.Tensor and n.args[1] == 2]
+    side = _side_inputs([target], logits, torch.Generator().manual_seed(0))
+    assert [n.name for n in side] == [target.args[1].name]  # the deep input, nothing from above the logits

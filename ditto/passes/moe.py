@@ -293,12 +293,18 @@ def _side_inputs(targets: list[Node], source: Node, generator: torch.Generator) 
     """Random probe values for what the region between `source` and `targets` reads besides
     `source` and parameters (e.g. `type_as(weights, hidden_states)` reads the hidden states
     for their dtype). Were the routing to depend on their values, it would match no router."""
+    downstream, stack = set(), [source]  # everything computed from `source`: a forward walk, unbounded,
+    while stack:  # since a bounded backward search can wander up through earlier layers and miss it
+        node = stack.pop()
+        if node not in downstream:
+            downstream.add(node)
+            stack.extend(node.users)
     region, stack = set(), list(targets)
     while stack:
         node = stack.pop()
         if node in region or node is source:
             continue
-        if _depends_on(node, source, limit=256):
+        if node in downstream:
             region.add(node)
             stack.extend(node.all_input_nodes)
     side = {}
