@@ -310,3 +310,27 @@ def test_routing_region_is_found_below_a_deep_graph():
     (logits,) = [n for n in graph.nodes if n.target is torch.ops.aten.mul.Tensor and n.args[1] == 2]
     side = _side_inputs([target], logits, torch.Generator().manual_seed(0))
     assert [n.name for n in side] == [target.args[1].name]  # the deep input, nothing from above the logits
+
+
+def test_routing_probe_evaluates_a_bias_computed_from_parameters():
+    """ERNIE-4.5 keeps its expert bias [1, E] and squeezes it in forward: the squeeze reads a
+    parameter only, so probing evaluates it (the bias is then recognised) rather than feeding it
+    a random value that picks other experts than the bias would. Kills: side values for every
+    non-parameter node (ERNIE-4.5-MoE refused: "the routing computes none of the known routers")."""
+    from ditto.passes.moe import _side_inputs
+
+    class Biased(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bias = torch.nn.Parameter(torch.randn(1, 4), requires_grad=False)
+
+        def forward(self, x, h):
+            logits = x * 2
+            return (logits.softmax(-1) + self.bias.squeeze()) * h.sum()
+
+    graph = torch.export.export(Biased(), (torch.randn(3, 4), torch.randn(3))).module().graph
+    (output,) = [n for n in graph.nodes if n.op == "output"]
+    target = output.args[0][0] if isinstance(output.args[0], (list, tuple)) else output.args[0]
+    (logits,) = [n for n in graph.nodes if n.target is torch.ops.aten.mul.Tensor and n.args[1] == 2]
+    side = _side_inputs([target], logits, torch.Generator().manual_seed(0))
+    assert [n.target for n in side] == [torch.ops.aten.sum.default]  # the input-dependent h.sum(), not the bias
