@@ -334,3 +334,23 @@ def test_routing_probe_evaluates_a_bias_computed_from_parameters():
     (logits,) = [n for n in graph.nodes if n.target is torch.ops.aten.mul.Tensor and n.args[1] == 2]
     side = _side_inputs([target], logits, torch.Generator().manual_seed(0))
     assert [n.target for n in side] == [torch.ops.aten.sum.default]  # the input-dependent h.sum(), not the bias
+
+
+def test_a_split_conversion_sized_by_the_model_loads(tmp_path):
+    """SarvamMoE's checkpoint fuses [q|k|v] rows; transformers splits them with `Split`, which
+    sizes each chunk by the model's q/k/v parameters (GQA: unequal). Kills: calling the
+    conversion without a model ("'NoneType' object has no attribute 'get_parameter'"), or
+    shapes taken from the wrong target."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model("sarvam_moe", vocab_size=64, hidden_size=32, intermediate_size=16, moe_intermediate_size=8,
+                                  num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                                  num_experts=4, num_experts_per_tok=2)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path)
+    loaded = load_model(str(tmp_path))
+    attention = AutoModelForCausalLM.from_pretrained(tmp_path).model.layers[0].self_attn
+    for name in ("q_proj", "k_proj", "v_proj"):
+        source = loaded.sources[f"model.layers.0.self_attn.{name}.weight"]
+        assert isinstance(source, Converted)  # the split path is reached
+        assert torch.equal(read_source(source), getattr(attention, name).weight), name
