@@ -225,6 +225,10 @@ def print_table(results: dict) -> None:
 _REASONS = [
     (r"experts\.gate_up_proj|experts\.\d", "MoE (packed experts; issue 11 part 2)"),
     (r"dynamic_shapes.*top-level keys", "export assumes the forward signature (issue 11 part 4)"),
+    (r"routing computes none of the known routers", "MoE router TensorRT-LLM has no mode for (e.g. expert bias on the raw logits)"),
+    (r"expert activation is none of", "MoE expert activation TensorRT-LLM's MoE has none for (e.g. clamped SwiGLU)"),
+    (r"cannot remove the in-place op", "an in-place update of a view (functionalisation refuses it)"),
+    (r"no pattern matched the top-k", "MoE experts outside transformers' batched implementation"),
     (r"pairs of tokens", "a second reader of the attention scores (attention sink)"),
     (r"no pattern matched .*softmax", "softmax outside a recognised attention (ALiBi, sinks, other score terms)"),
     (r"different KV-head shapes", "layers with different KV head shapes (one KV pool only)"),

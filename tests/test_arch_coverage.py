@@ -21,6 +21,10 @@ CONVERTED = {
     # scores written as view(baddbmm(zeros, q, kᵀ, alpha=1/norm)) on flattened heads
     "gpt_neox_japanese": dict(vocab_size=256, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                               max_position_embeddings=256),
+    # dense MoE routing (top-k scattered back into a -inf row, every expert computed): replay
+    # needed top-k and scatter converters, and the leftover check had to let that top-k through
+    "llama4_text": dict(_SMALL, intermediate_size=32, intermediate_size_mlp=64, num_local_experts=4,
+                        num_experts_per_tok=1),
     # in-place mul_ on the embeddings (replay needed out-of-place ops)
     "ctrl": dict(vocab_size=256, n_embd=64, n_layer=2, n_head=4, dff=128, n_positions=256),
 }

@@ -255,3 +255,102 @@ def test_experts_in_another_implementation_are_refused(monkeypatch):
     monkeypatch.setattr(loader, "_export_friendly_experts", lambda model: None)
     with pytest.raises(DittoError, match=r"no pattern matched the top-k .*modeling_mixtral.py"):
         load_program("tiny-mixtral")
+
+
+def test_only_dense_routing_top_k_passes_the_leftover_check():
+    """A top-k whose indices only scatter its values back (Llama 4's router: every expert is
+    computed densely) converts op by op; indices used any other way are expert dispatch no
+    pattern matched. Kills: `_dense_routing` accepting any top-k (the second graph would pass)."""
+    from ditto.passes.unsupported import _dense_routing
+
+    def dense(x):
+        values, ids = torch.topk(x, 2, dim=1)
+        return torch.full_like(x, float("-inf")).scatter(1, ids, values).sigmoid()
+
+    def dispatch(x, w):
+        values, ids = torch.topk(x, 2, dim=1)
+        return (w[ids] * values[..., None]).sum(1)
+
+    class Fn(torch.nn.Module):
+        def __init__(self, fn):
+            super().__init__()
+            self.fn = fn
+
+        def forward(self, *args):
+            return self.fn(*args)
+
+    x, w = torch.randn(3, 4), torch.randn(4, 5)
+    found = []
+    for fn, args in ((dense, (x,)), (dispatch, (x, w))):
+        graph = torch.export.export(Fn(fn), args).graph
+        (topk,) = [n for n in graph.nodes if n.target is torch.ops.aten.topk.default]
+        found.append(_dense_routing(topk))
+    assert found == [True, False]
+
+
+def test_routing_region_is_found_below_a_deep_graph():
+    """The routing region of a later layer sits below hundreds of nodes (granitemoe_swa's second
+    layer): the region between the router logits and the routing outputs is found however deep
+    the graph above it, and what it reads besides the logits gets a probe value. Kills: a
+    bounded backward search from the outputs (it wanders up the deep side input, gives up,
+    and leaves the region empty, so probing reaches the model's inputs)."""
+    from ditto.passes.moe import _side_inputs
+
+    class Deep(torch.nn.Module):
+        def forward(self, x):
+            deep = x
+            for _ in range(300):
+                deep = deep + 1
+            logits = x * 2
+            return logits.softmax(-1) * deep
+
+    graph = torch.export.export(Deep(), (torch.randn(3, 4),)).graph
+    (output,) = [n for n in graph.nodes if n.op == "output"]
+    target = output.args[0][0]
+    (logits,) = [n for n in graph.nodes if n.target is torch.ops.aten.mul.Tensor and n.args[1] == 2]
+    side = _side_inputs([target], logits, torch.Generator().manual_seed(0))
+    assert [n.name for n in side] == [target.args[1].name]  # the deep input, nothing from above the logits
+
+
+def test_routing_probe_evaluates_a_bias_computed_from_parameters():
+    """ERNIE-4.5 keeps its expert bias [1, E] and squeezes it in forward: the squeeze reads a
+    parameter only, so probing evaluates it (the bias is then recognised) rather than feeding it
+    a random value that picks other experts than the bias would. Kills: side values for every
+    non-parameter node (ERNIE-4.5-MoE refused: "the routing computes none of the known routers")."""
+    from ditto.passes.moe import _side_inputs
+
+    class Biased(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bias = torch.nn.Parameter(torch.randn(1, 4), requires_grad=False)
+
+        def forward(self, x, h):
+            logits = x * 2
+            return (logits.softmax(-1) + self.bias.squeeze()) * h.sum()
+
+    graph = torch.export.export(Biased(), (torch.randn(3, 4), torch.randn(3))).module().graph
+    (output,) = [n for n in graph.nodes if n.op == "output"]
+    target = output.args[0][0] if isinstance(output.args[0], (list, tuple)) else output.args[0]
+    (logits,) = [n for n in graph.nodes if n.target is torch.ops.aten.mul.Tensor and n.args[1] == 2]
+    side = _side_inputs([target], logits, torch.Generator().manual_seed(0))
+    assert [n.target for n in side] == [torch.ops.aten.sum.default]  # the input-dependent h.sum(), not the bias
+
+
+def test_a_split_conversion_sized_by_the_model_loads(tmp_path):
+    """SarvamMoE's checkpoint fuses [q|k|v] rows; transformers splits them with `Split`, which
+    sizes each chunk by the model's q/k/v parameters (GQA: unequal). Kills: calling the
+    conversion without a model ("'NoneType' object has no attribute 'get_parameter'"), or
+    shapes taken from the wrong target."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model("sarvam_moe", vocab_size=64, hidden_size=32, intermediate_size=16, moe_intermediate_size=8,
+                                  num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                                  num_experts=4, num_experts_per_tok=2)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path)
+    loaded = load_model(str(tmp_path))
+    attention = AutoModelForCausalLM.from_pretrained(tmp_path).model.layers[0].self_attn
+    for name in ("q_proj", "k_proj", "v_proj"):
+        source = loaded.sources[f"model.layers.0.self_attn.{name}.weight"]
+        assert isinstance(source, Converted)  # the split path is reached
+        assert torch.equal(read_source(source), getattr(attention, name).weight), name

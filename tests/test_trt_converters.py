@@ -305,6 +305,25 @@ def test_gathers():
     check(module, (ids, rows(4)), ({0: N}, {0: Dim("m", min=4, max=64)}), others=[(torch.tensor([1]), rows(5))])
 
 
+def test_topk_and_scatter():
+    """Dense routing as Llama 4 spells it: the k largest scattered back into a -inf row, then
+    sigmoid; and a smallest-k with its int64 indices. Kills: MAX/MIN swapped, the top-k or the
+    scatter on the wrong axis, indices left int32."""
+
+    def fn(m, x):
+        values, ids = torch.topk(x, 3, dim=1)
+        low, low_ids = torch.topk(x, 2, dim=-1, largest=False)
+        dense = torch.full_like(x, float("-inf")).scatter_(1, ids, values)
+        return dense.sigmoid() + ids.sum(-1, keepdim=True) + low.sum(-1, keepdim=True), low_ids
+
+    check(Fn(fn), (rows(5),), ({0: N},), others=[(rows(9, seed=1),)])
+
+
+def test_topk_beyond_tensorrt_limits_is_refused():
+    with pytest.raises(DittoError, match=r"no converter for node topk .*k=4000 above TensorRT's TopK limit"):
+        convert(Fn(lambda m, x: torch.topk(x, 4000, dim=-1).values), (torch.randn(2, 4096),))
+
+
 # ---- casts and creation ------------------------------------------------------------------------------
 def test_casts():
     def fn(m, x, y):

@@ -69,8 +69,10 @@ def _converted_sources(model, index: dict[str, Path], transforms) -> dict[str, W
         groups.setdefault(target, (converter, []))[1].append((pattern, tensor))
     for first_target, (converter, parts) in groups.items():
         template = _blank_copy(converter)
-        for name in _target_names(first_target, template):
-            sources[name] = Converted(template, tuple(parts), first_target, name, model.config)
+        names = _target_names(first_target, template)
+        shapes = tuple((n, tuple(meta_state[n].shape)) for n in names if n in meta_state)
+        for name in names:
+            sources[name] = Converted(template, tuple(parts), first_target, name, model.config, shapes)
     return sources
 
 
@@ -107,7 +109,7 @@ def run_converter(source: Converted):
     converter = _blank_copy(source.converter)
     for pattern, tensor in source.parts:
         converter.add_tensor(source.first_target, tensor.key, pattern, lambda t=tensor: read_source(t))
-    produced = converter.convert(source.first_target, model=None, config=source.config)
+    produced = converter.convert(source.first_target, model=_ShapesOnly(source.target_shapes), config=source.config)
     value = produced.get(source.target)
     if value is None:
         from ditto.errors import DittoError
@@ -118,3 +120,18 @@ def run_converter(source: Converted):
             "check that the checkpoint matches config.json"
         )
     return value[0] if isinstance(value, list) else value
+
+
+class _ShapesOnly:
+    """What transformers' conversion operations ask of the model (`Split` sizes its chunks by
+    `model.get_parameter(name).shape`), answered from the meta model's shapes, without a model."""
+
+    def __init__(self, shapes):
+        self.shapes = dict(shapes)
+
+    def get_parameter(self, name: str):
+        import torch
+
+        if name not in self.shapes:
+            raise AttributeError(f"the conversion asked for parameter {name!r}, which it does not produce")
+        return torch.empty(self.shapes[name], device="meta")

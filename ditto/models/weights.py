@@ -73,6 +73,9 @@ class Converted:
     first_target: str
     target: str
     config: Any = field(default=None, compare=False)
+    # (name, shape) of every parameter the conversion produces: some operations size their
+    # outputs by the model's parameters (`Split` of a fused QKV by each target's rows)
+    target_shapes: tuple[tuple[str, tuple[int, ...]], ...] = field(default=(), compare=False)
 
 
 WeightSource = CheckpointTensor | InMemoryTensor | Concat | Narrow | Transposed | Converted

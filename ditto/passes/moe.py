@@ -23,6 +23,7 @@ DittoError naming it and its model source line, never a guess.
 
 from __future__ import annotations
 
+import math
 import operator
 
 import torch
@@ -130,6 +131,8 @@ def _replace(ctx: PassContext, topk: Node, ids: Node, gathers: list[Node]) -> No
         fc2_w = _expert_weight(ctx, fc2, swap_halves=False, suffix="fc2")
         b1 = _expert_bias_attr(ctx, fc1, swap_halves=gate_first and activation in moe_op.GATED)
         b2 = _expert_bias_attr(ctx, fc2, swap_halves=False)
+        if routing["expert_bias"] is not None and tuple(fake(routing["expert_bias"]).shape) != (num_experts,):
+            routing["expert_bias"] = call(graph, aten.view.default, (routing["expert_bias"], [num_experts]))
         args = (x, router, fc1_w, fc2_w, b1, b2, routing["expert_bias"], num_experts, top_k, routing["mode"],
                 routing["scoring"], activation, routing["scale"])
         node = call(graph, torch.ops.ditto.moe.default, args, name="moe")
@@ -269,9 +272,9 @@ def _identify_routing(ctx, topk, router: Node, flat_weights: Node, flat_ids: Nod
     except Exception as e:
         raise _fail(topk, f"the routing does not depend on the router logits alone ({type(e).__name__}: {e})") from None
     biases = [n for n in attrs]
-    if len(biases) > 1 or any(tuple(ctx.weights.spec(b).shape) != (num_experts,) for b in biases):
+    if len(biases) > 1 or any(math.prod(ctx.weights.spec(b).shape) != num_experts for b in biases):
         raise _fail(topk, f"the routing reads parameters {biases}; only one expert bias of {num_experts} values is known")
-    bias_value = attrs[biases[0]] if biases else None
+    bias_value = attrs[biases[0]].reshape(num_experts) if biases else None  # ERNIE-4.5 keeps it [1, E]
     graph_dense = _dense(weights.float().reshape(-1, top_k), ids.reshape(-1, top_k), num_experts)
     # a router may round its weights to the model dtype (Qwen3-MoE: `.to(router_logits.dtype)`)
     rtol = max(1e-4, 4 * torch.finfo(weights.dtype).eps) if weights.is_floating_point() else 1e-4
@@ -293,18 +296,28 @@ def _side_inputs(targets: list[Node], source: Node, generator: torch.Generator) 
     """Random probe values for what the region between `source` and `targets` reads besides
     `source` and parameters (e.g. `type_as(weights, hidden_states)` reads the hidden states
     for their dtype). Were the routing to depend on their values, it would match no router."""
+    from_inputs = set()  # nodes computed from the model's inputs; the rest (parameters, constants
+    for node in source.graph.nodes:  # and what is computed from them alone) is evaluated, not probed
+        if node.op == "placeholder" or any(arg in from_inputs for arg in node.all_input_nodes):
+            from_inputs.add(node)
+    downstream, stack = set(), [source]  # everything computed from `source`: a forward walk, unbounded,
+    while stack:  # since a bounded backward search can wander up through earlier layers and miss it
+        node = stack.pop()
+        if node not in downstream:
+            downstream.add(node)
+            stack.extend(node.users)
     region, stack = set(), list(targets)
     while stack:
         node = stack.pop()
         if node in region or node is source:
             continue
-        if _depends_on(node, source, limit=256):
+        if node in downstream:
             region.add(node)
             stack.extend(node.all_input_nodes)
     side = {}
     for node in region:
         for arg in node.all_input_nodes:
-            if arg in region or arg is source or arg.op == "get_attr" or arg in side:
+            if arg in region or arg is source or arg not in from_inputs or arg in side:
                 continue
             val = arg.meta.get("val")
             if isinstance(val, torch.SymInt):

@@ -5,10 +5,13 @@ batch, so any leftover SDPA/softmax, or any node still reading HF's [1, num_toke
 row in a way other than an embedding lookup, is an error naming the nodes. So is any value
 left with two token axes ([.., tokens, tokens]: scores or a mask), which only attention
 computes: a term beside the recognised attention that reads its scores (the logsumexp of an
-attention sink, a bias) would see only the current step's tokens, not the KV cache.
+attention sink, a bias) would see only the current step's tokens, not the KV cache. A top-k
+left by the MoE pass is expert dispatch it did not recognise, unless it is dense routing.
 """
 
 from __future__ import annotations
+
+import operator
 
 import torch
 
@@ -21,7 +24,7 @@ _LEFTOVER = (aten.scaled_dot_product_attention.default, aten._softmax.default, a
 
 
 def check_supported(ctx: PassContext) -> None:
-    routing = [n for n in ctx.graph.nodes if is_call(n, aten.topk.default)]
+    routing = [n for n in ctx.graph.nodes if is_call(n, aten.topk.default) and not _dense_routing(n)]
     if routing:
         raise DittoError(
             f"no pattern matched the top-k {routing[0].name} at {source_line(routing[0])}; ditto converts mixture-of-"
@@ -47,6 +50,18 @@ def check_supported(ctx: PassContext) -> None:
         )
     if not ctx.attention:
         raise DittoError("no attention layer was recognised; ditto builds decoder-only transformer LMs")
+
+
+def _dense_routing(topk) -> bool:
+    """A top-k whose indices only scatter values back into a dense tensor (Llama 4's router:
+    every expert is computed, the unchosen ones weighted by the scattered fill) is plain
+    arithmetic that converts op by op; any other use of the indices is expert dispatch."""
+    ids = [u for u in topk.users if u.args[1] == 1]
+    return all(is_call(u, operator.getitem) for u in topk.users) and all(
+        is_call(user, aten.scatter.src) and user.args[2] is i and user.args[0] is not i and user.args[3] is not i
+        for i in ids
+        for user in i.users
+    )
 
 
 def _token_axes(node, ctx: PassContext) -> int:

@@ -1,4 +1,4 @@
-"""Reductions and normalisations: mean, sum, amax/amin, softmax, layer_norm, rms_norm.
+"""Reductions and normalisations: mean, sum, amax/amin, top-k, softmax, layer_norm, rms_norm.
 
 Normalisations of half-precision inputs compute in float32 and round once at the end, as
 torch's CPU and CUDA kernels do.
@@ -142,3 +142,28 @@ def var(ctx, x, dims=None, correction=None, keepdim=False):
 @converter(aten.prod.dim_int)
 def prod(ctx, x, dim, keepdim=False, dtype=None):
     return reduce(ctx, _in_result_dtype(ctx, x), "PROD", dim, keepdim, "prod")
+
+
+# ---- top-k ---------------------------------------------------------------------------------
+_TOPK_MAX_K = 3840  # ITopKLayer (tensorrt_rtx 1.7 add_topk docstring): "only values of K up to 3840"
+
+
+def _topk_supported(node) -> str | None:
+    k, rank = node.args[1], len(node.meta["val"][0].shape)
+    dim = (node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", -1)) % max(rank, 1)
+    if not isinstance(k, int):
+        return "a k that is only known at run time"
+    if k > _TOPK_MAX_K:
+        return f"k={k} above TensorRT's TopK limit of {_TOPK_MAX_K}"
+    if rank - dim > 4:
+        return f"top-k along dim {dim} of a rank-{rank} tensor (TensorRT's TopK reduces one of the last four dims)"
+    return None
+
+
+@converter(aten.topk.default, supports=_topk_supported)
+def topk(ctx, x, k, dim=-1, largest=True, sorted=True):
+    """(values, int64 indices), sorted as torch's `sorted=True`; an unsorted request accepts any order."""
+    op = ctx.trt.TopKOperation.MAX if largest else ctx.trt.TopKOperation.MIN
+    layer = ctx.network.add_topk(x, op, k, axes_mask(x, dim), ctx.dtype(torch.int64))
+    ctx.name(layer, "topk")
+    return [layer.get_output(0), layer.get_output(1)]

@@ -1,4 +1,4 @@
-"""Slicing, indexing and joining converters: slice, select, gathers, split, cat, stack.
+"""Slicing, indexing and joining converters: slice, select, gathers, scatter, split, cat, stack.
 
 Bounds follow Python: negative indices count from the end and out-of-range bounds clamp.
 On a dynamic dim the bounds are computed in the network from its size.
@@ -138,6 +138,23 @@ def _one_index_tensor(node) -> str | None:
 def index(ctx, x, indices):
     axis = next(i for i, v in enumerate(indices) if v is not None)
     return gather(ctx, x, indices[axis], axis, "index")
+
+
+def _scatter_supported(node) -> str | None:
+    index, src = node.args[2], node.args[3]
+    if not hasattr(src, "meta"):
+        return "a scalar source (scatter.value)"
+    if tuple(index.meta["val"].shape) != tuple(src.meta["val"].shape):
+        return "an index smaller than the source (TensorRT's ELEMENT scatter takes updates of the index's shape)"
+    return None
+
+
+@converter(aten.scatter.src, supports=_scatter_supported)
+def scatter(ctx, x, dim, index, src):
+    """out = x; out[..., index[i], ...] = src[i] along `dim` (TensorRT's ELEMENT scatter)."""
+    layer = ctx.network.add_scatter(x, index, ctx.cast(src, ctx.torch_dtype(x.dtype)), ctx.trt.ScatterMode.ELEMENT)
+    layer.axis = dim % len(x.shape)
+    return ctx.out(layer, "scatter")
 
 
 # ---- joining -------------------------------------------------------------------------------
