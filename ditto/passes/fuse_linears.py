@@ -14,7 +14,7 @@ import os
 
 import torch
 
-from ditto.graph.build import call, fake_empty
+from ditto.graph.build import call
 from ditto.graph.nodes import fake, is_call
 from ditto.models.weights import Concat, InMemoryTensor, WeightSpec
 from ditto.passes.manager import PassContext, register_pass
@@ -55,7 +55,7 @@ def _fuse(ctx: PassContext, linears: list) -> None:
     weight_spec = WeightSpec(
         (sum(widths), int(fake(weights[0]).shape[1])), dtype, Concat(tuple(ctx.weights.spec(w.target).source for w in weights))
     )
-    fused_weight = _add_attr(ctx, name, weight_spec)
+    fused_weight = ctx.add_weight(name, weight_spec)
     fused_bias = None
     if any(b is not None for b in biases):
         parts = tuple(
@@ -63,7 +63,7 @@ def _fuse(ctx: PassContext, linears: list) -> None:
             for b, width in zip(biases, widths)
         )
         bias_name = _joined_name([b.target for b in biases if b is not None])
-        fused_bias = _add_attr(ctx, bias_name, WeightSpec((sum(widths),), dtype, Concat(parts)))
+        fused_bias = ctx.add_weight(bias_name, WeightSpec((sum(widths),), dtype, Concat(parts)))
     first = linears[0]  # collected in graph order
     with graph.inserting_before(first):
         args = (first.args[0], fused_weight) + ((fused_bias,) if fused_bias is not None else ())
@@ -81,15 +81,6 @@ def _fuse(ctx: PassContext, linears: list) -> None:
             graph.erase_node(attr)
             ctx.weights.remove(attr.target)
 
-
-def _add_attr(ctx: PassContext, name: str, spec: WeightSpec):
-    ctx.weights.add(name, spec)
-    ctx.gm.register_buffer(name, torch.empty(spec.shape, dtype=spec.dtype, device="meta"))
-    graph = ctx.graph
-    with graph.inserting_before(next(n for n in graph.nodes if n.op != "placeholder")):
-        node = graph.get_attr(name)
-    node.meta["val"] = fake_empty(graph, spec.shape, spec.dtype)
-    return node
 
 
 def _joined_name(names: list[str]) -> str:

@@ -13,8 +13,9 @@ from typing import Callable
 import torch
 
 from ditto.errors import DittoError
+from ditto.graph.build import fake_empty
 from ditto.models.loader import LoadedModel
-from ditto.models.weights import WeightTable
+from ditto.models.weights import WeightSpec, WeightTable
 from ditto.ops.params import GPTAttentionParams
 
 
@@ -33,6 +34,15 @@ class PassContext:
     @property
     def graph(self) -> torch.fx.Graph:
         return self.gm.graph
+
+    def add_weight(self, name: str, spec: WeightSpec) -> torch.fx.Node:
+        """A new weight (`get_attr` node after the placeholders) that the weight table resolves lazily."""
+        self.weights.add(name, spec)
+        self.gm.register_buffer(name, torch.empty(spec.shape, dtype=spec.dtype, device="meta"))
+        with self.graph.inserting_before(next(n for n in self.graph.nodes if n.op != "placeholder")):
+            node = self.graph.get_attr(name)
+        node.meta["val"] = fake_empty(self.graph, spec.shape, spec.dtype)
+        return node
 
 
 Pass = Callable[[PassContext], int]

@@ -30,7 +30,7 @@ import torch
 from torch.fx import Node
 
 from ditto.errors import DittoError
-from ditto.graph.build import call, fake_empty
+from ditto.graph.build import call
 from ditto.graph.evaluate import evaluate
 from ditto.graph.nodes import fake, is_call, source_line
 from ditto.models.weights import Concat, Narrow, Transposed, WeightSpec
@@ -384,7 +384,7 @@ def _expert_weight(ctx: PassContext, mat: dict, swap_halves: bool, suffix: str) 
         source = Concat((Narrow(source, 1, half, half), Narrow(source, 1, 0, half)), dim=1)
     if source is spec.source:
         return mat["weight"]
-    return _add_attr(ctx, f"{name}_{suffix}", WeightSpec(shape, spec.dtype, source))
+    return ctx.add_weight(f"{name}_{suffix}", WeightSpec(shape, spec.dtype, source))
 
 
 def _expert_bias_attr(ctx: PassContext, mat: dict, swap_halves: bool) -> Node | None:
@@ -396,14 +396,5 @@ def _expert_bias_attr(ctx: PassContext, mat: dict, swap_halves: bool) -> Node | 
         return mat["bias"]
     half = spec.shape[1] // 2
     source = Concat((Narrow(spec.source, 1, half, half), Narrow(spec.source, 1, 0, half)), dim=1)
-    return _add_attr(ctx, f"{name}_fc1", WeightSpec(tuple(spec.shape), spec.dtype, source))
+    return ctx.add_weight(f"{name}_fc1", WeightSpec(tuple(spec.shape), spec.dtype, source))
 
-
-def _add_attr(ctx: PassContext, name: str, spec: WeightSpec) -> Node:
-    ctx.weights.add(name, spec)
-    ctx.gm.register_buffer(name, torch.empty(spec.shape, dtype=spec.dtype, device="meta"))
-    graph = ctx.graph
-    with graph.inserting_before(next(n for n in graph.nodes if n.op != "placeholder")):
-        node = graph.get_attr(name)
-    node.meta["val"] = fake_empty(graph, spec.shape, spec.dtype)
-    return node
