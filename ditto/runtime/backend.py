@@ -17,6 +17,7 @@ Adding a backend is one `@register_backend("name")` on a class with this interfa
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -42,6 +43,14 @@ class StepwiseRequest:
     device: str = "cpu"
     # the engine directory, for backends that run a built engine (ditto, trtllm)
     engine_dir: str | None = None
+
+
+def env_choice(variable: str, choices: tuple[str, ...], what: str) -> str:
+    """The value of `variable` (default: the first choice), refused with the choices when it is not one."""
+    value = os.environ.get(variable, choices[0])
+    if value not in choices:
+        raise DittoError(f"{variable}={value!r} is not {what}; use one of {', '.join(choices)}")
+    return value
 
 
 class StepwiseBackend(Protocol):

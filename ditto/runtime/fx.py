@@ -11,16 +11,14 @@ reference kernel instead (the specification: one sequence at a time, slow on GPU
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 
-from ditto.errors import DittoError
 from ditto.ops.gpt_attention import TENSOR_INPUTS
 from ditto.ops.gpt_attention_batched import batched_gpt_attention_unchecked, unsupported
 
 from ditto.probes import check_probes, fx_probe_nodes
-from ditto.runtime.backend import StepDump, StepwiseRequest, register_backend
+from ditto.runtime.backend import StepDump, StepwiseRequest, env_choice, register_backend
 from ditto.runtime.paged_cache import PagedKVCache
 from ditto.runtime.stepwise import run_steps
 
@@ -74,10 +72,7 @@ ATTENTION_KERNELS = ("batched", "reference")
 
 
 def attention_kernel() -> str:
-    kernel = os.environ.get("DITTO_FX_ATTENTION", "batched")
-    if kernel not in ATTENTION_KERNELS:
-        raise DittoError(f"DITTO_FX_ATTENTION={kernel!r} is not a kernel; use one of {', '.join(ATTENTION_KERNELS)}")
-    return kernel
+    return env_choice("DITTO_FX_ATTENTION", ATTENTION_KERNELS, "a kernel")
 
 
 def runnable_graph(gm: torch.fx.GraphModule, probe_nodes: dict[str, torch.fx.Node], kernel: str) -> torch.fx.GraphModule:

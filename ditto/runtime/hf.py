@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 
 import torch
 
@@ -25,7 +24,7 @@ from ditto.errors import DittoError
 
 from ditto.models.loader import dtype_kwarg, load_config, resolve_model_dir
 from ditto.probes import check_probes, probe_modules
-from ditto.runtime.backend import StepDump, StepwiseRequest, register_backend
+from ditto.runtime.backend import StepDump, StepwiseRequest, env_choice, register_backend
 from ditto.runtime.stepwise import next_tokens
 
 
@@ -33,10 +32,7 @@ MODES = ("batched", "eager")
 
 
 def hf_mode() -> str:
-    mode = os.environ.get("DITTO_HF_MODE", "batched")
-    if mode not in MODES:
-        raise DittoError(f"DITTO_HF_MODE={mode!r} is not a mode of the hf backend; use one of {', '.join(MODES)}")
-    return mode
+    return env_choice("DITTO_HF_MODE", MODES, "a mode of the hf backend")
 
 
 @functools.lru_cache(maxsize=4)
