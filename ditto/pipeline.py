@@ -12,7 +12,6 @@ from ditto.errors import DittoError
 from ditto.export.export import export_model
 from ditto.export.graph import to_graph_module
 from ditto.models.loader import load_model
-from ditto.passes import PIPELINE
 from ditto.passes.attention import refuse_unsupported_rope
 from ditto.passes.manager import PassContext, run_passes
 from ditto.passes.unsupported import check_supported
@@ -36,7 +35,7 @@ def load_program(
     exported = export_model(loaded)
     gm, weights = to_graph_module(exported, loaded)
     ctx = PassContext(gm, weights, loaded, tokens_per_block=tokens_per_block)
-    log = run_passes(ctx, passes if passes is not None else PIPELINE)
+    log = run_passes(ctx, passes)  # None: every registered pass, in `ditto.passes.manager.pipeline()` order
     _prune_weights(ctx)
     check_supported(ctx)
     num_layers = len(ctx.attention)

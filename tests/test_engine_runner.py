@@ -199,6 +199,6 @@ def test_a_missing_backend_module_is_an_error_not_a_silent_gap(monkeypatch):
     """Planted bug (today's code): `ditto.runtime.trtllm` in the module list was swallowed."""
     import ditto.runtime.backend as backend
 
-    monkeypatch.setattr(backend, "BUILTIN_BACKEND_MODULES", (*backend.BUILTIN_BACKEND_MODULES, "ditto.runtime.trtllm"))
+    monkeypatch.setattr(backend, "BACKEND_PACKAGES", (*backend.BACKEND_PACKAGES, "ditto.runtime.trtllm"))
     with pytest.raises(ModuleNotFoundError, match="ditto.runtime.trtllm"):
         backend.available_backends()

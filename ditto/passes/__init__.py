@@ -1,32 +1,15 @@
 """FX passes that rewrite an exported HF model into TensorRT-LLM form.
 
-`PIPELINE` lists them in order; each module registers its pass by name. To add a pass:
-write a module with `@register_pass("name")`, import it here and add the name to PIPELINE.
+Every module of this folder is imported (`ditto.registry.import_all`), so each
+`@register_pass("name", requires=..., after=..., before=...)` registers its pass; `PIPELINE` is
+the one order those constraints allow, computed and checked here at import (an unknown name, a
+cycle, or two passes without a declared order between them is an error naming them). To add a
+pass: write one module here; nothing else to edit.
 """
 
-from ditto.passes import (  # noqa: F401  (importing registers the passes)
-    attention,
-    cleanup,
-    complex_to_real,
-    eager_attention,
-    engine_inputs,
-    functionalize,
-    fuse_linears,
-    last_token,
-    moe,
-    simplify,
-)
+from ditto.passes.manager import pipeline
+from ditto.registry import import_all
 
-PIPELINE = [
-    "functionalize_inplace",
-    "complex_to_real",
-    "remove_export_artifacts",
-    "eager_attention_to_sdpa",
-    "engine_inputs",
-    "replace_attention",
-    "replace_moe",
-    "gather_last_token",
-    "fuse_parallel_linears",
-    "simplify_shuffles",
-    "eliminate_dead_code",
-]
+import_all(__name__)
+
+PIPELINE = pipeline()

@@ -41,7 +41,8 @@ SDPA = aten.scaled_dot_product_attention.default
 _MASK_PROBE_TOKENS = 64
 
 
-@register_pass("replace_attention")
+# requires engine_inputs: reads ctx.engine_inputs (position_ids, input_ids, KV-cache inputs)
+@register_pass("replace_attention", requires=("engine_inputs",))
 def replace_attention(ctx: PassContext) -> int:
     graph = ctx.graph
     sdpas = [n for n in graph.nodes if is_call(n, SDPA)]

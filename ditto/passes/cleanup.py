@@ -25,7 +25,8 @@ _CHECKS = {
 _IDENTITY = {aten.contiguous.default, aten.clone.default, aten.alias.default, aten.detach.default, aten.lift_fresh_copy.default}
 
 
-@register_pass("remove_export_artifacts")
+# after complex_to_real: order only (no data dependency), today's order
+@register_pass("remove_export_artifacts", after=("complex_to_real",))
 def remove_export_artifacts(ctx: PassContext) -> int:
     count = 0
     graph = ctx.graph
@@ -69,7 +70,8 @@ def _is_full_slice(node) -> bool:
     return isinstance(size, int) and isinstance(end, int) and end >= size
 
 
-@register_pass("eliminate_dead_code")
+# last: removes what every other pass left unused
+@register_pass("eliminate_dead_code", after=("simplify_shuffles",))
 def eliminate_dead_code(ctx: PassContext) -> int:
     before = len(ctx.graph.nodes)
     ctx.graph.eliminate_dead_code()

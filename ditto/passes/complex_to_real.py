@@ -34,7 +34,8 @@ def _is_complex(node) -> bool:
     return isinstance(val, torch.Tensor) and val.dtype.is_complex
 
 
-@register_pass("complex_to_real")
+# after functionalize: it rewrites values, so in-place ops on complex tensors must be out of place first
+@register_pass("complex_to_real", after=("functionalize_inplace",))
 def complex_to_real(ctx: PassContext) -> int:
     return complex_to_real_graph(ctx.graph)
 

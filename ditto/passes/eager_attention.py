@@ -26,7 +26,8 @@ _MATMUL = (aten.matmul.default, aten.bmm.default)
 SOFTCAP_META = "attn_logit_softcapping"
 
 
-@register_pass("eager_attention_to_sdpa")
+# after remove_export_artifacts: the softmax/matmul chain is matched with export's identity ops gone
+@register_pass("eager_attention_to_sdpa", after=("remove_export_artifacts",))
 def eager_attention_to_sdpa(ctx: PassContext) -> int:
     count = 0
     for softmax in [n for n in ctx.graph.nodes if is_call(n, *_SOFTMAX)]:

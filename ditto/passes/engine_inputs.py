@@ -27,7 +27,8 @@ aten = torch.ops.aten
 _HINTS = {"batch": 3, "max_blocks_per_seq": 5, "max_seq_len": 17}
 
 
-@register_pass("engine_inputs")
+# after eager_attention_to_sdpa: num_layers counts the SDPA nodes
+@register_pass("engine_inputs", after=("eager_attention_to_sdpa",))
 def engine_inputs(ctx: PassContext) -> int:
     graph = ctx.graph
     if ctx.engine_inputs:

@@ -22,7 +22,8 @@ from ditto.passes.manager import PassContext, register_pass
 aten = torch.ops.aten
 
 
-@register_pass("fuse_parallel_linears")
+# after the recognisers: they match the separate q/k/v, router and lm_head projections
+@register_pass("fuse_parallel_linears", after=("replace_attention", "replace_moe", "gather_last_token"))
 def fuse_parallel_linears(ctx: PassContext) -> int:
     groups: dict = {}
     for node in ctx.graph.nodes:

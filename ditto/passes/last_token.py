@@ -33,7 +33,8 @@ _ROWWISE = (
 )
 
 
-@register_pass("gather_last_token")
+# requires engine_inputs: reads last_token_ids; after replace_moe: order only
+@register_pass("gather_last_token", requires=("engine_inputs",), after=("replace_moe",))
 def gather_last_token(ctx: PassContext) -> int:
     graph = ctx.graph
     output = graph.output_node()

@@ -43,7 +43,8 @@ _PROBE_TOKENS = 7
 _ROUTERS = [(s, m) for s in ("softmax", "sigmoid") for m in (moe_op.NORMALIZATION_RENORMALIZE, moe_op.NORMALIZATION_NONE)]
 
 
-@register_pass("replace_moe")
+# after replace_attention: order only (no data dependency), today's order
+@register_pass("replace_moe", after=("replace_attention",))
 def replace_moe(ctx: PassContext) -> int:
     count = 0
     for topk in [n for n in ctx.graph.nodes if is_call(n, aten.topk.default)]:

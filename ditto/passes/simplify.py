@@ -34,7 +34,8 @@ def _perm(node) -> list[int] | None:
     return None
 
 
-@register_pass("simplify_shuffles")
+# after fuse_parallel_linears: folds the slices of fused projections back into them
+@register_pass("simplify_shuffles", after=("fuse_parallel_linears",))
 def simplify_shuffles(ctx: PassContext) -> int:
     count = 0
     for node in list(ctx.graph.nodes):

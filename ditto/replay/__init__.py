@@ -24,7 +24,10 @@ a replay bug):
   converters must make replay disagree.
 """
 
+from ditto.registry import import_all
 from ditto.replay.network import replay_network
 from ditto.replay.registry import ReplayError, replays
+
+import_all(__name__)  # every module of this folder registers its layers' replays (and the replay backend)
 
 __all__ = ["replay_network", "ReplayError", "replays"]

@@ -19,10 +19,6 @@ import sys
 import torch
 
 from ditto.errors import DittoError
-from ditto.replay import attention as _attention  # noqa: F401  (registers the attention layers)
-from ditto.replay import layers as _layers  # noqa: F401  (registers the standard layers)
-from ditto.replay import plugins as _plugins  # noqa: F401  (registers plugin layers)
-from ditto.replay import topk as _topk  # noqa: F401  (registers the TopK layer)
 from ditto.replay.registry import (
     NEUTRAL_ATTRIBUTES,
     REPLAYS,

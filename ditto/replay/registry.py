@@ -1,6 +1,7 @@
 """The registry of layer replays, and what a replay function sees of its layer.
 
-A replay is one function per TensorRT `LayerType`, added with one line:
+A replay is one function per TensorRT `LayerType`, in any module of ditto/replay/ (the package
+imports them all), added with one line:
 
     @replays("SHUFFLE", reads=("first_transpose", "reshape_dims", "second_transpose", "zero_is_placeholder"))
     def shuffle(call: LayerCall) -> torch.Tensor: ...
@@ -21,6 +22,7 @@ from typing import Callable
 import torch
 
 from ditto.errors import DittoError
+from ditto.registry import add_unique
 
 
 class ReplayError(DittoError):
@@ -56,7 +58,7 @@ def replays(layer_type: str, reads: tuple[str, ...] = ()):
     """Register `fn` as the replay of `LayerType.<layer_type>`; `reads`: the attributes it interprets."""
 
     def wrap(fn):
-        REPLAYS[layer_type] = Replay(fn, frozenset(reads))
+        add_unique(REPLAYS, layer_type, Replay(fn, frozenset(reads)), f"a replay of LayerType.{layer_type}")
         return fn
 
     return wrap

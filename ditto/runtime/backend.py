@@ -12,7 +12,8 @@ early difference cannot cascade. It returns one flat `{name: tensor}` dump per s
   `final_norm`, ...), packed like the inputs: [num_tokens, features], sequences in batch
   order.
 
-Adding a backend is one `@register_backend("name")` on a class with this interface.
+Adding a backend is one module in ditto/runtime/ with `@register_backend("name")` on a class
+with this interface (every module there is imported on the first backend lookup).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Callable, Protocol
 import torch
 
 from ditto.errors import DittoError
+from ditto.registry import add_unique, import_all
 
 StepDump = dict[str, torch.Tensor]
 
@@ -76,8 +78,8 @@ def register_backend(name: str):
     """Class decorator: make a backend available under `name`."""
 
     def wrap(cls):
+        add_unique(BACKENDS, name, cls, f"backend {name!r}")
         cls.name = name
-        BACKENDS[name] = cls
         return cls
 
     return wrap
@@ -96,14 +98,14 @@ def available_backends() -> dict[str, str | None]:
     return {name: cls().unavailable_reason() for name, cls in sorted(BACKENDS.items())}
 
 
-# The modules that register the built-in backends. Each imports its optional packages (TensorRT,
-# TensorRT-LLM, CUDA) lazily and reports them through `unavailable_reason`, so importing every
-# one of them always succeeds; an import error here is a bug and is raised, never swallowed.
-BUILTIN_BACKEND_MODULES = ("ditto.runtime.hf", "ditto.runtime.fx", "ditto.replay.backend", "ditto.runtime.engine")
+# The packages whose modules register the backends: every module of ditto/runtime/ (and the
+# replay package, whose `backend.py` runs ditto's network in torch) is imported on the first
+# lookup, not at import: the backend modules import this one. Each imports its optional packages
+# (TensorRT, TensorRT-LLM, CUDA) lazily and reports them through `unavailable_reason`, so
+# importing every one of them always succeeds; an import error here is a bug and is raised.
+BACKEND_PACKAGES = ("ditto.runtime", "ditto.replay")
 
 
 def _load_builtin_backends() -> None:
-    import importlib
-
-    for module in BUILTIN_BACKEND_MODULES:
-        importlib.import_module(module)
+    for package in BACKEND_PACKAGES:
+        import_all(package)

@@ -8,7 +8,8 @@ call the converter does not handle (an unusual keyword, a dtype TensorRT lacks) 
 is added. Converters never import TensorRT: `ctx.trt` is the module.
 
 The implementations are grouped by kind (elementwise, reduce, matmul, shuffle, slice,
-creation, symbolic); adding an op is one decorated function in the right module.
+creation, symbolic); adding an op is one decorated function in the right module, or a new
+module in this folder: every module here is imported (`ditto.registry.import_all`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch.fx import Node
 
 from ditto.errors import DittoError
 from ditto.graph.nodes import source_line
+from ditto.registry import add_unique, import_all
 
 # target -> fn(ctx, *args, **kwargs); target -> supports(node) -> None or the reason it is refused
 CONVERTERS: dict = {}
@@ -32,7 +34,7 @@ _PLACEMENT_KWARGS = ("memory_format", "layout", "device", "pin_memory", "non_blo
 def converter(*targets, supports: Callable[[Node], str | None] | None = None):
     def wrap(fn):
         for target in targets:
-            CONVERTERS[target] = fn
+            add_unique(CONVERTERS, target, fn, f"a converter for {_target_name(target)}")
             if supports is not None:
                 CHECKS[target] = supports
         return fn
@@ -60,13 +62,4 @@ def _target_name(target) -> str:
     return str(target) if isinstance(target, torch._ops.OpOverload) else getattr(target, "__name__", str(target))
 
 
-from ditto.trt.converters import (  # noqa: E402,F401  (importing registers the converters)
-    creation,
-    elementwise,
-    matmul,
-    moe,
-    reduce,
-    shuffle,
-    slicing,
-    symbolic,
-)
+import_all(__name__)  # every module of this folder registers its converters
