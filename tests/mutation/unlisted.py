@@ -16,6 +16,7 @@ from tests.mutation.mutants import COMPARE, CONVERTERS, EDGES, GOLDENS, LAYERS, 
 
 BATCHED = ("tests/test_gpt_attention_batched.py",)  # the batched kernel against the reference kernel
 HARNESS_UNITS = ("tests/test_harness_units.py",)
+TOLERANCES = ("tests/compare/test_tolerances.py",) + HARNESS_UNITS  # the tolerance rules
 MOE = ("tests/test_moe.py",)
 CONTRACT = ("tests/test_trtllm_contract.py", "tests/test_engine_runner.py")
 LOADING = ("tests/test_core_loading.py", "tests/test_moe.py")
@@ -53,15 +54,15 @@ UNLISTED: tuple[Mutant, ...] = (
        "query heads mapped to the wrong KV heads in generation steps only", BATCHED + PARITY),
     # ---- tolerance rules ----------------------------------------------------------------------------
     _u("tol_atol_not_scaled", _TOL, "return self.atol * max(1.0, max_magnitude(reference)), self.rtol",
-       "return self.atol, self.rtol", "the fixed rule's atol not scaled by the reference's magnitude", HARNESS_UNITS + COMPARE),
+       "return self.atol, self.rtol", "the fixed rule's atol not scaled by the reference's magnitude", TOLERANCES + COMPARE),
     _u("tol_tighter_side_wins", _TOL, "max(a for a, _ in defaults), max(r for _, r in defaults)",
        "min(a for a, _ in defaults), min(r for _, r in defaults)", "between two dtypes the tighter default is taken",
-       HARNESS_UNITS + COMPARE),
+       TOLERANCES + COMPARE),
     _u("tol_floor_eps_of_oracle", _TOL, "self.floor_ulps * torch.finfo(self.dtype).eps * scale",
        "self.floor_ulps * torch.finfo(self.oracle_dtype).eps * scale", "calibrated floor in float32 ulps, not the run dtype's",
-       HARNESS_UNITS + COMPARE),
+       TOLERANCES + COMPARE),
     _u("tol_noise_signed", _TOL, "diff = (ref[name].double() - want.double()).abs()", "diff = ref[name].double() - want.double()",
-       "hf's noise measured without abs (negative errors ignored)", HARNESS_UNITS + COMPARE),
+       "hf's noise measured without abs (negative errors ignored)", TOLERANCES + COMPARE),
     # ---- harness verdicts ---------------------------------------------------------------------------
     _u("verdict_extra_steps_ignored", _VERDICT, 'run.steps_only_in_a = [f"step{i}" for i in range(len(reference), len(candidate))]',
        'run.steps_only_in_a = [f"step{i}" for i in range(len(candidate), len(reference))]',
