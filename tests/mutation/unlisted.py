@@ -19,6 +19,7 @@ HARNESS_UNITS = ("tests/test_harness_units.py",)
 TOLERANCES = ("tests/compare/test_tolerances.py",) + HARNESS_UNITS  # the tolerance rules
 MOE = ("tests/test_moe.py",)
 CONTRACT = ("tests/test_trtllm_contract.py", "tests/test_engine_runner.py")
+CONVERTERS_MORE = ("tests/trt/test_converters_dtypes_and_sizes.py",)  # dtypes of *_like, negated sizes
 LOADING = ("tests/test_core_loading.py", "tests/test_moe.py")
 
 _B = "ditto/ops/gpt_attention_batched.py"
@@ -86,9 +87,9 @@ UNLISTED: tuple[Mutant, ...] = (
     _u("conv_full_like_float", "ditto/trt/converters/creation.py",
        "def full_like(ctx, x, value, **_):\n    return filled(ctx, dims_of(ctx, x), value, result_dtype(ctx, ctx.torch_dtype(x.dtype)))",
        "def full_like(ctx, x, value, **_):\n    return filled(ctx, dims_of(ctx, x), value, result_dtype(ctx, torch.float32))",
-       "full_like ignores its input's dtype", CONVERTERS),
+       "full_like ignores its input's dtype", CONVERTERS_MORE + CONVERTERS),
     _u("conv_symbolic_neg_swapped", "ditto/trt/converters/symbolic.py", 'return size_op(ctx, 0, a, "SUB")',
-       'return size_op(ctx, a, 0, "SUB")', "negated symbolic size computed as a - 0", CONVERTERS),
+       'return size_op(ctx, a, 0, "SUB")', "negated symbolic size computed as a - 0", CONVERTERS_MORE + CONVERTERS),
     _u("conv_negative_bound_sub", "ditto/trt/converters/slicing.py", 'value = value if value >= 0 else size_op(ctx, size, value, "SUM")',
        'value = value if value >= 0 else size_op(ctx, size, value, "SUB")', "negative slice bound subtracted from the size",
        CONVERTERS + EDGES),
