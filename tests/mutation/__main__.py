@@ -168,6 +168,11 @@ def report(outcomes: list[Outcome], mode: str, elapsed: float) -> str:
     areas: dict[str, list[Outcome]] = {}
     for o in outcomes:
         areas.setdefault(o.mutant.area, []).append(o)
+    for label, flag in (("listed", False), ("unlisted", True)):
+        done = [o for o in outcomes if o.mutant.unlisted == flag and o.status in ("killed", "timeout", "survived")]
+        if done and len(done) != sum(o.status in ("killed", "timeout", "survived") for o in outcomes):
+            dead = sum(o.status != "survived" for o in done)
+            lines.append(f"  set {label:12s} {dead}/{len(done)} killed ({dead / len(done):.1%})")
     for area, items in areas.items():
         done = [o for o in items if o.status in ("killed", "timeout", "survived")]
         dead = sum(o.status != "survived" for o in done)
@@ -187,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="hf,fx,replay", help="backends for --harness (default: hf,fx,replay)")
     parser.add_argument("--select", metavar="ARGS", help="pytest arguments to run per mutant instead of its targeted tests")
     parser.add_argument("--area", action="append", help="only mutants of this area (ops, passes, converters, ...)")
+    parser.add_argument("--set", choices=("all", "listed", "unlisted"), default="all", dest="which",
+                        help="the first 70 (listed), the second set of kinds issue 12 does not list (unlisted), or both")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per pytest run (default 600)")
     parser.add_argument("--no-baseline", action="store_true", help="do not run the selections unmutated first")
     parser.add_argument("--list", action="store_true", help="list the mutants and whether their anchors hold, run nothing")
@@ -197,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     mutants = [m for m in MUTANTS if not args.names or any(m.name.startswith(n) for n in args.names)]
     if args.area:
         mutants = [m for m in mutants if m.area in args.area]
+    if args.which != "all":
+        mutants = [m for m in mutants if m.unlisted == (args.which == "unlisted")]
     if not mutants:
         parser.error("no mutant matches")
     if args.list:
@@ -236,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.json:
         Path(args.json).write_text(json.dumps(
-            [{"name": o.mutant.name, "area": o.mutant.area, "path": o.mutant.path, "status": o.status, "seconds": round(o.seconds, 1),
+            [{"name": o.mutant.name, "area": o.mutant.area, "unlisted": o.mutant.unlisted, "path": o.mutant.path, "status": o.status, "seconds": round(o.seconds, 1),
               "why": o.mutant.why, "detail": o.detail} for o in outcomes], indent=1) + "\n")
     stale = any(o.status in ("stale", "invalid") for o in outcomes)
     return 1 if stale or any(o.status == "survived" for o in outcomes) else 0
