@@ -7,8 +7,18 @@ later reader of the mutated tensor reads the new value instead:
 before: y = clone(x);  m = mul_(y, 2);  a = add(y, 1)        (a reads the mutated y)
 after:  y = clone(x);  m = mul(y, 2);   a = add(m, 1)
 
-Only a tensor the graph owns outright may be rewritten: mutating a view (which would change
-its base), a graph input or a weight is refused, naming the model source line.
+An in-place op on a slice (or a chain of slices, step 1) of a tensor the graph owns writes
+into its base; it becomes the out-of-place op on the slice, put back into the base by
+concatenation, and later readers of the base read the result (DeepSeek-V2/V3 build their
+keys so: `k = kv.new_empty(...); k[..., :n].copy_(k_nope); k[..., n:].copy_(k_rot)`):
+
+before: b = new_empty(..); s = slice(b, -1, 0, n); c = copy_(s, x); t = slice(b, -1, n, N); ...
+after:  b2 = cat([x', slice(b, -1, n, N)], -1); t = slice(b2, -1, n, N)   (x' = copy(s, x))
+
+Slices of a concatenation that fall on its pieces are read from the pieces, so a base that
+is entirely overwritten (new_empty) drops out of the graph. Any other mutated view (a
+transpose, a strided slice), a graph input or a weight is refused, naming the model source
+line.
 """
 
 from __future__ import annotations
@@ -17,7 +27,8 @@ import torch
 from torch.fx import Graph, Node
 
 from ditto.errors import DittoError
-from ditto.graph.nodes import source_line
+from ditto.graph.build import call
+from ditto.graph.nodes import fake, source_line
 from ditto.passes.manager import PassContext, register_pass
 
 aten = torch.ops.aten
@@ -31,6 +42,7 @@ def functionalize_inplace(ctx: PassContext) -> int:
 def functionalize_graph(graph: Graph) -> int:
     """Rewrite every in-place op of `graph` out of place; the number rewritten."""
     count = 0
+    sliced = False
     for node in list(graph.nodes):
         if not is_inplace(node):
             continue
@@ -38,6 +50,12 @@ def functionalize_graph(graph: Graph) -> int:
         if outplace is None:
             _fail(node, f"in-place {node.target} has no out-of-place form")
         mutated = node.args[0]
+        chain = _slice_chain(mutated)
+        if chain is not None:
+            _write_through_slices(graph, node, outplace, chain)
+            count += 1
+            sliced = True
+            continue
         _check_owned(node, mutated)
         order = {n: i for i, n in enumerate(graph.nodes)}
         with graph.inserting_before(node):
@@ -49,7 +67,102 @@ def functionalize_graph(graph: Graph) -> int:
         node.replace_all_uses_with(new)
         graph.erase_node(node)
         count += 1
+    if sliced:
+        _erase_unused(graph)
     return count
+
+
+def _slice_chain(mutated) -> list[Node] | None:
+    """[base, slice, slice, ...] when `mutated` is a chain of static step-1 slices of a
+    tensor the graph computes (not an input, a weight or another view); else None."""
+    chain = []
+    node = mutated
+    while isinstance(node, Node) and node.op == "call_function" and node.target == aten.slice.Tensor:
+        args = list(node.args) + [None] * (5 - len(node.args))
+        base, dim, start, end, step = args[:5]
+        value = fake(base)
+        if value is None or (step not in (None, 1)) or not isinstance(dim, int):
+            return None
+        if not isinstance(value.shape[dim % value.dim()], int):  # the sliced size must be static
+            return None
+        chain.append(node)
+        node = base
+    if not chain or not isinstance(node, Node) or node.op in ("placeholder", "get_attr") or _is_view(node):
+        return None
+    return [node] + chain[::-1]
+
+
+def _bounds(view: Node) -> tuple[int, int, int]:
+    """(dim, start, end) of a static slice node, normalised to the base's size."""
+    args = list(view.args) + [None] * (5 - len(view.args))
+    base, dim, start, end = args[:4]
+    shape = fake(base).shape
+    dim = dim % len(shape)
+    size = int(shape[dim])
+    start = 0 if start is None else (start + size if start < 0 else start)
+    end = size if end is None else (end + size if end < 0 else end)
+    return dim, max(0, min(start, size)), max(0, min(end, size))
+
+
+def _slice_of(graph: Graph, base: Node, dim: int, start: int, end: int) -> list[Node]:
+    """Nodes whose concatenation along `dim` is base[start:end] there: the pieces of a
+    concatenation when the range falls on them, else one new slice node."""
+    if base.target == aten.cat.default and (base.args[1] if len(base.args) > 1 else 0) % fake(base).dim() == dim:
+        pieces, offset, aligned = [], 0, True
+        for piece in base.args[0]:
+            size = int(fake(piece).shape[dim])
+            if start <= offset and offset + size <= end:
+                pieces.append(piece)
+            elif offset < end and offset + size > start:
+                aligned = False
+            offset += size
+        if aligned and pieces:
+            return pieces
+    return [call(graph, aten.slice.Tensor, (base, dim, start, end))]
+
+
+def _write_through_slices(graph: Graph, node: Node, outplace, chain: list[Node]) -> None:
+    """`node` (in place on chain[-1], a slice chain of chain[0]) rewritten out of place and
+    concatenated back into the base; later readers of the base read the new base."""
+    base = chain[0]
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    for view in chain[1:]:
+        if any(order.get(u, -1) > order[node] for u in view.users if u is not node and u not in chain):
+            _fail(node, f"{view.name}, the slice it writes, is read again after the write")
+    with graph.inserting_before(node):
+        src = node.args[1] if outplace == aten.copy.default and len(node.args) > 1 else None
+        same = src is not None and fake(src) is not None and fake(src).shape == fake(node.args[0]).shape
+        if same and fake(src).dtype == fake(node.args[0]).dtype:
+            written = src  # copy_ of a same-shaped value: the slice holds that value now
+        else:
+            written = call(graph, outplace, node.args, node.kwargs)
+            written.meta = {**node.meta, "val": written.meta["val"]}
+        value = written
+        for parent, view in zip(reversed(chain[:-1]), reversed(chain[1:])):
+            dim, start, end = _bounds(view)
+            size = int(fake(parent).shape[dim])
+            pieces = (_slice_of(graph, parent, dim, 0, start) if start > 0 else []) + [value]
+            pieces += _slice_of(graph, parent, dim, end, size) if end < size else []
+            value = call(graph, aten.cat.default, (pieces, dim)) if len(pieces) > 1 else pieces[0]
+    for user in list(base.users):
+        if user is not node and user not in chain and order.get(user, -1) > order[node]:
+            user.replace_input_with(base, value)
+    node.replace_all_uses_with(written)  # the op returns the (now written) slice
+    graph.erase_node(node)
+
+
+_PURE = (aten.slice.Tensor, aten.cat.default, aten.copy.default, aten.new_empty.default, aten.empty.memory_format)
+
+
+def _erase_unused(graph: Graph) -> None:
+    """Erase the slices, concatenations and overwritten bases the slice writes left unread."""
+    changed = True
+    while changed:
+        changed = False
+        for n in reversed(list(graph.nodes)):
+            if n.op == "call_function" and n.target in _PURE and not n.users:
+                graph.erase_node(n)
+                changed = True
 
 
 def is_inplace(node: Node) -> bool:

@@ -12,8 +12,10 @@ Two ways to run it (`DITTO_HF_MODE`):
 The model makes its own KV cache at the first step (some have their own cache class: MiniMax,
 DeepSeek-V3.2's indexer cache) and gets it back at every later step. A model without a KV cache
 (OpenAI-GPT) re-runs the whole sequence at every step. In `batched` mode, a model whose forward
-cannot take the left-padded batch (it raises) is run one sequence at a time instead, with a
-warning: the reference stays the model's own result, only the batching changes.
+cannot take the left-padded batch (it raises) is run one sequence at a time instead, and one
+whose cache cannot take one new token at a time (CPM-Ant re-reads the whole sequence) is
+re-run on the whole sequence at every step, each with a warning: the reference stays the
+model's own result, only the batching and caching change.
 
 Probes come from forward hooks on the modules `ditto.probes` names; per step they are packed
 like the engine's tokens (padding dropped).
@@ -88,13 +90,17 @@ class HfBackend:
                 return self._steps(model, request, probes, captured)
             try:
                 return self._batched_steps(model, request, probes, captured)
-            except (RuntimeError, ValueError, IndexError) as e:
-                _log.warning(
-                    "hf: %s cannot run a left-padded batch (%s: %s); running one sequence at a time",
-                    type(model).__name__, type(e).__name__, str(e).splitlines()[0] if str(e) else "",
-                )
+            except _MODEL_ERRORS as e:
+                _warn(model, "a left-padded batch", e, "one sequence at a time")
                 captured.clear()
+            try:
                 return self._steps(model, request, probes, captured)
+            except _MODEL_ERRORS as e:
+                if _cache_kwarg(model) is None:
+                    raise
+                _warn(model, "one token at a time on its KV cache", e, "the whole sequence at every step")
+                captured.clear()
+                return self._steps(model, request, probes, captured, use_cache=False)
         finally:
             for h in hooks:
                 h.remove()
@@ -151,10 +157,11 @@ class HfBackend:
                 mask = torch.cat((mask, mask.new_ones((len(counts), 1))), dim=1)
         return dumps
 
-    def _steps(self, model, request, probes, captured) -> list[StepDump]:
-        """Each sequence on its own: batch of one, no padding, no mask."""
+    def _steps(self, model, request, probes, captured, use_cache: bool = True) -> list[StepDump]:
+        """Each sequence on its own: batch of one, no padding, no mask (without `use_cache`,
+        or for a model without a KV cache, the whole sequence at every step)."""
         device = request.device
-        cache_kwarg = _cache_kwarg(model)
+        cache_kwarg = _cache_kwarg(model) if use_cache else None
         caches = [None for _ in request.prompts]
         new_tokens = [list(p) for p in request.prompts]
         past = [0] * len(request.prompts)
@@ -191,6 +198,15 @@ class HfBackend:
             if index < request.steps:
                 new_tokens = [[t] for t in next_tokens(request, index, dump["logits"])]
         return dumps
+
+
+_MODEL_ERRORS = (RuntimeError, ValueError, IndexError, TypeError)
+
+
+def _warn(model, what: str, e: Exception, instead: str) -> None:
+    first = str(e).splitlines()[0] if str(e) else ""
+    _log.warning("hf: %s cannot run %s (%s: %s); running %s instead", type(model).__name__, what,
+                 type(e).__name__, first, instead)
 
 
 def _cache_kwarg(model) -> str | None:
