@@ -86,13 +86,12 @@ class HfBackend:
 
             hooks.append(module.register_forward_hook(hook))
         try:
-            if self.mode == "eager":
-                return self._steps(model, request, probes, captured)
-            try:
-                return self._batched_steps(model, request, probes, captured)
-            except _MODEL_ERRORS as e:
-                _warn(model, "a left-padded batch", e, "one sequence at a time")
-                captured.clear()
+            if self.mode == "batched":
+                try:
+                    return self._batched_steps(model, request, probes, captured)
+                except _MODEL_ERRORS as e:
+                    _warn(model, "a left-padded batch", e, "one sequence at a time")
+                    captured.clear()
             try:
                 return self._steps(model, request, probes, captured)
             except _MODEL_ERRORS as e:
