@@ -345,14 +345,14 @@ def print_markdown(results: dict) -> None:
         elif outcome == "excluded":
             key = ("not an attention decoder-only LM", v["detail"])
         elif outcome == "setup":
-            key = ("sweep could not build a tiny model", "transformers failed on the shrunk default config")
+            key = ("transformers cannot run the tiny model", v["detail"].split(": ", 1)[-1][:160])
         elif outcome == "fx only":
             key = ("converted: fx only, replay refused", _reason(v["detail"]))
         else:
             key = (outcome if outcome in ("WRONG", "ERROR") else "refused (DittoError)", _reason(v["detail"]))
         groups.setdefault(key, []).append(name)
     order = ["converted: hf, fx, replay agree (1e-4)", "converted: fx only, replay refused", "refused (DittoError)",
-             "WRONG", "ERROR", "sweep could not build a tiny model", "not an attention decoder-only LM"]
+             "WRONG", "ERROR", "transformers cannot run the tiny model", "not an attention decoder-only LM"]
     print("| outcome | why | architectures |")
     print("| --- | --- | --- |")
     for (outcome, reason), names in sorted(groups.items(), key=lambda kv: (order.index(kv[0][0]), -len(kv[1]))):

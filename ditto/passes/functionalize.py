@@ -16,9 +16,10 @@ before: b = new_empty(..); s = slice(b, -1, 0, n); c = copy_(s, x); t = slice(b,
 after:  b2 = cat([x', slice(b, -1, n, N)], -1); t = slice(b2, -1, n, N)   (x' = copy(s, x))
 
 Slices of a concatenation that fall on its pieces are read from the pieces, so a base that
-is entirely overwritten (new_empty) drops out of the graph. Any other mutated view (a
-transpose, a strided slice), a graph input or a weight is refused, naming the model source
-line.
+is entirely overwritten (new_empty) drops out of the graph. Any other view may be mutated
+when nothing reads its base (or another view of it) afterwards: the base's change cannot be
+seen. Otherwise a mutated view (a transpose, a strided slice), a graph input or a weight is
+refused, naming the model source line.
 """
 
 from __future__ import annotations
@@ -198,12 +199,38 @@ def _check_owned(node: Node, mutated) -> None:
         _fail(node, "the mutated value is not a tensor of the graph")
     if mutated.op in ("placeholder", "get_attr"):
         _fail(node, f"it mutates the graph input or weight {mutated.name}")
-    if _is_view(mutated):
+    if _is_view(mutated) and not _base_unobserved(node, mutated):
         _fail(node, f"it mutates {mutated.name}, a view of {mutated.args[0]} (its base would change too)")
     order = {n: i for i, n in enumerate(node.graph.nodes)}
     for user in mutated.users:
         if _is_view(user) and order[user] < order[node] and any(order[u] > order[node] for u in user.users):
             _fail(node, f"{user.name}, a view of the mutated {mutated.name}, is read after the mutation")
+
+
+def _base_unobserved(node: Node, mutated: Node) -> bool:
+    """True when nothing reads the mutated view's base, or any other view of that base, after
+    `node`: the base's change cannot be seen, so the view may be rewritten like an owned tensor
+    (Gemma 3n: `p = matmul(..).permute(..); p += x`). The base must be computed by the graph."""
+    root = mutated
+    while _is_view(root):
+        root = root.args[0]
+        if not isinstance(root, Node):
+            return False
+    if root.op in ("placeholder", "get_attr"):
+        return False
+    order = {n: i for i, n in enumerate(node.graph.nodes)}
+    aliases, pending = set(), [root]
+    while pending:
+        alias = pending.pop()
+        if alias in aliases:
+            continue
+        aliases.add(alias)
+        pending.extend(u for u in alias.users if _is_view(u) and u.args[0] is alias)
+    for alias in aliases - {mutated}:
+        for user in alias.users:
+            if user is not node and order[user] > order[node] and user is not mutated:
+                return False
+    return True
 
 
 def _fail(node: Node, problem: str):

@@ -87,3 +87,28 @@ def test_strided_slice_write_stays_refused():
 
     with pytest.raises(DittoError, match=r"test_functionalize_slices.py.*a view of"):
         _functional(Strided(), torch.randn(3, 4))
+
+
+def test_view_whose_base_is_never_read_again_is_rewritten_out_of_place():
+    class PermutedAdd(torch.nn.Module):  # Gemma 3n's altup prediction
+        def forward(self, x, y):
+            p = torch.matmul(x, y).permute(1, 0)
+            p += x.sum()
+            return p * 2
+
+    x, y = torch.randn(3, 4), torch.randn(4, 5)
+    gm, count = _functional(PermutedAdd(), x, y)
+    assert count == 1
+    torch.testing.assert_close(gm(x, y), PermutedAdd()(x, y), rtol=0, atol=0)
+
+
+def test_view_mutation_is_refused_when_its_base_is_read_afterwards():
+    class BaseReadAfter(torch.nn.Module):
+        def forward(self, x, y):
+            base = torch.matmul(x, y)
+            p = base.permute(1, 0)
+            p += 1.0
+            return base * 2  # sees the +1 through the view
+
+    with pytest.raises(DittoError, match=r"test_functionalize_slices.py.*a view of matmul"):
+        _functional(BaseReadAfter(), torch.randn(3, 4), torch.randn(4, 5))
