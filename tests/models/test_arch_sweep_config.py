@@ -89,3 +89,20 @@ def test_markdown_groups_refusals_and_setups_by_reason(capsys):
     out = capsys.readouterr().out
     assert "| refused (DittoError) (1) | multi-head latent attention" in out
     assert "something transformers cannot do" in out
+
+
+def test_gemma3n_text_converts_and_replays(tmp_path):
+    # newly testable: its altup prediction adds in place into a permuted matmul (the base is never
+    # read again) and it multiplies with aten.multiply (replay needed the alias)
+    from transformers import AutoModelForCausalLM
+
+    from tests.test_attention_variants import assert_backends_match_hf
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(sweep.tiny_config("gemma3n_text")).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.1)
+    model.save_pretrained(tmp_path)
+    assert_backends_match_hf(str(tmp_path), steps=2)
