@@ -157,10 +157,19 @@ def test_inplace_ops_are_made_out_of_place():
     check(Fn(fn), (rows(5),), ({0: N},), others=[(rows(9, seed=1),)])
 
 
+def test_inplace_op_on_a_slice_converts_as_a_concatenation():
+    def fn(m, x):
+        y = x * 2
+        y[:, 1:3].mul_(3)  # changes y through a slice: written back by concatenation
+        return y
+
+    check(Fn(fn), (rows(5),), ({0: N},), others=[(rows(9, seed=1),)])
+
+
 def test_inplace_op_on_a_view_is_refused_naming_the_line():
     def fn(m, x):
         y = x * 2
-        y[:, :2].mul_(3)  # changes y through a view
+        y[:, ::2].mul_(3)  # changes y through a strided view
         return y
 
     with pytest.raises(DittoError, match=r"in-place op mul_ .*test_trt_converters.py.*a view of"):
