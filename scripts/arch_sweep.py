@@ -366,15 +366,27 @@ def main(argv=None) -> int:
     parser.add_argument("--table", action="store_true", help="only print the table of saved results")
     parser.add_argument("--markdown", action="store_true", help="print the README's grouped table of saved results")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per architecture")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the results file (default %(default)s)")
+    parser.add_argument("--shard", help="K/N: only every N-th selected type from the K-th (0-based), for running N "
+                        "sweeps side by side, each with its own --results; merge them with --merge")
+    parser.add_argument("--merge", type=Path, nargs="*", default=[], help="results files to merge into --results")
     args = parser.parse_args(argv)
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results_file = args.results
+    results = json.loads(results_file.read_text()) if results_file.exists() else {}
+    if args.merge:
+        for other in args.merge:
+            results.update(json.loads(other.read_text()))
+        results_file.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     if args.markdown:
         print_markdown(results)
         return 0
-    if not args.table:
+    if not args.table and not args.merge:
         from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
         types = args.only.split(",") if args.only else sorted(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+        if args.shard:
+            k, n = (int(v) for v in args.shard.split("/"))
+            types = types[k::n]
         signal.signal(signal.SIGALRM, _alarm)
         for model_type in types:
             if model_type in results and not args.rerun:
@@ -390,7 +402,7 @@ def main(argv=None) -> int:
             result["seconds"] = round(time.time() - start, 1)
             results[model_type] = result
             print(f"{model_type}: {result['outcome']}: {result['detail']} ({result['seconds']} s)", flush=True)
-            RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+            results_file.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     print_table(results)
     return 0
 
