@@ -246,6 +246,8 @@ SHUFFLES = {
     "transpose_t_flatten": lambda m, x: x.t().transpose(0, 1).contiguous().clone().flatten() * 1.0,
     "numpy_T": lambda m, x: x.reshape(x.shape[0], 2, 4).T.reshape(8, -1).T + x.T.T,
     "expand": lambda m, x: x[:, :1].expand(-1, 3) + x.mean(0, keepdim=True).expand(x.shape[0], 8)[:, :3],
+    # Beam's attention output; static and dynamic target shapes
+    "view_as": lambda m, x: x.reshape(-1, 2, 4).view_as(x * 2) + x[:2].reshape(4, 4).view_as(x[:2]).sum(),
 }
 
 
