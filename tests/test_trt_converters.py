@@ -166,10 +166,21 @@ def test_inplace_op_on_a_slice_converts_as_a_concatenation():
     check(Fn(fn), (rows(5),), ({0: N},), others=[(rows(9, seed=1),)])
 
 
+def test_inplace_op_on_a_strided_slice_and_a_select_converts_as_scatters():
+    def fn(m, x):
+        y = x * 2
+        row = y[:, 1]  # a select, read again after the writes
+        y[:, 1::3].mul_(3)  # a strided slice: slice_scatter
+        row.add_(1)  # a select: select_scatter
+        return y + row[:, None]
+
+    check(Fn(fn), (rows(5),), ({0: N},), others=[(rows(9, seed=1),)])
+
+
 def test_inplace_op_on_a_view_is_refused_naming_the_line():
     def fn(m, x):
         y = x * 2
-        y[:, ::2].mul_(3)  # changes y through a strided view
+        y.t()[:2].mul_(3)  # changes y through a transpose
         return y
 
     with pytest.raises(DittoError, match=r"in-place op mul_ .*test_trt_converters.py.*a view of"):

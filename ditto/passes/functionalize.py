@@ -7,10 +7,12 @@ later reader of the mutated tensor reads the new value instead:
 before: y = clone(x);  m = mul_(y, 2);  a = add(y, 1)        (a reads the mutated y)
 after:  y = clone(x);  m = mul(y, 2);   a = add(m, 1)
 
-An in-place op on a slice (or a chain of slices, step 1) of a tensor the graph owns writes
-into its base; it becomes the out-of-place op on the slice, put back into the base by
-concatenation, and later readers of the base read the result (DeepSeek-V2/V3 build their
-keys so: `k = kv.new_empty(...); k[..., :n].copy_(k_nope); k[..., n:].copy_(k_rot)`):
+An in-place op on a slice (or a chain of static slices and selects) of a tensor the graph
+owns writes into its base; it becomes the out-of-place op on the slice, put back into the
+base (by concatenation for a step-1 slice, else slice_scatter / select_scatter); later
+readers of the base read the new base, later readers of a view of it the view taken again
+from the new base (DeepSeek-V2/V3 build their keys so:
+`k = kv.new_empty(...); k[..., :n].copy_(k_nope); k[..., n:].copy_(k_rot)`):
 
 before: b = new_empty(..); s = slice(b, -1, 0, n); c = copy_(s, x); t = slice(b, -1, n, N); ...
 after:  b2 = cat([x', slice(b, -1, n, N)], -1); t = slice(b2, -1, n, N)   (x' = copy(s, x))
@@ -18,8 +20,8 @@ after:  b2 = cat([x', slice(b, -1, n, N)], -1); t = slice(b2, -1, n, N)   (x' = 
 Slices of a concatenation that fall on its pieces are read from the pieces, so a base that
 is entirely overwritten (new_empty) drops out of the graph. Any other view may be mutated
 when nothing reads its base (or another view of it) afterwards: the base's change cannot be
-seen. Otherwise a mutated view (a transpose, a strided slice), a graph input or a weight is
-refused, naming the model source line.
+seen. Otherwise a mutated view (a transpose, a slice of a dynamic size), a graph input or a
+weight is refused, naming the model source line.
 """
 
 from __future__ import annotations
@@ -74,17 +76,18 @@ def functionalize_graph(graph: Graph) -> int:
 
 
 def _slice_chain(mutated) -> list[Node] | None:
-    """[base, slice, slice, ...] when `mutated` is a chain of static step-1 slices of a
-    tensor the graph computes (not an input, a weight or another view); else None."""
+    """[base, view, view, ...] when `mutated` is a chain of static slices (any step) and selects
+    of a tensor the graph computes (not an input, a weight or another kind of view); else None."""
     chain = []
     node = mutated
-    while isinstance(node, Node) and node.op == "call_function" and node.target == aten.slice.Tensor:
-        args = list(node.args) + [None] * (5 - len(node.args))
-        base, dim, start, end, step = args[:5]
+    while isinstance(node, Node) and node.op == "call_function" and node.target in (aten.slice.Tensor, aten.select.int):
+        base, dim = node.args[0], node.args[1]
         value = fake(base)
-        if value is None or (step not in (None, 1)) or not isinstance(dim, int):
+        if value is None or not isinstance(dim, int) or not isinstance(value.shape[dim % value.dim()], int):
+            return None  # the written region must be static
+        if node.target == aten.select.int and not isinstance(node.args[2], int):
             return None
-        if not isinstance(value.shape[dim % value.dim()], int):  # the sliced size must be static
+        if node.target == aten.slice.Tensor and any(not isinstance(v, (int, type(None))) for v in node.args[2:5]):
             return None
         chain.append(node)
         node = base
@@ -93,16 +96,16 @@ def _slice_chain(mutated) -> list[Node] | None:
     return [node] + chain[::-1]
 
 
-def _bounds(view: Node) -> tuple[int, int, int]:
-    """(dim, start, end) of a static slice node, normalised to the base's size."""
+def _bounds(view: Node) -> tuple[int, int, int, int]:
+    """(dim, start, end, step) of a static slice node, normalised to the base's size."""
     args = list(view.args) + [None] * (5 - len(view.args))
-    base, dim, start, end = args[:4]
+    base, dim, start, end, step = args[:5]
     shape = fake(base).shape
     dim = dim % len(shape)
     size = int(shape[dim])
     start = 0 if start is None else (start + size if start < 0 else start)
     end = size if end is None else (end + size if end < 0 else end)
-    return dim, max(0, min(start, size)), max(0, min(end, size))
+    return dim, max(0, min(start, size)), max(0, min(end, size)), 1 if step is None else step
 
 
 def _slice_of(graph: Graph, base: Node, dim: int, start: int, end: int) -> list[Node]:
@@ -123,13 +126,12 @@ def _slice_of(graph: Graph, base: Node, dim: int, start: int, end: int) -> list[
 
 
 def _write_through_slices(graph: Graph, node: Node, outplace, chain: list[Node]) -> None:
-    """`node` (in place on chain[-1], a slice chain of chain[0]) rewritten out of place and
-    concatenated back into the base; later readers of the base read the new base."""
+    """`node` (in place on chain[-1], a chain of slices/selects of chain[0]) rewritten out of
+    place and put back into the base (a concatenation for a step-1 slice, else slice_scatter /
+    select_scatter); later readers of the base read the new base, later readers of any view
+    of the base read that view taken again from the new base."""
     base = chain[0]
     order = {n: i for i, n in enumerate(graph.nodes)}
-    for view in chain[1:]:
-        if any(order.get(u, -1) > order[node] for u in view.users if u is not node and u not in chain):
-            _fail(node, f"{view.name}, the slice it writes, is read again after the write")
     with graph.inserting_before(node):
         src = node.args[1] if outplace == aten.copy.default and len(node.args) > 1 else None
         same = src is not None and fake(src) is not None and fake(src).shape == fake(node.args[0]).shape
@@ -140,16 +142,61 @@ def _write_through_slices(graph: Graph, node: Node, outplace, chain: list[Node])
             written.meta = {**node.meta, "val": written.meta["val"]}
         value = written
         for parent, view in zip(reversed(chain[:-1]), reversed(chain[1:])):
-            dim, start, end = _bounds(view)
-            size = int(fake(parent).shape[dim])
-            pieces = (_slice_of(graph, parent, dim, 0, start) if start > 0 else []) + [value]
-            pieces += _slice_of(graph, parent, dim, end, size) if end < size else []
-            value = call(graph, aten.cat.default, (pieces, dim)) if len(pieces) > 1 else pieces[0]
+            value = _put_back(graph, parent, value, view)
+        new_base = value
+        # every view of the base (transitively) that is read after the write, taken again from the new base
+        later = {}
+        for alias in _aliases(base):
+            readers = [u for u in alias.users if u is not node and order.get(u, -1) > order[node]]
+            if alias is base or not readers:
+                continue
+            later[alias] = (written if alias is chain[-1] else _retake(graph, alias, base, new_base), readers)
+    for alias, (new, readers) in later.items():
+        for user in readers:
+            user.replace_input_with(alias, new)
     for user in list(base.users):
-        if user is not node and user not in chain and order.get(user, -1) > order[node]:
-            user.replace_input_with(base, value)
-    node.replace_all_uses_with(written)  # the op returns the (now written) slice
+        if user is not node and order.get(user, -1) > order[node]:
+            user.replace_input_with(base, new_base)
+    node.replace_all_uses_with(written)  # the op returns the (now written) view
     graph.erase_node(node)
+
+
+def _put_back(graph: Graph, parent: Node, value: Node, view: Node) -> Node:
+    """`parent` with the region `view` takes from it replaced by `value`."""
+    if view.target == aten.select.int:
+        return call(graph, aten.select_scatter.default, (parent, value, view.args[1], view.args[2]))
+    dim, start, end, step = _bounds(view)
+    if step != 1:
+        return call(graph, aten.slice_scatter.default, (parent, value, dim, start, end, step))
+    size = int(fake(parent).shape[dim])
+    pieces = (_slice_of(graph, parent, dim, 0, start) if start > 0 else []) + [value]
+    pieces += _slice_of(graph, parent, dim, end, size) if end < size else []
+    return call(graph, aten.cat.default, (pieces, dim)) if len(pieces) > 1 else pieces[0]
+
+
+def _aliases(base: Node) -> list[Node]:
+    """`base` and every view of it, views of views included, in graph order."""
+    found, pending = [], [base]
+    while pending:
+        node = pending.pop()
+        if node in found:
+            continue
+        found.append(node)
+        pending.extend(u for u in node.users if _is_view(u) and u.args and u.args[0] is node)
+    return found
+
+
+def _retake(graph: Graph, alias: Node, base: Node, new_base: Node) -> Node:
+    """The view chain from `base` to `alias` applied again to `new_base`."""
+    path = []
+    node = alias
+    while node is not base:
+        path.append(node)
+        node = node.args[0]
+    value = new_base
+    for view in reversed(path):
+        value = call(graph, view.target, (value, *view.args[1:]), dict(view.kwargs))
+    return value
 
 
 _PURE = (aten.slice.Tensor, aten.cat.default, aten.copy.default, aten.new_empty.default, aten.empty.memory_format)
