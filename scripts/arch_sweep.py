@@ -15,8 +15,15 @@ error bound 1e-4 in float32 (the parity tests' bound). Results go to `bench/arch
 Outcome per architecture: `pass` (fx and replay within bound), `fx only` (replay refused),
 `refused` (a DittoError: the message says why), `WRONG` (converted, numbers out of bound:
 a bug), `ERROR` (a bare Python exception: a bug), `setup` (transformers itself could not
-build or run the tiny model), or a family excluded from the target (encoder-decoder,
-encoder-only, recurrent/SSM or hybrid models: not attention decoder-only LMs).
+build or run the tiny model; the detail is transformers' error), or a family excluded from the
+target by name, before any config is built (encoder-decoder, encoder-only, multimodal,
+recurrent/SSM or hybrid models, speculative-decoding drafters: not attention decoder-only LMs).
+The `hf` reference falls back to one sequence at a time, then to whole-sequence steps, for
+models that cannot take a padded batch or one new token on their cache (ditto/runtime/hf.py).
+
+    nice python scripts/arch_sweep.py --shard 0/2 --results /tmp/s0.json &   # two side by side
+    nice python scripts/arch_sweep.py --shard 1/2 --results /tmp/s1.json
+    python scripts/arch_sweep.py --merge /tmp/s0.json /tmp/s1.json           # into bench/arch_sweep.json
 """
 
 from __future__ import annotations
