@@ -317,6 +317,7 @@ _REASONS = [
     (r"routing computes none of the known routers", "MoE router TensorRT-LLM has no mode for (e.g. expert bias on the raw logits)"),
     (r"expert activation is none of", "MoE expert activation TensorRT-LLM's MoE has none for (e.g. clamped SwiGLU)"),
     (r"cannot remove the in-place op", "an in-place update of a view (functionalisation refuses it)"),
+    (r"expert projections are not applied one after the other", "MoE experts in a form the MoE pass does not recognise (gpt-oss: interleaved gate/up, clamped)"),
     (r"no pattern matched the top-k", "MoE experts outside transformers' batched implementation"),
     (r"pairs of tokens", "a second reader of the attention scores (attention sink)"),
     (r"no pattern matched .*softmax", "softmax outside a recognised attention (ALiBi, sinks, other score terms)"),
