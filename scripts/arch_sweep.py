@@ -15,8 +15,15 @@ error bound 1e-4 in float32 (the parity tests' bound). Results go to `bench/arch
 Outcome per architecture: `pass` (fx and replay within bound), `fx only` (replay refused),
 `refused` (a DittoError: the message says why), `WRONG` (converted, numbers out of bound:
 a bug), `ERROR` (a bare Python exception: a bug), `setup` (transformers itself could not
-build or run the tiny model), or a family excluded from the target (encoder-decoder,
-encoder-only, recurrent/SSM or hybrid models: not attention decoder-only LMs).
+build or run the tiny model; the detail is transformers' error), or a family excluded from the
+target by name, before any config is built (encoder-decoder, encoder-only, multimodal,
+recurrent/SSM or hybrid models, speculative-decoding drafters: not attention decoder-only LMs).
+The `hf` reference falls back to one sequence at a time, then to whole-sequence steps, for
+models that cannot take a padded batch or one new token on their cache (ditto/runtime/hf.py).
+
+    nice python scripts/arch_sweep.py --shard 0/2 --results /tmp/s0.json &   # two side by side
+    nice python scripts/arch_sweep.py --shard 1/2 --results /tmp/s1.json
+    python scripts/arch_sweep.py --merge /tmp/s0.json /tmp/s1.json           # into bench/arch_sweep.json
 """
 
 from __future__ import annotations
@@ -44,7 +51,13 @@ HYBRID = {  # attention layers interleaved with SSM / linear-attention / convolu
     "bamba", "jamba", "zamba", "zamba2", "falcon_h1", "nemotron_h", "granitemoehybrid", "lfm2", "lfm2_moe",
     "lfm3", "qwen3_next", "kimi_linear", "olmo_hybrid", "bailing_hybrid", "qwen3_5", "qwen3_5_text",
     "qwen3_5_moe", "qwen3_5_moe_text",
+    "lara_mini", "qwen4_exp_text",  # gated delta-net (linear attention) layers
+    "inkling_text", "inkling2_text", "inkling2_loop_text",  # a short convolution over tokens in every layer
+    "zaya",  # convolutional attention: Q/K from a causal convolution with its own conv state
 }
+# Not standalone LMs: speculative-decoding drafters whose forward reads the target model's
+# embeddings and KV states (input_ids are ignored).
+DRAFTERS = {"gemma4_assistant", "gemma4_unified_assistant"}
 ENCODER_ONLY = {  # bidirectional encoders that transformers can also run as decoders
     "bert", "bert-generation", "big_bird", "camembert", "data2vec-text", "electra", "ernie", "megatron-bert",
     "rembert", "roberta", "roberta-prelayernorm", "roc_bert", "roformer", "xlm-roberta", "xlm-roberta-xl",
@@ -85,6 +98,13 @@ def family(model_type: str, config) -> str | None:
         return "encoder-only"
     if model_type in MULTIMODAL:
         return "multimodal"
+    if model_type in DRAFTERS:
+        return "speculative-decoding drafter (reads the target model's states)"
+    if config is None:
+        return None
+    kinds = {str(kind) for kind in getattr(config, "layer_types", None) or []}
+    if any(word in kind for kind in kinds for word in ("linear", "mamba", "conv", "recurrent", "delta")):
+        return "hybrid (SSM or linear attention layers)"
     if getattr(config, "is_encoder_decoder", False):
         return "encoder-decoder"
     if any(hasattr(config, key) for key in ("vision_config", "audio_config", "vq_config")):
@@ -92,17 +112,55 @@ def family(model_type: str, config) -> str | None:
     return None
 
 
+# Fields some default configs leave None although the model needs a value (transformers' own
+# default config cannot be instantiated then): filled with the tiny size.
+_NONE_FILLED = {
+    "head_dim": 16, "num_key_value_heads": 2, "n_routed_experts": 4, "num_experts": 4,
+    "num_experts_per_tok": 2, "n_group": 1, "topk_group": 1,
+}
+# Per-architecture settings the generic shrinking cannot derive, each with the reason.
+OVERRIDES = {
+    # the modeling file reads attn_config.rope_theta, which the default attention config lacks, and
+    # clamps Q/K/V with clip_qkv unconditionally (default None); DBRX's released config clips at 8
+    "dbrx": dict(attn_config=dict(kv_n_heads=2, rope_theta=10000.0, clip_qkv=8.0), ffn_config=dict(ffn_hidden_size=128,
+                                                                                       moe_num_experts=4, moe_top_k=2)),
+    # a looped-depth model: input, recurrent and output layer counts must add up to the layer count
+    "dory": dict(num_hidden_layers=3, n_input_layers=1, n_recurrent_layers=1, n_output_layers=1,
+                 layer_types=["sliding_attention", "full_attention", "sliding_attention"]),
+    # the default leaves the shared-expert count None, which the MoE block multiplies by
+    "dots1": dict(n_shared_experts=1),
+    # its validator wants as many KV heads as query heads
+    "dots3_note_text": dict(num_key_value_heads=4),
+    # KV-sharing layers count from the end of the stack; none in a 2-layer model
+    "gemma3n_text": dict(num_kv_shared_layers=0, vocab_size_per_layer_input=256, hidden_size_per_layer_input=16,
+                         altup_num_inputs=2, laurel_rank=8, activation_sparsity_pattern=[0.0, 0.0]),
+}
+
+
 def tiny_config(model_type: str):
-    """The default config of `model_type`, shrunk to a few layers of a small width."""
+    """The default config of `model_type`, shrunk to a few layers of a small width.
+
+    Shrunk consistently: per-layer lists keep one entry per layer, multi-head latent attention
+    keeps its KV head count equal to the query head count (it has no grouped KV heads), RoPE
+    parameters keyed by layer type get an entry per type, and fields the default leaves None
+    although the model needs them are filled (`_NONE_FILLED`)."""
     from transformers import AutoConfig
 
     default = AutoConfig.for_model(model_type)
-    values = default.to_dict()
+    values = default.to_dict()  # what the config object holds after its own __post_init__ (Dory halves layers)
+    for key in values:
+        try:
+            values[key] = getattr(default, key)
+        except Exception:  # per-layer (heterogeneous) configs refuse global reads of per-layer fields
+            pass
     kwargs = {}
     for keys, size in _SIZE_KEYS.items():
         for key in keys:
             if isinstance(values.get(key), int) and not isinstance(values.get(key), bool):
                 kwargs[key] = size
+    for key, size in _NONE_FILLED.items():
+        if key in values and values[key] is None:
+            kwargs[key] = size
     layers = 2
     layer_types = values.get("layer_types")
     if isinstance(layer_types, list) and layer_types:
@@ -111,6 +169,14 @@ def tiny_config(model_type: str):
         layers = len(kwargs["layer_types"])
     if isinstance(values.get("attention_types"), list):  # GPT-Neo: [[["global", "local"], repeats]]
         kwargs["attention_types"] = [[["global", "local"], 1]]
+    for key, size in (("n_group", 2), ("topk_group", 1), ("first_k_dense_replace", 1)):
+        # grouped top-k over the 4 tiny experts; one dense layer first, so the MoE layer is reached
+        if isinstance(values.get(key), int) and values[key] > size:
+            kwargs[key] = size
+    default_layers = next((values[k] for k in _LAYER_KEYS if isinstance(values.get(k), int)), None)
+    for key, value in values.items():  # other per-layer lists (indexer_types, ...): the first entries
+        if key != "layer_types" and key not in kwargs and isinstance(value, list) and len(value) == default_layers:
+            kwargs[key] = value[:layers]
     for key in ("global_head_dim",):
         if isinstance(values.get(key), int):
             kwargs[key] = 32
@@ -120,12 +186,32 @@ def tiny_config(model_type: str):
     for key in _KV_HEAD_KEYS:
         if isinstance(values.get(key), int):
             kwargs[key] = 2
+    for keys, size in _SIZE_KEYS.items():  # per-layer lists (Gemma 3n's intermediate_size): one entry a layer
+        for key in keys:
+            value = values.get(key)
+            if isinstance(value, list) and value and all(isinstance(v, int) for v in value):
+                kwargs[key] = [size] * layers
+    if isinstance(values.get("kv_lora_rank"), int):  # multi-head latent attention: K/V per query head
+        kwargs["num_key_value_heads"] = kwargs.get("num_attention_heads", 4)
+        if "qk_head_dim" in values:
+            kwargs["qk_head_dim"] = kwargs.get("qk_nope_head_dim", 16) + kwargs.get("qk_rope_head_dim", 16)
+        if "head_dim" in values:
+            kwargs["head_dim"] = kwargs.get("qk_rope_head_dim", 16)
+    rope = values.get("rope_parameters")
+    if isinstance(rope, dict) and "rope_type" not in rope and "rope_theta" not in rope:
+        kinds = kwargs.get("layer_types") or []
+        default_rope = {"rope_type": "default", "rope_theta": 10000.0}
+        if kinds:  # keyed by layer type: one entry per type the model uses
+            kwargs["rope_parameters"] = {kind: dict(rope.get(kind) or default_rope) for kind in kinds}
+        elif not rope:
+            kwargs["rope_parameters"] = default_rope
     for key in _TOKEN_KEYS:
         value = values.get(key)
         if isinstance(value, int) and value >= 256:
             kwargs[key] = 1
         elif isinstance(value, list):
             kwargs[key] = [v if v < 256 else 1 for v in value]
+    kwargs.update(OVERRIDES.get(model_type, {}))
     return AutoConfig.for_model(model_type, **kwargs)
 
 
@@ -135,6 +221,9 @@ def run_one(model_type: str) -> dict:
     from ditto.errors import DittoError
     from ditto.runtime.backend import StepwiseRequest, get_backend
 
+    excluded = family(model_type, None)
+    if excluded:
+        return dict(outcome="excluded", detail=excluded)
     try:
         config = tiny_config(model_type)
     except Exception as e:
@@ -228,6 +317,7 @@ _REASONS = [
     (r"routing computes none of the known routers", "MoE router TensorRT-LLM has no mode for (e.g. expert bias on the raw logits)"),
     (r"expert activation is none of", "MoE expert activation TensorRT-LLM's MoE has none for (e.g. clamped SwiGLU)"),
     (r"cannot remove the in-place op", "an in-place update of a view (functionalisation refuses it)"),
+    (r"expert projections are not applied one after the other", "MoE experts in a form the MoE pass does not recognise (gpt-oss: interleaved gate/up, clamped)"),
     (r"no pattern matched the top-k", "MoE experts outside transformers' batched implementation"),
     (r"pairs of tokens", "a second reader of the attention scores (attention sink)"),
     (r"no pattern matched .*softmax", "softmax outside a recognised attention (ALiBi, sinks, other score terms)"),
@@ -235,6 +325,11 @@ _REASONS = [
     (r"mask depends on the token values", "mask computed from token values"),
     (r"long-RoPE", "long-RoPE (issue 9 defect 4)"),
     (r"RoPE is applied to only one", "RoPE found on the query only (attention experts)"),
+    (r"picks among the tokens", "sparse attention (an indexer's top-k over tokens)"),
+    (r"multi-head latent attention", "multi-head latent attention (MLA: value head size differs from query/key)"),
+    (r"torch\.export failed.*data-dependent", "torch.export: a branch or loop on tensor values (MoE experts looped over the picked experts)"),
+    (r"torch\.export failed.*Constraints violated", "torch.export: the forward fixes the token count (prompt tokens prepended)"),
+    (r"does not reproduce the graph", "RoPE not reproduced (a normalisation between RoPE and attention, e.g. nGPT / QK-norm after RoPE)"),
     (r"no converter", "a missing converter"),
 ]
 
@@ -258,14 +353,14 @@ def print_markdown(results: dict) -> None:
         elif outcome == "excluded":
             key = ("not an attention decoder-only LM", v["detail"])
         elif outcome == "setup":
-            key = ("sweep could not build a tiny model", "transformers failed on the shrunk default config")
+            key = ("transformers cannot run the tiny model", v["detail"].split(": ", 1)[-1][:160])
         elif outcome == "fx only":
             key = ("converted: fx only, replay refused", _reason(v["detail"]))
         else:
             key = (outcome if outcome in ("WRONG", "ERROR") else "refused (DittoError)", _reason(v["detail"]))
         groups.setdefault(key, []).append(name)
     order = ["converted: hf, fx, replay agree (1e-4)", "converted: fx only, replay refused", "refused (DittoError)",
-             "WRONG", "ERROR", "sweep could not build a tiny model", "not an attention decoder-only LM"]
+             "WRONG", "ERROR", "transformers cannot run the tiny model", "not an attention decoder-only LM"]
     print("| outcome | why | architectures |")
     print("| --- | --- | --- |")
     for (outcome, reason), names in sorted(groups.items(), key=lambda kv: (order.index(kv[0][0]), -len(kv[1]))):
@@ -279,15 +374,27 @@ def main(argv=None) -> int:
     parser.add_argument("--table", action="store_true", help="only print the table of saved results")
     parser.add_argument("--markdown", action="store_true", help="print the README's grouped table of saved results")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per architecture")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the results file (default %(default)s)")
+    parser.add_argument("--shard", help="K/N: only every N-th selected type from the K-th (0-based), for running N "
+                        "sweeps side by side, each with its own --results; merge them with --merge")
+    parser.add_argument("--merge", type=Path, nargs="*", default=[], help="results files to merge into --results")
     args = parser.parse_args(argv)
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results_file = args.results
+    results = json.loads(results_file.read_text()) if results_file.exists() else {}
+    if args.merge:
+        for other in args.merge:
+            results.update(json.loads(other.read_text()))
+        results_file.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     if args.markdown:
         print_markdown(results)
         return 0
-    if not args.table:
+    if not args.table and not args.merge:
         from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
         types = args.only.split(",") if args.only else sorted(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+        if args.shard:
+            k, n = (int(v) for v in args.shard.split("/"))
+            types = types[k::n]
         signal.signal(signal.SIGALRM, _alarm)
         for model_type in types:
             if model_type in results and not args.rerun:
@@ -303,7 +410,7 @@ def main(argv=None) -> int:
             result["seconds"] = round(time.time() - start, 1)
             results[model_type] = result
             print(f"{model_type}: {result['outcome']}: {result['detail']} ({result['seconds']} s)", flush=True)
-            RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+            results_file.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     print_table(results)
     return 0
 

@@ -157,10 +157,30 @@ def test_inplace_ops_are_made_out_of_place():
     check(Fn(fn), (rows(5),), ({0: N},), others=[(rows(9, seed=1),)])
 
 
+def test_inplace_op_on_a_slice_converts_as_a_concatenation():
+    def fn(m, x):
+        y = x * 2
+        y[:, 1:3].mul_(3)  # changes y through a slice: written back by concatenation
+        return y
+
+    check(Fn(fn), (rows(5),), ({0: N},), others=[(rows(9, seed=1),)])
+
+
+def test_inplace_op_on_a_strided_slice_and_a_select_converts_as_scatters():
+    def fn(m, x):
+        y = x * 2
+        row = y[:, 1]  # a select, read again after the writes
+        y[:, 1::3].mul_(3)  # a strided slice: slice_scatter
+        row.add_(1)  # a select: select_scatter
+        return y + row[:, None]
+
+    check(Fn(fn), (rows(5),), ({0: N},), others=[(rows(9, seed=1),)])
+
+
 def test_inplace_op_on_a_view_is_refused_naming_the_line():
     def fn(m, x):
         y = x * 2
-        y[:, :2].mul_(3)  # changes y through a view
+        y.t()[:2].mul_(3)  # changes y through a transpose
         return y
 
     with pytest.raises(DittoError, match=r"in-place op mul_ .*test_trt_converters.py.*a view of"):
@@ -237,6 +257,8 @@ SHUFFLES = {
     "transpose_t_flatten": lambda m, x: x.t().transpose(0, 1).contiguous().clone().flatten() * 1.0,
     "numpy_T": lambda m, x: x.reshape(x.shape[0], 2, 4).T.reshape(8, -1).T + x.T.T,
     "expand": lambda m, x: x[:, :1].expand(-1, 3) + x.mean(0, keepdim=True).expand(x.shape[0], 8)[:, :3],
+    # Beam's attention output; static and dynamic target shapes
+    "view_as": lambda m, x: x.reshape(-1, 2, 4).view_as(x * 2) + x[:2].reshape(4, 4).view_as(x[:2]).sum(),
 }
 
 

@@ -36,12 +36,36 @@ def export_model(loaded: LoadedModel) -> torch.export.ExportedProgram:
             return torch.export.export(loaded.model, (), kwargs, dynamic_shapes=dynamic, strict=False)
     except Exception as e:
         arch = type(loaded.model).__name__
+        where = _model_frame(e)
+        what = ""
+        if "data-dependent" in str(e):
+            what = ("a branch or loop on tensor values (e.g. MoE experts looped over the experts the router picked, "
+                    "outside transformers' `@use_experts_implementation`) ")
         raise DittoError(
-            f"torch.export failed for {arch}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}; "
+            f"torch.export failed for {arch}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            f"{f' at {where}' if where else ''}; {what}"
             "the model's forward must be traceable with a dynamic number of tokens"
         ) from e
     finally:
         hook.remove()
+
+
+def _model_frame(e: BaseException) -> str | None:
+    """The innermost frame of the model's own source (transformers' models/, or a file outside
+    torch and ditto) in the exception's traceback, as 'File "...", line N, in f'."""
+    import traceback
+
+    frames = []
+    while e is not None:
+        frames = traceback.extract_tb(e.__traceback__) or frames
+        if any("/transformers/models/" in f.filename for f in frames):
+            break
+        e = e.__cause__ or e.__context__
+    model = [f for f in frames if "/transformers/models/" in f.filename]
+    if not model:
+        return None
+    f = model[-1]
+    return f'File "{f.filename}", line {f.lineno}, in {f.name}'
 
 
 def forward_arguments(forward, tensors: dict[str, tuple], flags: dict) -> tuple[dict, dict, dict]:

@@ -66,6 +66,10 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
         _fail(node, f"expected a [1, heads, tokens, head_size] query, got {tuple(q_shape)}")
     num_heads, head_size = int(q_shape[1]), int(q_shape[3])
     num_kv_heads = int(k_shape[1])
+    if tuple(k_shape[:3]) == tuple(v_shape[:3]) and int(k_shape[3]) == head_size != int(v_shape[3]):
+        _fail(node, f"the value head size {int(v_shape[3])} differs from the query/key head size {head_size} "
+              "(multi-head latent attention, DeepSeek-V2/V3 style, decompressed to per-head K/V); multi-head latent "
+              "attention is not supported yet (TensorRT-LLM's GPTAttention takes one head size outside its MLA mode)")
     if tuple(k_shape) != tuple(v_shape) or num_heads % num_kv_heads or int(k_shape[3]) != head_size:
         _fail(node, f"query {tuple(q_shape)}, key {tuple(k_shape)}, value {tuple(v_shape)} do not form MHA/GQA/MQA")
     if isinstance(mask, Node) and mask in token_dependent:

@@ -25,6 +25,13 @@ _LEFTOVER = (aten.scaled_dot_product_attention.default, aten._softmax.default, a
 
 def check_supported(ctx: PassContext) -> None:
     routing = [n for n in ctx.graph.nodes if is_call(n, aten.topk.default) and not _dense_routing(n)]
+    over_tokens = [n for n in routing if _over_tokens(n)]
+    if over_tokens:
+        raise DittoError(
+            f"the top-k {over_tokens[0].name} at {source_line(over_tokens[0])} picks among the tokens of the sequence "
+            "(sparse attention: an indexer selects the keys each query attends to, DeepSeek-V3.2 style); sparse "
+            "attention is not supported yet"
+        )
     if routing:
         raise DittoError(
             f"no pattern matched the top-k {routing[0].name} at {source_line(routing[0])}; ditto converts mixture-of-"
@@ -50,6 +57,16 @@ def check_supported(ctx: PassContext) -> None:
         )
     if not ctx.attention:
         raise DittoError("no attention layer was recognised; ditto builds decoder-only transformer LMs")
+
+
+def _over_tokens(topk) -> bool:
+    """A top-k along an axis whose size is the (dynamic) token count: a choice among tokens,
+    not among a fixed number of experts."""
+    val = topk.args[0].meta.get("val") if isinstance(topk.args[0], torch.fx.Node) else None
+    if not isinstance(val, torch.Tensor) or val.dim() == 0:
+        return False
+    dim = topk.args[2] if len(topk.args) > 2 else topk.kwargs.get("dim", -1)
+    return not isinstance(val.shape[dim], int)
 
 
 def _dense_routing(topk) -> bool:

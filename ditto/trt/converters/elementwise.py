@@ -75,7 +75,7 @@ def add(ctx, a, b, alpha=1):
     return binary(ctx, a, _scaled(ctx, b, alpha), "SUM")
 
 
-@converter(aten.sub.Tensor, aten.sub.Scalar)
+@converter(aten.sub.Tensor, aten.sub.Scalar, aten.subtract.Tensor, aten.subtract.Scalar)
 def sub(ctx, a, b, alpha=1):
     return binary(ctx, a, _scaled(ctx, b, alpha), "SUB")
 
@@ -85,12 +85,12 @@ def rsub(ctx, a, b, alpha=1):
     return binary(ctx, b, _scaled(ctx, a, alpha), "SUB")
 
 
-@converter(aten.mul.Tensor, aten.mul.Scalar)
+@converter(aten.mul.Tensor, aten.mul.Scalar, aten.multiply.Tensor, aten.multiply.Scalar)  # multiply: Gemma 3n
 def mul(ctx, a, b):
     return binary(ctx, a, b, "PROD")
 
 
-@converter(aten.div.Tensor, aten.div.Scalar)
+@converter(aten.div.Tensor, aten.div.Scalar, aten.divide.Tensor, aten.divide.Scalar, aten.true_divide.Tensor)
 def div(ctx, a, b):
     return binary(ctx, a, b, "DIV")
 

@@ -25,6 +25,19 @@ def reshape(ctx, x, sizes):
     return ctx.reshape(x, list(sizes))
 
 
+@converter(aten.view_as.default)
+def view_as(ctx, x, other):
+    """x reshaped to other's shape (Beam's attention output)."""
+    dims = list(other.shape)
+    if all(d >= 0 for d in dims):
+        return ctx.reshape(x, dims)
+    shape = ctx.shape_of(other)
+    layer = ctx.network.add_shuffle(x)
+    layer.set_input(1, shape)
+    layer.zero_is_placeholder = False
+    return ctx.out(layer, "view_as")
+
+
 def _axes(ctx, axes: list[int]):
     return ctx.constant(torch.tensor(axes, dtype=torch.int64), "axes")
 

@@ -1,4 +1,4 @@
-"""Slicing, indexing and joining converters: slice, select, gathers, scatter, split, cat, stack.
+"""Slicing, indexing and joining converters: slice, select, gathers, scatters, split, cat, stack.
 
 Bounds follow Python: negative indices count from the end and out-of-range bounds clamp.
 On a dynamic dim the bounds are computed in the network from its size.
@@ -12,7 +12,7 @@ import torch
 
 from ditto.trt.converters import converter
 from ditto.trt.converters.elementwise import result_dtype
-from ditto.trt.converters.shuffle import dims_of
+from ditto.trt.converters.shuffle import dims_of, unsqueeze
 from ditto.trt.converters.symbolic import size_op, size_tensor
 
 aten = torch.ops.aten
@@ -155,6 +155,45 @@ def scatter(ctx, x, dim, index, src):
     layer = ctx.network.add_scatter(x, index, ctx.cast(src, ctx.torch_dtype(x.dtype)), ctx.trt.ScatterMode.ELEMENT)
     layer.axis = dim % len(x.shape)
     return ctx.out(layer, "scatter")
+
+
+def _static_scattered_dim(node) -> str | None:
+    val = node.args[0].meta.get("val") if hasattr(node.args[0], "meta") else None
+    dim = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)
+    if val is None or not isinstance(dim, int) or not isinstance(val.shape[dim % val.dim()], int):
+        return "a dynamic size along the written dim"
+    if any(not isinstance(v, (int, type(None))) for v in node.args[3:]):
+        return "symbolic bounds"
+    return None
+
+
+def _put_into(ctx, x, src, dim: int, positions: list[int], name: str):
+    """x with the entries at `positions` along `dim` taken from src's consecutive entries there:
+    a gather from cat([x, src]) with a constant index (the written region is static)."""
+    size = int(x.shape[dim])
+    index = list(range(size))
+    for j, p in enumerate(positions):
+        index[p] = size + j
+    layer = ctx.network.add_concatenation([x, ctx.cast(src, ctx.torch_dtype(x.dtype))])
+    layer.axis = dim
+    joined = ctx.out(layer, "joined")
+    return gather(ctx, joined, ctx.constant(torch.tensor(index, dtype=torch.int32), "positions"), dim, name)
+
+
+@converter(aten.slice_scatter.default, supports=_static_scattered_dim)
+def slice_scatter(ctx, x, src, dim=0, start=None, end=None, step=1):
+    """x with x[..., start:end:step, ...] along `dim` replaced by src (functionalised slice writes)."""
+    dim %= len(x.shape)
+    positions = list(range(int(x.shape[dim])))[slice(start, end, step)]
+    return _put_into(ctx, x, src, dim, positions, "slice_scatter")
+
+
+@converter(aten.select_scatter.default, supports=_static_scattered_dim)
+def select_scatter(ctx, x, src, dim, index):
+    """x with x.select(dim, index) replaced by src."""
+    dim %= len(x.shape)
+    position = list(range(int(x.shape[dim])))[index]
+    return _put_into(ctx, x, unsqueeze(ctx, src, dim), dim, [position], "select_scatter")
 
 
 # ---- joining -------------------------------------------------------------------------------
