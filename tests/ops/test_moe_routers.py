@@ -98,10 +98,10 @@ def test_the_sparse_mixer_threshold_changes_the_weights():
 
 
 def test_clamped_swiglu_reads_as_its_definition():
-    h = torch.tensor([[0.5, 9.0, -9.0, 2.0, 8.0, -1.0]])  # [linear | gate], inter 3
+    h = torch.tensor([[0.5, 9.0, -9.0, 2.0, 8.0, -9.0]])  # [linear | gate], inter 3
     got = moe_op.apply_activation(h, ("swiglu_clamped", 1.702, 1.0, 7.0))
     expected = []
-    for lin, gate in zip([0.5, 9.0, -9.0], [2.0, 8.0, -1.0]):
+    for lin, gate in zip([0.5, 9.0, -9.0], [2.0, 8.0, -9.0]):
         lin, gate = max(-7.0, min(7.0, lin)), min(gate, 7.0)
         expected.append((lin + 1.0) * gate / (1 + math.exp(-1.702 * gate)))
     torch.testing.assert_close(got[0], torch.tensor(expected), rtol=1e-6, atol=1e-6)
