@@ -165,7 +165,7 @@ def _replace(ctx: PassContext, origin: Node, gathers: list[Node]) -> None:
              selection=routing["selection"], n_group=routing["n_group"], topk_group=routing["topk_group"],
              group_top=routing["group_top"], sparse_mixer_epsilon=routing["sparse_mixer_epsilon"],
              activation_params=(activation["alpha"], activation["beta"], activation["limit"]),
-             has_bias=b1 is not None, inter_size=int(fake(fc2_w).shape[-1]), router=router.name, node=node.name)
+             has_bias=b1 is not None, has_fc2_bias=b2 is not None, inter_size=int(fake(fc2_w).shape[-1]), router=router.name, node=node.name)
     )
 
 

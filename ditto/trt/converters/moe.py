@@ -185,3 +185,57 @@ def _plain(ctx, h, activation: str):
     if activation == "silu":
         return binary(ctx, h, trt_activation(ctx, h, "SIGMOID"), "PROD")
     return trt_activation(ctx, h, {"gelu": "GELU_ERF", "gelu_tanh": "GELU_TANH", "relu": "RELU"}[activation])
+
+
+# ---- TensorRT-LLM's MixtureOfExperts plugin ------------------------------------------------------
+
+MOE_LOWERINGS = ("native", "plugin")
+
+
+def resolve_moe(trt) -> tuple[str, str]:
+    """(lowering, why): `plugin` when TensorRT-LLM's MixtureOfExperts plugin can be created
+    (TensorRT with tensorrt_llm importable and the creator registered), else `native`."""
+    import importlib.util
+
+    from ditto.trtllm.moe import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
+
+    if not hasattr(trt.INetworkDefinition, "add_plugin_v2"):
+        return "native", f"{trt.__name__} has no IPluginV2 layers"
+    if importlib.util.find_spec("tensorrt_llm") is None:
+        return "native", "tensorrt_llm is not importable"
+    import tensorrt_llm  # noqa: F401  (loads TensorRT-LLM's plugin library into the registry)
+
+    if trt.get_plugin_registry().get_plugin_creator(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE) is None:
+        return "native", "TensorRT-LLM's plugin library did not register MixtureOfExperts"
+    return "plugin", "TensorRT-LLM's MixtureOfExperts plugin is registered"
+
+
+def moe_arguments(node) -> dict:
+    """The moe node's arguments by name (defaults filled in)."""
+    bound = moe_op._SIGNATURE.bind(*node.args, **node.kwargs)
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+def plugin_lowering(ctx, node):
+    """`ditto.moe` as routing in TensorRT layers (`routing()`) + TensorRT-LLM's MixtureOfExperts
+    plugin for the experts, as TensorRT-LLM 1.x's MixtureOfExperts layer builds it. A layer the
+    plugin cannot compute (`plugin_unsupported`) keeps the native lowering."""
+    from ditto.trt.converters import convert_node
+    from ditto.trtllm.moe import create_moe_plugin, moe_plugin_fields, plugin_inputs, plugin_unsupported
+
+    a = moe_arguments(node)
+    layer = dict(activation=a["activation"], has_bias=a["fc1_bias"] is not None, has_fc2_bias=a["fc2_bias"] is not None)
+    if plugin_unsupported(layer) is not None:
+        return convert_node(ctx, node)
+    value = lambda v: ctx.values[v] if v is not None else None  # noqa: E731
+    x = value(a["hidden_states"])
+    weights, ids = routing(ctx, value(a["router_logits"]), value(a["expert_bias"]), a["num_experts"], a["top_k"],
+                           a["normalization_mode"], a["scoring"], a["routed_scaling"], a["selection"], a["n_group"],
+                           a["topk_group"], a["group_top"], a["sparse_mixer_epsilon"])
+    fc2 = value(a["fc2_weight"])
+    dtype = str(ctx.torch_dtype(x.dtype)).removeprefix("torch.")
+    fields = moe_plugin_fields(a["num_experts"], a["top_k"], int(x.shape[-1]), int(fc2.shape[-1]), a["activation"], dtype,
+                               a["fc1_bias"] is not None)
+    inputs = plugin_inputs(x, value(a["fc1_weight"]), fc2, ids, weights, value(a["fc1_bias"]), value(a["fc2_bias"]))
+    return ctx.out(ctx.network.add_plugin_v2(inputs, create_moe_plugin(ctx.trt, fields)), "moe_plugin")

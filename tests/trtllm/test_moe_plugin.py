@@ -1,0 +1,121 @@
+"""TensorRT-LLM's MoE: config.json's fields and hidden_act, and the MixtureOfExperts plugin
+creation checked against the facts read from TensorRT-LLM's source (ditto/trtllm/moe.py FACTS;
+the plugin itself only runs on a GPU with TensorRT-LLM)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ditto.errors import DittoError
+from ditto.trtllm import moe as trtllm_moe
+from ditto.trtllm.moe import FACTS, NO_MOE, moe_config, moe_hidden_act, moe_plugin_fields, plugin_inputs
+
+MIXTRAL = dict(num_experts=8, top_k=2, normalization_mode=1, scoring="softmax", activation="swiglu", routed_scaling=1.0,
+               has_expert_bias=False, selection="scores", n_group=1, topk_group=1, group_top=1,
+               sparse_mixer_epsilon=0.0, activation_params=(1.0, 0.0, 0.0), has_bias=False, has_fc2_bias=False)
+
+
+class _Config:
+    pass
+
+
+def test_config_fields_are_tensorrt_llms():
+    assert list(NO_MOE) == FACTS["moe_config_fields"]["value"]  # the nine MoeConfig fields, in its order
+    assert moe_config([MIXTRAL], _Config())["normalization_mode"] == 1
+
+
+def test_grouped_and_sparse_mixer_modes():
+    grouped = moe_config([dict(MIXTRAL, n_group=4, topk_group=2, group_top=2)], _Config())
+    assert (grouped["normalization_mode"], grouped["device_limited_n_group"], grouped["device_limited_topk_group"]) == (
+        FACTS["normalization_modes"]["value"]["DEVICE_LIMITED_RENORM"], 4, 2)
+    plain = moe_config([dict(MIXTRAL, normalization_mode=0, n_group=2)], _Config())
+    assert plain["normalization_mode"] == FACTS["normalization_modes"]["value"]["DEVICE_LIMITED"]
+    mixer = moe_config([dict(MIXTRAL, normalization_mode=2, sparse_mixer_epsilon=0.2)], _Config())
+    assert (mixer["normalization_mode"], mixer["sparse_mixer_epsilon"]) == (2, 0.2)
+    with pytest.raises(DittoError, match="MoE layers differ"):
+        moe_config([MIXTRAL, dict(MIXTRAL, n_group=2)], _Config())
+
+
+def test_hidden_act_names_the_gated_experts_as_tensorrt_llm_does():
+    """TensorRT-LLM writes hidden_act "swiglu" for Mixtral (models/llama/config.py), not HF's "silu"."""
+    assert moe_hidden_act([MIXTRAL], "silu") == FACTS["hidden_act_for_moe"]["value"]["mixtral"] == "swiglu"
+    assert moe_hidden_act([], "silu") == "silu"
+
+
+def test_plugin_fields_are_what_create_plugin_reads():
+    reads = FACTS["create_plugin_reads"]["value"]
+    fields = moe_plugin_fields(8, 2, 4096, 14336, "swiglu", "bfloat16", use_bias=False)
+    names = [name for name, _ in fields]
+    assert len(names) == len(set(names))  # "Parameter %s was set twice" otherwise
+    assert set(reads["required"]) <= set(names)  # "Parameter %s is required but not set" otherwise
+    assert set(names) <= set(reads["required"]) | set(reads["optional"])
+    assert set(names) == set(FACTS["plugin_fields_python_sets"]["value"])  # as TensorRT-LLM's own _moe_plugin
+    assert all(value.dtype == np.int32 and value.shape == (1,) for _, value in fields)  # TLLM_CHECK kINT32
+    values = {name: int(value[0]) for name, value in fields}
+    assert values["activation_type"] == FACTS["activation_ids"]["value"]["swiglu"] == 3
+    assert (values["number_of_experts"], values["experts_per_token"]) == (8, 2)
+    assert (values["expert_hidden_size"], values["expert_inter_size"]) == (4096, 14336)
+    assert values["type_id"] == values["weight_type_id"] == values["output_type_id"] == 7  # trt.bfloat16
+    assert values["use_final_scales"] == 1 and values["use_bias"] == 0
+    assert FACTS["activation_ids"]["value"]["identity"] == trtllm_moe.PLUGIN_ACTIVATIONS["identity"] == 6
+
+
+def test_plugin_inputs_in_its_order():
+    assert plugin_inputs("x", "w1", "w2", "ids", "scales") == ["x", "w1", "w2", "ids", "scales"]
+    order = plugin_inputs("hidden_states", "expert_weights_1", "expert_weights_2", "token_selected_experts",
+                          "token_final_scales", "expert_bias_1", "expert_bias_2")
+    assert order == FACTS["plugin_inputs"]["value"]
+    with pytest.raises(DittoError, match="both expert biases"):
+        plugin_inputs("x", "w1", "w2", "ids", "scales", "b1", None)
+
+
+def test_clamped_swiglu_is_refused_by_the_plugin_path():
+    assert trtllm_moe.plugin_unsupported(MIXTRAL) is None
+    assert "swiglu_clamped" in trtllm_moe.plugin_unsupported(dict(MIXTRAL, activation="swiglu_clamped"))
+
+
+def test_plugin_is_created_through_the_registry_with_those_fields():
+    created = {}
+
+    class Field:
+        def __init__(self, name, data, kind):
+            self.name, self.data, self.kind = name, data, kind
+
+    class Creator:
+        def create_plugin(self, name, collection):
+            created.update(name=name, fields=collection)
+            return "plugin"
+
+    class Registry:
+        def get_plugin_creator(self, name, version, namespace):
+            created["key"] = (name, version, namespace)
+            return Creator()
+
+    class FakeTrt:
+        PluginField = Field
+        PluginFieldCollection = list
+
+        class PluginFieldType:
+            INT32 = "INT32"
+
+        @staticmethod
+        def get_plugin_registry():
+            return Registry()
+
+    fields = moe_plugin_fields(4, 2, 16, 8, "swiglu", "float16", use_bias=True)
+    assert trtllm_moe.create_moe_plugin(FakeTrt, fields) == "plugin"
+    assert created["key"] == FACTS["plugin_creator"]["value"]
+    assert {f.name for f in created["fields"]} == {name for name, _ in fields}
+    assert {f.kind for f in created["fields"]} == {"INT32"}
+
+
+def test_build_chooses_native_layers_without_tensorrt_llm():
+    import importlib.util
+
+    from ditto.trt.converters.moe import resolve_moe
+    from ditto.trt.provider import trt_module
+
+    lowering, why = resolve_moe(trt_module("tensorrt_rtx"))
+    if importlib.util.find_spec("tensorrt_llm") is None:
+        assert lowering == "native" and why
