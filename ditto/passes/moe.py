@@ -12,13 +12,17 @@ before (transformers 5 experts, `batched_mm` implementation; any router that is 
 after:
     out = ditto.moe(x, logits, fc1', fc2', b1, b2, expert_bias, E, k, mode, scoring, act, scale)
 
-The data flow between expert weights, token ids and the combine is matched structurally;
-the two regions whose spelling varies between models are identified by what they compute,
-on probe values: the routing region (logits -> flat weights and ids) against every router
-TensorRT-LLM's MoE and common extensions define (softmax or sigmoid scores, renormalised or
-not, a scale, an expert bias for selection), and the activation region against gated and
-plain activations. A top-k whose consumers are expert weights but that matches nothing is a
-DittoError naming it and its model source line, never a guess.
+The block is found from its expert dispatch (3-D parameters indexed by integer expert ids),
+not from how the ids were chosen; the data flow between expert weights, token ids and the
+combine is matched structurally. The two regions whose spelling varies between models are
+identified by what they compute, on probe values: the routing region (logits -> flat weights
+and ids) against every router the op defines (softmax or sigmoid scores; top-k of the scores
+or of the raw logits, plus an expert bias for selection; group-limited top-k with the group
+count hinted by the region's [T, G, E/G] views; renormalised or not; a scale; PhiMoE's sparse
+mixer, its epsilon measured on threshold probes and then checked), and the activation region
+against gated and plain activations and a clamped SwiGLU (alpha, beta, limit measured, then
+checked). An expert dispatch whose routing matches nothing is a DittoError naming it and its
+model source line, never a guess.
 """
 
 from __future__ import annotations
