@@ -230,6 +230,10 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("moe_plugin_activation_ids_0x", "ditto/trtllm/moe.py", 'for name in ("gelu", "relu", "silu", "swiglu", "geglu", "identity")}',
            'for name in ("gelu", "relu", "silu", "swiglu", "geglu")} | {"identity": 5}',
            "TensorRT-LLM 0.x's activation ids (identity 5) for the 1.x plugin", ("tests/trtllm/test_moe_plugin.py",)),
+    Mutant("moe_plugin_scales_before_ids", "ditto/trt/converters/moe.py",
+           'inputs = plugin_inputs(x, value(a["fc1_weight"]), fc2, ids, weights,',
+           'inputs = plugin_inputs(x, value(a["fc1_weight"]), fc2, weights, ids,',
+           "the plugin's token_selected_experts and token_final_scales swapped", ("tests/trtllm/test_moe_plugin.py",)),
     # ---- goldens -------------------------------------------------------------------------------
     Mutant("golden_steps_not_identity", "harness/goldens.py", '    "steps": "steps",\n', "",
            "a golden of another step count is compared", GOLDENS),

@@ -119,3 +119,73 @@ def test_build_chooses_native_layers_without_tensorrt_llm():
     lowering, why = resolve_moe(trt_module("tensorrt_rtx"))
     if importlib.util.find_spec("tensorrt_llm") is None:
         assert lowering == "native" and why
+
+
+def test_plugin_lowering_routes_in_layers_and_feeds_the_plugin(monkeypatch):
+    """`plugin_lowering` on a TensorRT-RTX network whose add_plugin_v2 is recorded (RTX has no
+    plugins): the plugin gets [x, fc1, fc2, ids, weights] in TensorRT-LLM's order, and the
+    routing layers, replayed, pick the op's experts with the op's weights (a grouped router with
+    an expert bias, the hardest case). Kills: ids/weights swapped, routing arguments dropped."""
+    import torch
+
+    from ditto.ops import moe as moe_op
+    from ditto.replay import replay_network
+    from ditto.trt.context import ConversionContext
+    from ditto.trt.converters.moe import plugin_lowering
+    from ditto.trt.provider import trt_module
+
+    trt = trt_module("tensorrt_rtx")
+    network = trt.Builder(trt.Logger(trt.Logger.ERROR)).create_network(
+        1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    recorded = {}
+
+    class Layer:
+        name = ""
+
+        def __init__(self, output):
+            self.output = output
+
+        def get_output(self, index):
+            return self.output
+
+    class Recording:
+        def __getattr__(self, name):
+            return getattr(network, name)
+
+        def add_plugin_v2(self, inputs, plugin):
+            recorded.update(inputs=inputs, plugin=plugin)
+            return Layer(inputs[0])
+
+    monkeypatch.setattr(trtllm_moe, "create_moe_plugin", lambda trt_, fields: ("plugin", dict(
+        (name, int(value[0])) for name, value in fields)))
+    experts, hidden, inter, top_k = 8, 4, 3, 2
+    g = torch.Generator().manual_seed(0)
+    fc1, fc2 = torch.randn(experts, 2 * inter, hidden, generator=g), torch.randn(experts, hidden, inter, generator=g)
+    bias = torch.randn(experts, generator=g) * 0.3
+    graph = torch.fx.Graph()
+    x, logits, w1, w2, b = (graph.placeholder(n) for n in ("x", "logits", "fc1", "fc2", "bias"))
+    node = graph.call_function(torch.ops.ditto.moe.default, (
+        x, logits, w1, w2, None, None, b, experts, top_k, 1, "sigmoid", "swiglu", 2.5, "scores", 4, 2, 2, 0.0,
+        1.0, 0.0, 0.0))
+    ctx = ConversionContext(trt, Recording())
+    ctx.values.update({x: network.add_input("x", trt.float32, (-1, hidden)),
+                       logits: network.add_input("logits", trt.float32, (-1, experts)),
+                       w1: ctx.constant(fc1), w2: ctx.constant(fc2), b: ctx.constant(bias)})
+    ctx.node = node
+    plugin_lowering(ctx, node)
+    inputs = recorded["inputs"]
+    assert inputs[:3] == [ctx.values[x], ctx.values[w1], ctx.values[w2]] and len(inputs) == 5
+    assert recorded["plugin"][1]["experts_per_token"] == top_k and recorded["plugin"][1]["activation_type"] == 3
+    ids, weights = inputs[3], inputs[4]
+    assert (ids.dtype, weights.dtype) == (trt.int32, trt.float32)
+    ids.name, weights.name = "ids", "weights"
+    network.mark_output(ids)
+    network.mark_output(weights)
+    probe = torch.randn(6, experts, generator=g)
+    got = replay_network(network, {"x": torch.randn(6, hidden, generator=g), "logits": probe})
+    want_w, want_ids = moe_op.route(probe, bias, top_k, 1, "sigmoid", 2.5, "scores", 4, 2, 2, 0.0)
+    for t in range(6):
+        assert set(got["ids"][t].tolist()) == set(want_ids[t].tolist())
+        order = {e: i for i, e in enumerate(want_ids[t].tolist())}
+        expected = torch.stack([want_w[t, order[e]] for e in got["ids"][t].tolist()])
+        torch.testing.assert_close(got["weights"][t], expected, rtol=1e-6, atol=1e-6)
