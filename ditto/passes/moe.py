@@ -64,7 +64,8 @@ def _dispatches(graph) -> list[tuple[Node, list[Node]]]:
     them (a top-k, PhiMoE's two arg-maxes, a grouped top-k) is identified afterwards by probing."""
     found: dict[Node, list[Node]] = {}
     for node in graph.nodes:
-        if not is_call(node, aten.index.Tensor) or node.args[0].op != "get_attr" or len(node.args[1]) != 1:
+        if (not is_call(node, aten.index.Tensor) or not isinstance(node.args[0], Node) or node.args[0].op != "get_attr"
+                or len(node.args[1]) != 1):
             continue
         flat = node.args[1][0]
         if not isinstance(flat, Node) or fake(flat).is_floating_point():
@@ -96,35 +97,11 @@ def _erase_dead_region(graph, topk: Node) -> None:
     graph.eliminate_dead_code()
 
 
-def _output(node: Node, index: int) -> Node | None:
-    return next((u for u in node.users if u.target is operator.getitem and u.args[1] == index), None)
-
-
-def _through(node: Node, targets=_PASS_THROUGH) -> list[Node]:
-    """`node` and every node reached from it through shape/dtype-only ops."""
-    found, stack = [], [node]
-    while stack:
-        current = stack.pop()
-        found.append(current)
-        stack.extend(u for u in current.users if is_call(u, *targets))
-    return found
-
-
-def _expert_gathers(ids: Node) -> list[Node]:
-    """index(W, [ids']) nodes selecting rows of a parameter by the chosen expert ids."""
-    out = []
-    for flat in _through(ids):
-        for user in flat.users:
-            if is_call(user, aten.index.Tensor) and user.args[1] == [flat] and user.args[0].op == "get_attr":
-                out.append(user)
-    return out
-
-
 def _fail(node: Node, problem: str) -> DittoError:
     return DittoError(
         f"mixture-of-experts at {node.name} ({source_line(node)}): {problem}; ditto converts top-k routed experts "
-        "computed with transformers' batched experts (softmax or sigmoid router, optional renormalisation, scale "
-        "and expert bias; gated or plain activation)"
+        "computed with transformers' batched experts (softmax or sigmoid router, optional renormalisation, scale, "
+        "expert bias and group limit, or PhiMoE's sparse mixer; gated, plain or clamped-SwiGLU activation)"
     )
 
 
