@@ -189,3 +189,21 @@ def test_plugin_lowering_routes_in_layers_and_feeds_the_plugin(monkeypatch):
         order = {e: i for i, e in enumerate(want_ids[t].tolist())}
         expected = torch.stack([want_w[t, order[e]] for e in got["ids"][t].tolist()])
         torch.testing.assert_close(got["weights"][t], expected, rtol=1e-6, atol=1e-6)
+
+
+def test_build_says_which_moe_lowering_it_used(tmp_path, capsys):
+    """`ditto build` of an MoE model prints the MoE lowering and records it in config.json;
+    here (no TensorRT-LLM) TensorRT layers. Kills: the plugin chosen without its creator."""
+    import importlib.util
+    import json
+
+    from ditto.build import build
+    from tests.test_model_derived import LIMITS
+
+    if importlib.util.find_spec("tensorrt_llm") is not None:
+        pytest.skip("TensorRT-LLM installed: the plugin may be chosen")
+    path = build("tiny-mixtral", tmp_path / "engine", **LIMITS)
+    assert "moe: 2 layer(s) lowered to TensorRT layers (tensorrt_rtx has no IPluginV2 layers)" in capsys.readouterr().out
+    config = json.loads((path / "config.json").read_text())
+    assert config["build_config"]["ditto"]["moe"] == "native"
+    assert config["pretrained_config"]["hidden_act"] == "swiglu"
