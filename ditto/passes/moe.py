@@ -268,11 +268,14 @@ def _identify_routing(ctx, topk, router: Node, flat_weights: Node, flat_ids: Nod
     dtype = fake(router).dtype
     logits = torch.randn(_ROUTING_PROBE_TOKENS, num_experts, generator=generator).to(dtype)
     load, attrs = _random_attrs(ctx, generator)
-    side = _side_inputs([flat_weights, flat_ids], router, generator)
+    sides: dict[int, dict] = {}  # probe rows -> side-input values with that many tokens
 
     def run(probe: torch.Tensor) -> torch.Tensor:
+        rows = int(probe.shape[0])
+        if rows not in sides:
+            sides[rows] = _side_inputs([flat_weights, flat_ids], router, generator, tokens=rows)
         try:
-            weights, ids = evaluate([flat_weights, flat_ids], {router: probe, **side}, load)
+            weights, ids = evaluate([flat_weights, flat_ids], {router: probe, **sides[rows]}, load)
         except Exception as e:
             raise _fail(topk, f"the routing does not depend on the router logits alone ({type(e).__name__}: {e})") from None
         return _dense(weights.float().reshape(-1, top_k), ids.reshape(-1, top_k), num_experts), weights.dtype
@@ -392,7 +395,7 @@ def _shortest(low: float, high: float) -> float:
     return (low + high) / 2
 
 
-def _side_inputs(targets: list[Node], source: Node, generator: torch.Generator) -> dict:
+def _side_inputs(targets: list[Node], source: Node, generator: torch.Generator, tokens: int = _PROBE_TOKENS) -> dict:
     """Random probe values for what the region between `source` and `targets` reads besides
     `source` and parameters (e.g. `type_as(weights, hidden_states)` reads the hidden states
     for their dtype). Were the routing to depend on their values, it would match no router."""
@@ -421,9 +424,9 @@ def _side_inputs(targets: list[Node], source: Node, generator: torch.Generator) 
                 continue
             val = arg.meta.get("val")
             if isinstance(val, torch.SymInt):
-                side[arg] = _PROBE_TOKENS
+                side[arg] = tokens
             elif isinstance(val, torch.Tensor):
-                shape = [d if isinstance(d, int) else _PROBE_TOKENS for d in val.shape]
+                shape = [d if isinstance(d, int) else tokens for d in val.shape]
                 side[arg] = torch.randn(shape, generator=generator).to(val.dtype)
     return side
 
