@@ -85,11 +85,18 @@ def build(
         extra.update({probe: node.name for probe, node in found.items()})
     limits = NetworkLimits(max_batch_size=options.max_batch_size, max_seq_len=options.max_seq_len,
                            max_num_tokens=options.max_num_tokens, max_input_len=options.max_input_len)
+    moe = "native"
+    if program.moe:  # TensorRT-LLM's MoE plugin where it can be created, TensorRT layers otherwise
+        from ditto.trt.converters.moe import resolve_moe
+
+        moe, why = resolve_moe(trt)
+        print(f"moe: {len(program.moe)} layer(s) lowered to "
+              f"{'TensorRT-LLM MixtureOfExperts plugin' if moe == 'plugin' else 'TensorRT layers'} ({why})")
     engine_dir.parent.mkdir(parents=True, exist_ok=True)
     with stages("network"):
         # computed weights are staged beside the engine directory (see ditto.trt.weights)
         built = build_network(program, trt, limits, extra, attention=attention, staging_dir=engine_dir.parent,
-                              plugin_options=options.plugin_options())
+                              plugin_options=options.plugin_options(), moe=moe)
     plan_path = fsutil.temp_path(engine_dir, "plan")
     try:
         if folder is not None:  # before the build, so that a failed build can be read
@@ -108,7 +115,8 @@ def build(
         built.weights.release_pages()  # the network's weights are no longer needed in memory
         with stages("write"):
             trtllm_config = engine_config(program.hf_config, program.attention, options, moe=program.moe)
-            trtllm_config["build_config"]["ditto"] = {"attention": attention, "trt_provider": trt.__name__, "outputs": built.outputs}
+            trtllm_config["build_config"]["ditto"] = {"attention": attention, "moe": moe, "trt_provider": trt.__name__,
+                                                      "outputs": built.outputs}
             with open(plan_path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as plan:
                 path = write_engine_dir(engine_dir, trtllm_config, plan, force=force)
     finally:

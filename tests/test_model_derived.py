@@ -106,7 +106,9 @@ def check_config(name: str, config: dict, dtype: torch.dtype, limits: dict) -> N
         "head_size": want["head_size"],
         "intermediate_size": getattr(hf, "intermediate_size", None) or hf.n_inner,
         "max_position_embeddings": hf.max_position_embeddings,
-        "hidden_act": getattr(hf, "hidden_act", None) or hf.activation_function,
+        # MoE models: the experts' gated activation, as TensorRT-LLM writes it for Mixtral (ditto/trtllm/moe.py)
+        "hidden_act": "swiglu" if hf.model_type in ("mixtral", "qwen3_moe")
+        else getattr(hf, "hidden_act", None) or hf.activation_function,
         "norm_epsilon": getattr(hf, "rms_norm_eps", None) or hf.layer_norm_epsilon,
         "position_embedding_type": want["position_embedding_type"],
         "rotary_embedding_dim": want["rotary_embedding_dim"],

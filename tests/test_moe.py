@@ -241,8 +241,10 @@ def test_engine_config_carries_tensorrt_llm_moe_fields():
     moe = config["pretrained_config"]["moe"]
     assert set(moe) == set(NO_MOE)  # the nine keys TensorRT-LLM writes
     assert (moe["num_experts"], moe["top_k"], moe["normalization_mode"]) == (4, 2, 1)
+    assert config["pretrained_config"]["hidden_act"] == "swiglu"  # TensorRT-LLM's name for Mixtral's experts
     assert plugin_unsupported(program.moe[0]) is None
-    assert "sigmoid" in plugin_unsupported(dict(program.moe[0], scoring="sigmoid"))
+    # routing runs in TensorRT layers before the plugin (TensorRT-LLM 1.x): sigmoid scores are no reason to refuse
+    assert plugin_unsupported(dict(program.moe[0], scoring="sigmoid")) is None
     dense = load_program("tiny-llama")
     assert engine_config(dense.hf_config, dense.attention, OPTIONS)["pretrained_config"]["moe"] == NO_MOE
 

@@ -38,7 +38,9 @@ def to_graph_module(ep: torch.export.ExportedProgram, loaded: LoadedModel) -> tu
         fqn = spec.target
         name = attr_name(fqn)
         val = node.meta["val"]
-        if spec.kind == InputKind.BUFFER and fqn in loaded.buffers:
+        # a persistent buffer the checkpoint holds (DeepSeek-V3's e_score_correction_bias) is read
+        # from it, as from_pretrained does; computed buffers (RoPE frequencies) keep their value
+        if spec.kind == InputKind.BUFFER and fqn in loaded.buffers and fqn not in loaded.sources:
             source = InMemoryTensor(loaded.buffers[fqn])
         elif spec.kind in (InputKind.CONSTANT_TENSOR, InputKind.CUSTOM_OBJ):
             constant = ep.constants[fqn]

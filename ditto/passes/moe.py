@@ -12,13 +12,17 @@ before (transformers 5 experts, `batched_mm` implementation; any router that is 
 after:
     out = ditto.moe(x, logits, fc1', fc2', b1, b2, expert_bias, E, k, mode, scoring, act, scale)
 
-The data flow between expert weights, token ids and the combine is matched structurally;
-the two regions whose spelling varies between models are identified by what they compute,
-on probe values: the routing region (logits -> flat weights and ids) against every router
-TensorRT-LLM's MoE and common extensions define (softmax or sigmoid scores, renormalised or
-not, a scale, an expert bias for selection), and the activation region against gated and
-plain activations. A top-k whose consumers are expert weights but that matches nothing is a
-DittoError naming it and its model source line, never a guess.
+The block is found from its expert dispatch (3-D parameters indexed by integer expert ids),
+not from how the ids were chosen; the data flow between expert weights, token ids and the
+combine is matched structurally. The two regions whose spelling varies between models are
+identified by what they compute, on probe values: the routing region (logits -> flat weights
+and ids) against every router the op defines (softmax or sigmoid scores; top-k of the scores
+or of the raw logits, plus an expert bias for selection; group-limited top-k with the group
+count hinted by the region's [T, G, E/G] views; renormalised or not; a scale; PhiMoE's sparse
+mixer, its epsilon measured on threshold probes and then checked), and the activation region
+against gated and plain activations and a clamped SwiGLU (alpha, beta, limit measured, then
+checked). An expert dispatch whose routing matches nothing is a DittoError naming it and its
+model source line, never a guess.
 """
 
 from __future__ import annotations
@@ -47,15 +51,32 @@ _ROUTERS = [(s, m) for s in ("softmax", "sigmoid") for m in (moe_op.NORMALIZATIO
 @register_pass("replace_moe", after=("replace_attention",))
 def replace_moe(ctx: PassContext) -> int:
     count = 0
-    for topk in [n for n in ctx.graph.nodes if is_call(n, aten.topk.default)]:
-        ids = _output(topk, 1)
-        gathers = _expert_gathers(ids) if ids is not None else []
-        if not gathers:
-            continue  # not the top-k that picks experts (e.g. the group top-k of a grouped router)
-        _replace(ctx, topk, ids, gathers)
-        _erase_dead_region(ctx.graph, topk)
+    for origin, gathers in _dispatches(ctx.graph):
+        _replace(ctx, origin, gathers)
+        _erase_dead_region(ctx.graph, origin)
         count += 1
     return count
+
+
+def _dispatches(graph) -> list[tuple[Node, list[Node]]]:
+    """(expert-id node, the index(W, [ids']) nodes selecting parameter rows by it), in graph order.
+
+    The expert ids are found from their use, not from how they were chosen: whatever computes
+    them (a top-k, PhiMoE's two arg-maxes, a grouped top-k) is identified afterwards by probing."""
+    found: dict[Node, list[Node]] = {}
+    for node in graph.nodes:
+        if (not is_call(node, aten.index.Tensor) or not isinstance(node.args[0], Node) or node.args[0].op != "get_attr"
+                or len(node.args[1]) != 1):
+            continue
+        flat = node.args[1][0]
+        if not isinstance(flat, Node) or fake(flat).is_floating_point():
+            continue
+        origin = flat
+        while is_call(origin, *_PASS_THROUGH):
+            origin = origin.args[0]
+        found.setdefault(origin, []).append(node)
+    return [(origin, gathers) for origin, gathers in found.items()
+            if any(len(fake(g.args[0]).shape) == 3 for g in gathers)]
 
 
 def _erase_dead_region(graph, topk: Node) -> None:
@@ -77,65 +98,40 @@ def _erase_dead_region(graph, topk: Node) -> None:
     graph.eliminate_dead_code()
 
 
-def _output(node: Node, index: int) -> Node | None:
-    return next((u for u in node.users if u.target is operator.getitem and u.args[1] == index), None)
-
-
-def _through(node: Node, targets=_PASS_THROUGH) -> list[Node]:
-    """`node` and every node reached from it through shape/dtype-only ops."""
-    found, stack = [], [node]
-    while stack:
-        current = stack.pop()
-        found.append(current)
-        stack.extend(u for u in current.users if is_call(u, *targets))
-    return found
-
-
-def _expert_gathers(ids: Node) -> list[Node]:
-    """index(W, [ids']) nodes selecting rows of a parameter by the chosen expert ids."""
-    out = []
-    for flat in _through(ids):
-        for user in flat.users:
-            if is_call(user, aten.index.Tensor) and user.args[1] == [flat] and user.args[0].op == "get_attr":
-                out.append(user)
-    return out
-
-
 def _fail(node: Node, problem: str) -> DittoError:
     return DittoError(
         f"mixture-of-experts at {node.name} ({source_line(node)}): {problem}; ditto converts top-k routed experts "
-        "computed with transformers' batched experts (softmax or sigmoid router, optional renormalisation, scale "
-        "and expert bias; gated or plain activation)"
+        "computed with transformers' batched experts (softmax or sigmoid router, optional renormalisation, scale, "
+        "expert bias and group limit, or PhiMoE's sparse mixer; gated, plain or clamped-SwiGLU activation)"
     )
 
 
-def _replace(ctx: PassContext, topk: Node, ids: Node, gathers: list[Node]) -> None:
-    top_k = int(topk.args[1])
-    scores_in = topk.args[0]
-    num_experts = int(fake(scores_in).shape[-1])
-    if (len(topk.args) > 2 and topk.args[2] not in (-1, len(fake(scores_in).shape) - 1)) or (
-        len(topk.args) > 3 and topk.args[3] is False
-    ):
-        raise _fail(topk, "top-k is not the largest over the expert axis")
+def _replace(ctx: PassContext, origin: Node, gathers: list[Node]) -> None:
+    # `topk`: the node errors name (the top-k when there is one, else what computes the ids)
+    topk = origin.args[0] if origin.target is operator.getitem else origin
+    num_experts = int(next(fake(g.args[0]).shape[0] for g in gathers if len(fake(g.args[0]).shape) == 3))
     fc1, fc2, combine = _experts(ctx, topk, gathers, num_experts)
-    x = _repeated_input(fc1["vector"], top_k, topk)
-    router = _router_linear(scores_in, topk)
+    x, top_k = _repeated_input(fc1["vector"], topk)
+    router = _router_linear(topk, topk)
     flat_ids = fc1["gather"].args[1][0]
     flat_weights = combine["weights"]
     routing = _identify_routing(ctx, topk, router, flat_weights, flat_ids, num_experts, top_k)
-    activation, gate_first = _identify_activation(ctx, topk, fc1, fc2)
+    activation = _identify_activation(ctx, topk, fc1, fc2)
+    gate_first = activation["gate_first"]
 
     graph = ctx.graph
     out = combine["out"]
     with graph.inserting_before(out):
-        fc1_w = _expert_weight(ctx, fc1, swap_halves=gate_first and activation in moe_op.GATED, suffix="fc1")
+        fc1_w = _expert_weight(ctx, fc1, swap_halves=gate_first and activation["name"] in moe_op.GATED, suffix="fc1")
         fc2_w = _expert_weight(ctx, fc2, swap_halves=False, suffix="fc2")
-        b1 = _expert_bias_attr(ctx, fc1, swap_halves=gate_first and activation in moe_op.GATED)
+        b1 = _expert_bias_attr(ctx, fc1, swap_halves=gate_first and activation["name"] in moe_op.GATED)
         b2 = _expert_bias_attr(ctx, fc2, swap_halves=False)
         if routing["expert_bias"] is not None and tuple(fake(routing["expert_bias"]).shape) != (num_experts,):
             routing["expert_bias"] = call(graph, aten.view.default, (routing["expert_bias"], [num_experts]))
         args = (x, router, fc1_w, fc2_w, b1, b2, routing["expert_bias"], num_experts, top_k, routing["mode"],
-                routing["scoring"], activation, routing["scale"])
+                routing["scoring"], activation["name"], routing["scale"], routing["selection"], routing["n_group"],
+                routing["topk_group"], routing["group_top"], routing["sparse_mixer_epsilon"], activation["alpha"],
+                activation["beta"], activation["limit"])
         node = call(graph, torch.ops.ditto.moe.default, args, name="moe")
     node.meta["nn_module_stack"] = out.meta.get("nn_module_stack", {})
     node.meta["stack_trace"] = out.meta.get("stack_trace")
@@ -147,8 +143,11 @@ def _replace(ctx: PassContext, topk: Node, ids: Node, gathers: list[Node]) -> No
         out.replace_all_uses_with(node)
     ctx.memo.setdefault("moe", []).append(
         dict(num_experts=num_experts, top_k=top_k, normalization_mode=routing["mode"], scoring=routing["scoring"],
-             activation=activation, routed_scaling=routing["scale"], has_expert_bias=routing["expert_bias"] is not None,
-             has_bias=b1 is not None, inter_size=int(fake(fc2_w).shape[-1]), router=router.name, node=node.name)
+             activation=activation["name"], routed_scaling=routing["scale"], has_expert_bias=routing["expert_bias"] is not None,
+             selection=routing["selection"], n_group=routing["n_group"], topk_group=routing["topk_group"],
+             group_top=routing["group_top"], sparse_mixer_epsilon=routing["sparse_mixer_epsilon"],
+             activation_params=(activation["alpha"], activation["beta"], activation["limit"]),
+             has_bias=b1 is not None, has_fc2_bias=b2 is not None, inter_size=int(fake(fc2_w).shape[-1]), router=router.name, node=node.name)
     )
 
 
@@ -216,14 +215,16 @@ def _combine(y: Node, topk: Node) -> dict:
     return dict(weights=w, out=out)
 
 
-def _repeated_input(vector: Node, top_k: int, topk: Node) -> Node:
-    if is_call(vector, aten.repeat_interleave.self_int) and vector.args[1] == top_k and vector.args[2] in (0, -2):
-        return vector.args[0]
+def _repeated_input(vector: Node, topk: Node) -> tuple[Node, int]:
+    """(the tokens, k): the first projection reads each token once per chosen expert."""
+    if (is_call(vector, aten.repeat_interleave.self_int) and isinstance(vector.args[1], int)
+            and len(vector.args) > 2 and vector.args[2] in (0, -2)):
+        return vector.args[0], int(vector.args[1])
     raise _fail(vector, "the first expert projection does not read each token once per chosen expert")
 
 
 def _router_linear(node: Node, topk: Node) -> Node:
-    """The nearest linear above the top-k's input: the router logits."""
+    """The nearest linear above what computes the expert ids: the router logits."""
     seen = 0
     while not is_call(node, aten.linear.default):
         inputs = [a for a in node.all_input_nodes if a.op != "get_attr"]
@@ -265,35 +266,137 @@ def _random_attrs(ctx: PassContext, generator: torch.Generator):
 
 def _identify_routing(ctx, topk, router: Node, flat_weights: Node, flat_ids: Node, num_experts: int, top_k: int) -> dict:
     generator = torch.Generator().manual_seed(0)
-    logits = torch.randn(_PROBE_TOKENS, num_experts, generator=generator).to(fake(router).dtype)
+    dtype = fake(router).dtype
+    logits = torch.randn(_ROUTING_PROBE_TOKENS, num_experts, generator=generator).to(dtype)
     load, attrs = _random_attrs(ctx, generator)
-    known = {router: logits, **_side_inputs([flat_weights, flat_ids], router, generator)}
-    try:
-        weights, ids = evaluate([flat_weights, flat_ids], known, load)
-    except Exception as e:
-        raise _fail(topk, f"the routing does not depend on the router logits alone ({type(e).__name__}: {e})") from None
+    sides: dict[int, dict] = {}  # probe rows -> side-input values with that many tokens
+
+    def run(probe: torch.Tensor) -> torch.Tensor:
+        rows = int(probe.shape[0])
+        if rows not in sides:
+            sides[rows] = _side_inputs([flat_weights, flat_ids], router, generator, tokens=rows)
+        try:
+            weights, ids = evaluate([flat_weights, flat_ids], {router: probe, **sides[rows]}, load)
+        except Exception as e:
+            raise _fail(topk, f"the routing does not depend on the router logits alone ({type(e).__name__}: {e})") from None
+        return _dense(weights.float().reshape(-1, top_k), ids.reshape(-1, top_k), num_experts), weights.dtype
+
+    graph_dense, weights_dtype = run(logits)
     biases = [n for n in attrs]
     if len(biases) > 1 or any(math.prod(ctx.weights.spec(b).shape) != num_experts for b in biases):
         raise _fail(topk, f"the routing reads parameters {biases}; only one expert bias of {num_experts} values is known")
     bias_value = attrs[biases[0]].reshape(num_experts) if biases else None  # ERNIE-4.5 keeps it [1, E]
-    graph_dense = _dense(weights.float().reshape(-1, top_k), ids.reshape(-1, top_k), num_experts)
     # a router may round its weights to the model dtype (Qwen3-MoE: `.to(router_logits.dtype)`)
-    rtol = max(1e-4, 4 * torch.finfo(weights.dtype).eps) if weights.is_floating_point() else 1e-4
-    for scoring, mode in _ROUTERS:
-        ref_w, ref_ids = moe_op.route(logits, bias_value, top_k, mode, scoring, 1.0)
-        ref_dense = _dense(ref_w, ref_ids, num_experts)
-        chosen = ref_dense != 0
-        if not torch.equal(chosen, graph_dense != 0):
+    rtol = max(1e-4, 4 * torch.finfo(weights_dtype).eps) if weights_dtype.is_floating_point else 1e-4
+    for candidate in _router_candidates(router, flat_ids, num_experts, bias_value is not None):
+        scale = _matches(graph_dense, logits, bias_value, top_k, candidate, rtol)
+        if scale is not None:
+            return _routing_result(ctx, candidate, scale, biases)
+    if top_k == 2 and bias_value is None:  # PhiMoE's sparse mixer: its epsilon is measured, then checked
+        epsilon = _sparse_mixer_epsilon(run, num_experts, dtype)
+        if epsilon is not None:
+            candidate = dict(_NO_EXTRAS, scoring="softmax", mode=moe_op.NORMALIZATION_SPARSE_MIXER,
+                             sparse_mixer_epsilon=epsilon)
+            scale = _matches(graph_dense, logits, None, top_k, candidate, rtol)
+            if scale is not None:
+                return _routing_result(ctx, candidate, scale, biases)
+    raise _fail(topk, "the routing computes none of the known routers (softmax or sigmoid scores, top-k of the scores "
+                "or of the logits, optionally group-limited, renormalised or not; PhiMoE's sparse mixer)")
+
+
+_ROUTING_PROBE_TOKENS = 64  # enough rows that two different routers (e.g. group counts) disagree somewhere
+_NO_EXTRAS = dict(selection="scores", n_group=1, topk_group=1, group_top=1, sparse_mixer_epsilon=0.0)
+
+
+def _router_candidates(router: Node, flat_ids: Node, num_experts: int, has_bias: bool):
+    """Every router the op defines that the region could compute. Group counts come from the
+    region's [T, G, E/G] views (a hint; the probe decides); the rest is enumerated."""
+    selections = ("scores", "logits") if has_bias else ("scores",)
+    groups = [(1, 1, 1)]
+    for n_group in sorted(_group_counts(router, flat_ids, num_experts)):
+        size = num_experts // n_group
+        groups += [(n_group, kept, top) for kept in range(1, n_group) for top in (1, 2) if top <= size]
+    for n_group, topk_group, group_top in groups:
+        for selection in selections:
+            for scoring, mode in _ROUTERS:
+                yield dict(_NO_EXTRAS, scoring=scoring, mode=mode, selection=selection, n_group=n_group,
+                           topk_group=topk_group, group_top=group_top)
+
+
+def _group_counts(router: Node, flat_ids: Node, num_experts: int) -> set[int]:
+    counts, stack, seen = set(), [flat_ids], set()
+    while stack:
+        node = stack.pop()
+        if node in seen or node is router:
             continue
-        scale = float((graph_dense[chosen] / ref_dense[chosen]).median())
-        if torch.allclose(graph_dense, ref_dense * scale, rtol=rtol, atol=1e-6):
-            bias_node = _attr_node(ctx, biases[0]) if biases else None
-            return dict(scoring=scoring, mode=mode, scale=round(scale, 6) if abs(scale - round(scale, 6)) < 1e-6 else scale,
-                        expert_bias=bias_node)
-    raise _fail(topk, "the routing computes none of the known routers (grouped top-k is not supported)")
+        seen.add(node)
+        val = node.meta.get("val")
+        if isinstance(val, torch.Tensor) and val.dim() == 3:
+            g, size = val.shape[1], val.shape[2]
+            if isinstance(g, int) and isinstance(size, int) and 1 < g < num_experts and g * size == num_experts:
+                counts.add(g)
+        if _depends_on(node, router, limit=256):
+            stack.extend(node.all_input_nodes)
+    return counts
 
 
-def _side_inputs(targets: list[Node], source: Node, generator: torch.Generator) -> dict:
+def _matches(graph_dense, logits, bias_value, top_k: int, candidate: dict, rtol: float) -> float | None:
+    """The routed scale with which `candidate` computes `graph_dense`, or None."""
+    try:
+        ref_w, ref_ids = moe_op.route(logits, bias_value, top_k, candidate["mode"], candidate["scoring"], 1.0,
+                                      candidate["selection"], candidate["n_group"], candidate["topk_group"],
+                                      candidate["group_top"], candidate["sparse_mixer_epsilon"])
+    except (RuntimeError, ValueError):
+        return None  # e.g. fewer eligible experts than k
+    ref_dense = _dense(ref_w, ref_ids, graph_dense.shape[1])
+    chosen = ref_dense != 0
+    if not torch.equal(chosen, graph_dense != 0):
+        return None
+    scale = float((graph_dense[chosen] / ref_dense[chosen]).median())
+    return scale if torch.allclose(graph_dense, ref_dense * scale, rtol=rtol, atol=1e-6) else None
+
+
+def _routing_result(ctx, candidate: dict, scale: float, biases: list[str]) -> dict:
+    bias_node = _attr_node(ctx, biases[0]) if biases else None
+    return dict(candidate, scale=round(scale, 6) if abs(scale - round(scale, 6)) < 1e-6 else scale, expert_bias=bias_node)
+
+
+def _sparse_mixer_epsilon(run, num_experts: int, dtype) -> float | None:
+    """The epsilon a sparse mixer would have, measured: rows [1, 1 - d, -30, ...] keep expert 1
+    in the first softmax exactly when d <= 2 * epsilon (then expert 0 weighs sigmoid(d) < 1).
+    None when the region does not behave so (the candidate check then rejects it anyway)."""
+    if num_experts < 3:
+        return None
+
+    def included(d: torch.Tensor) -> torch.Tensor:
+        probe = torch.full((d.numel(), num_experts), -30.0)
+        probe[:, 0], probe[:, 1] = 1.0, 1.0 - d
+        dense, _ = run(probe.to(dtype))
+        return dense[:, 0] < 1 - 1e-6
+
+    low, high = 0.0, 1.9
+    for _ in range(2):
+        grid = torch.linspace(low, high, 2049)
+        inside = included(grid)
+        if not bool(inside[0]) or bool(inside[-1]) and high == 1.9:
+            return None
+        last = int(inside.nonzero().max())
+        if last + 1 >= grid.numel():
+            return None
+        low, high = float(grid[last]), float(grid[last + 1])
+    return _shortest(low / 2, high / 2)
+
+
+def _shortest(low: float, high: float) -> float:
+    """The number with the fewest significant digits in [low, high] (a config value, e.g. 0.01)."""
+    for digits in range(1, 10):
+        for value in (float(f"{(low + high) / 2:.{digits}g}"), float(f"{low:.{digits}g}"), float(f"{high:.{digits}g}")):
+            if low <= value <= high:
+                return value
+    return (low + high) / 2
+
+
+def _side_inputs(targets: list[Node], source: Node, generator: torch.Generator, tokens: int = _PROBE_TOKENS) -> dict:
     """Random probe values for what the region between `source` and `targets` reads besides
     `source` and parameters (e.g. `type_as(weights, hidden_states)` reads the hidden states
     for their dtype). Were the routing to depend on their values, it would match no router."""
@@ -322,9 +425,9 @@ def _side_inputs(targets: list[Node], source: Node, generator: torch.Generator) 
                 continue
             val = arg.meta.get("val")
             if isinstance(val, torch.SymInt):
-                side[arg] = _PROBE_TOKENS
+                side[arg] = tokens
             elif isinstance(val, torch.Tensor):
-                shape = [d if isinstance(d, int) else _PROBE_TOKENS for d in val.shape]
+                shape = [d if isinstance(d, int) else tokens for d in val.shape]
                 side[arg] = torch.randn(shape, generator=generator).to(val.dtype)
     return side
 
@@ -342,15 +445,22 @@ def _no_parameters(name: str):
     raise KeyError(f"parameter {name}")
 
 
-def _identify_activation(ctx: PassContext, topk: Node, fc1: dict, fc2: dict) -> tuple[str, bool]:
-    """(TensorRT-LLM activation name, whether the gate is the FIRST half of fc1's output)."""
+def _identify_activation(ctx: PassContext, topk: Node, fc1: dict, fc2: dict) -> dict:
+    """{name (TensorRT-LLM activation), gate_first (the gate is the FIRST half of fc1's output),
+    alpha, beta, limit (of swiglu_clamped)}."""
     width = int(fake(fc1["result"]).shape[-1])
     inter = int(fake(fc2["vector"]).shape[-1])
-    probe = torch.randn(_PROBE_TOKENS, width, generator=torch.Generator().manual_seed(1)).to(fake(fc1["result"]).dtype)
-    try:
-        (h,) = evaluate([fc2["vector"]], {fc1["result"]: probe}, _no_parameters)
-    except Exception as e:
-        raise _fail(topk, f"the expert activation reads more than the first projection ({type(e).__name__}: {e})") from None
+    dtype = fake(fc1["result"]).dtype
+
+    def run(probe: torch.Tensor) -> torch.Tensor:
+        try:
+            (h,) = evaluate([fc2["vector"]], {fc1["result"]: probe.to(dtype)}, _no_parameters)
+        except Exception as e:
+            raise _fail(topk, f"the expert activation reads more than the first projection ({type(e).__name__}: {e})") from None
+        return h.float()
+
+    probe = torch.randn(_PROBE_TOKENS, width, generator=torch.Generator().manual_seed(1)).to(dtype)
+    h = run(probe)
     candidates = []
     if width == 2 * inter:
         first, second = probe.chunk(2, dim=-1)
@@ -364,11 +474,45 @@ def _identify_activation(ctx: PassContext, topk: Node, fc1: dict, fc2: dict) -> 
             candidates.append((name, False, f(probe)))
     tol = dict(rtol=1e-3, atol=1e-3) if probe.dtype != torch.float32 else dict(rtol=1e-5, atol=1e-6)
     for name, gate_first, expected in candidates:
-        if h.shape == expected.shape and torch.allclose(h.float(), expected.float(), **tol):
+        if h.shape == expected.shape and torch.allclose(h, expected.float(), **tol):
             if name == "geglu_tanh":
                 break  # TensorRT-LLM's geglu is not known to be the tanh approximation
-            return name, gate_first
-    raise _fail(topk, "the expert activation is none of silu/gelu/relu/identity, gated or plain")
+            return dict(name=name, gate_first=gate_first, alpha=1.0, beta=0.0, limit=0.0)
+    if width == 2 * inter:
+        for gate_first in (True, False):
+            found = _clamped_swiglu(run, inter, gate_first, tol)
+            if found is not None:
+                return dict(name="swiglu_clamped", gate_first=gate_first, **found)
+    raise _fail(topk, "the expert activation is none of silu/gelu/relu/identity, gated or plain, nor a clamped SwiGLU")
+
+
+def _clamped_swiglu(run, inter: int, gate_first: bool, tol: dict) -> dict | None:
+    """alpha, beta, limit of h = (clamp(l, -L, L) + beta) * g' * sigmoid(alpha * g'), g' = min(g, L),
+    measured on probes (l = 0 and l = 1 give g' sigmoid(alpha g') and beta; a huge l gives L),
+    then checked on random values that cross the limit. None when it is not that function."""
+    def halves(linear, gate):
+        return torch.cat((gate, linear) if gate_first else (linear, gate), dim=-1)
+
+    g = torch.linspace(0.1, 1.0, inter).repeat(4, 1)
+    h0, h1 = run(halves(torch.zeros_like(g), g)), run(halves(torch.ones_like(g), g))
+    glu = h1 - h0
+    ratio = glu / g
+    if not bool(((ratio > 0) & (ratio < 1)).all()):
+        return None
+    alpha = float((torch.logit(ratio) / g).median())
+    beta = float((h0 / glu).median())
+    big = run(halves(torch.full_like(g, 1e4), g))
+    limit = float((big / glu - beta).median())
+    limit = 0.0 if limit > 1e3 else limit
+    alpha, beta, limit = (_shortest(v - 1e-5 * abs(v) - 1e-7, v + 1e-5 * abs(v) + 1e-7) for v in (alpha, beta, limit))
+    scale = 2 * limit if limit > 0 else 4.0
+    probe = torch.randn(_PROBE_TOKENS, 2 * inter, generator=torch.Generator().manual_seed(2)) * scale
+    linear, gate = (probe[:, inter:], probe[:, :inter]) if gate_first else (probe[:, :inter], probe[:, inter:])
+    expected = moe_op.apply_activation(torch.cat((linear, gate), dim=-1), ("swiglu_clamped", alpha, beta, limit))
+    got = run(probe)
+    if got.shape != expected.shape or not torch.allclose(got, expected, **tol):
+        return None
+    return dict(alpha=alpha, beta=beta, limit=limit)
 
 
 # ---- weights in TensorRT-LLM's layout ----------------------------------------------------------

@@ -97,13 +97,15 @@ def build_network(
     attention: str = "native",
     staging_dir=None,
     plugin_options=None,
+    moe: str = "native",
 ) -> BuiltNetwork:
     """`add_outputs`: FX node names (outputs named after them) or {output name: node name}.
 
     `staging_dir`: where computed weights are written and mapped from (see ditto.trt.weights);
     None keeps them in memory. `plugin_options`: the GPTAttention options of the build
     (`BuildOptions.plugin_options()`, so that the plugin fields and config.json's plugin_config
-    agree); None: TensorRT-LLM's plugin_config defaults for these limits.
+    agree); None: TensorRT-LLM's plugin_config defaults for these limits. `moe`: `native`
+    (TensorRT layers) or `plugin` (TensorRT-LLM's MixtureOfExperts; `ditto.trt.converters.moe`).
     """
     if attention not in ATTENTION_LOWERINGS:
         raise DittoError(f"unknown attention lowering {attention!r}; use one of {', '.join(ATTENTION_LOWERINGS)}")
@@ -140,7 +142,12 @@ def build_network(
         lowering = _NativeAttention(ctx, program, limits, ranges, profile)
     else:
         lowering = _PluginAttention(ctx, program, limits, store, plugin_options)
-    values = convert_graph(ctx, gm.graph, placeholder, get_attr, {GPT_ATTENTION: lowering})
+    lowerings = {GPT_ATTENTION: lowering}
+    if moe == "plugin":
+        from ditto.trt.converters.moe import plugin_lowering
+
+        lowerings[torch.ops.ditto.moe.default] = lambda node: plugin_lowering(ctx, node)
+    values = convert_graph(ctx, gm.graph, placeholder, get_attr, lowerings)
     outputs = _mark_outputs(ctx, values, program.output_names, {k: ctx.values[nodes[v]] for k, v in add_outputs.items()})
     if attention == "native":
         outputs.append(lowering.mark_pool_output())

@@ -230,7 +230,7 @@ def trtllm_version() -> str:
 def engine_config(hf_config, attention: Sequence[GPTAttentionParams], options: BuildOptions, moe=()) -> dict:
     """config.json for an engine built from `hf_config`, as `trtllm-build` would write it;
     `moe`: the program's recognised MoE layers (`pretrained_config.moe`, ditto.trtllm.moe)."""
-    from ditto.trtllm.moe import moe_config
+    from ditto.trtllm.moe import moe_config, moe_hidden_act
 
     first = _uniform_attention(attention)
     num_layers = getattr(hf_config, "num_hidden_layers", None)
@@ -247,7 +247,8 @@ def engine_config(hf_config, attention: Sequence[GPTAttentionParams], options: B
         "hidden_size": hidden_size,
         "num_hidden_layers": len(attention),
         "num_attention_heads": first.num_heads,
-        "hidden_act": _first_attr(hf_config, "hidden_act", "hidden_activation", "activation_function", default="gelu"),
+        "hidden_act": moe_hidden_act(  # MoE: the experts' activation in TensorRT-LLM's names (ditto.trtllm.moe)
+            list(moe), _first_attr(hf_config, "hidden_act", "hidden_activation", "activation_function", default="gelu")),
         "logits_dtype": "float32",
         "norm_epsilon": float(
             _first_attr(hf_config, "rms_norm_eps", "layer_norm_epsilon", "layer_norm_eps", "norm_eps", default=1e-5)
