@@ -25,7 +25,8 @@ from typing import Optional
 
 import torch
 
-from ditto.ops.kv_cache import pool_at
+from ditto.ops.kv_cache import layer_unit, pool_at
+from ditto.ops.rope import apply_rope
 
 # The op's tensor inputs, in the plugin's order (see ditto/trtllm/plugin.py for the plugin).
 TENSOR_INPUTS = (
@@ -107,20 +108,20 @@ def gpt_attention(
         if position_embedding_type.startswith("rope"):
             positions = torch.arange(past, total, device=qkv.device)
             cos_sin = rotary_cos_sin[positions].float()
-            q = _rope(q, cos_sin, rotary_embedding_dim, position_embedding_type)
-            k = _rope(k, cos_sin, rotary_embedding_dim, position_embedding_type)
+            q = apply_rope(q, cos_sin, rotary_embedding_dim, position_embedding_type)
+            k = apply_rope(k, cos_sin, rotary_embedding_dim, position_embedding_type)
 
         # write the new K/V into their blocks, then read the whole sequence back
         pos = torch.arange(past, total, device=qkv.device)
         blocks, slots = pos // tokens_per_block, pos % tokens_per_block
-        k_units = offsets[b, 0, blocks] + 2 * layer_in_pool
-        v_units = offsets[b, 1, blocks] + 2 * layer_in_pool
+        k_units = layer_unit(offsets[b, 0, blocks], layer_in_pool)
+        v_units = layer_unit(offsets[b, 1, blocks], layer_in_pool)
         units[k_units, :, slots] = k.to(pool.dtype)
         units[v_units, :, slots] = v.to(pool.dtype)
         all_pos = torch.arange(total, device=qkv.device)
         all_blocks, all_slots = all_pos // tokens_per_block, all_pos % tokens_per_block
-        keys = units[offsets[b, 0, all_blocks] + 2 * layer_in_pool, :, all_slots].float()  # [total, KV, D]
-        values = units[offsets[b, 1, all_blocks] + 2 * layer_in_pool, :, all_slots].float()
+        keys = units[layer_unit(offsets[b, 0, all_blocks], layer_in_pool), :, all_slots].float()  # [total, KV, D]
+        values = units[layer_unit(offsets[b, 1, all_blocks], layer_in_pool), :, all_slots].float()
 
         group = H // KV
         keys = keys.repeat_interleave(group, dim=1)
@@ -150,17 +151,3 @@ def _(*args, **kwargs):
     qkv = bound["qkv"]
     return qkv.new_empty((qkv.shape[0], bound["num_heads"] * bound["head_size"]))
 
-
-def _rope(x: torch.Tensor, cos_sin: torch.Tensor, rotary_dim: int, style: str) -> torch.Tensor:
-    """Rotate the first `rotary_dim` features of each head; x [n, heads, D] float32."""
-    half = rotary_dim // 2
-    cos = cos_sin[:, None, :half]
-    sin = cos_sin[:, None, half:rotary_dim]
-    rot, rest = x[..., :rotary_dim], x[..., rotary_dim:]
-    if style == "rope_gptj":
-        even, odd = rot[..., 0::2], rot[..., 1::2]
-        rotated = torch.stack((even * cos - odd * sin, odd * cos + even * sin), dim=-1).flatten(-2)
-    else:  # rope_gpt_neox
-        first, second = rot[..., :half], rot[..., half:]
-        rotated = torch.cat((first * cos - second * sin, second * cos + first * sin), dim=-1)
-    return torch.cat((rotated, rest), dim=-1)

@@ -31,8 +31,9 @@ import torch
 import torch.nn.functional as F
 
 from ditto.errors import DittoError
-from ditto.ops.gpt_attention import _SIGNATURE, _rope, gpt_attention
-from ditto.ops.kv_cache import pool_at
+from ditto.ops.gpt_attention import _SIGNATURE, gpt_attention
+from ditto.ops.kv_cache import layer_unit, pool_at
+from ditto.ops.rope import apply_rope
 
 # The parameters this kernel implements, with the values it implements. Any other parameter of
 # the op must be at its declared default (new parameters default to "off") or the call falls
@@ -189,8 +190,8 @@ class _StepLayout:
                 raise DittoError(f"attention layer {layer_idx} is in KV-cache pool {pool_idx}; the batched kernel reads "
                                  "one pool: run with DITTO_FX_ATTENTION=reference")
             units = pool_at(int(pool_pointers[pool_idx, 0])).view(-1, *unit_shape)
-            shift = 2 * layer_in_pool
-            self._layers[key] = (units, self.write_units + shift, self.read_units + shift)
+            self._layers[key] = (units, layer_unit(self.write_units, layer_in_pool),
+                                 layer_unit(self.read_units, layer_in_pool))
         return self._layers[key]
 
     def cos_sin_halves(self, table: torch.Tensor, rotary_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -251,7 +252,7 @@ def _attend(
     if position_embedding_type == "rope_gpt_neox":
         qk = _rope_halves(qk, *layout.cos_sin_halves(rotary_cos_sin, rotary_embedding_dim), rotary_embedding_dim)
     elif position_embedding_type.startswith("rope"):
-        qk = _rope(qk, layout.cos_sin(rotary_cos_sin), rotary_embedding_dim, position_embedding_type)
+        qk = apply_rope(qk, layout.cos_sin(rotary_cos_sin), rotary_embedding_dim, position_embedding_type)
     q, k = qk[:, :H], qk[:, H:]
     units[write_units[0], :, layout.write_slots] = k.to(units.dtype)
     units[write_units[1], :, layout.write_slots] = v.to(units.dtype)

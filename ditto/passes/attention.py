@@ -31,8 +31,9 @@ from ditto.graph.evaluate import evaluate
 from ditto.graph.nodes import fake, is_call, source_line
 from ditto.models.weights import InMemoryTensor, WeightSpec
 from ditto.ops import gpt_attention as _op  # noqa: F401  (registers torch.ops.ditto.gpt_attention)
-from ditto.ops.gpt_attention import TENSOR_INPUTS, _rope
+from ditto.ops.gpt_attention import TENSOR_INPUTS
 from ditto.ops.params import GPTAttentionParams
+from ditto.ops.rope import GPTJ, NEOX, RopeInfo, apply_rope, no_rope_fields
 from ditto.passes.eager_attention import SOFTCAP_META
 from ditto.passes.manager import PassContext, register_pass
 
@@ -77,7 +78,7 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
 
     q_raw, q_rope, q_operands = _rope_input(q, position_only, token_dependent, node)
     k_raw, k_rope, _ = _rope_input(k, position_only, token_dependent, node)
-    rope = {}
+    rope = None
     if q_rope is not None or k_rope is not None:
         if q_rope is None or k_rope is None:
             _fail(node, "RoPE is applied to only one of query and key")
@@ -101,13 +102,7 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
         num_kv_heads=num_kv_heads,
         head_size=head_size,
         q_scaling=1.0 / (scale * math.sqrt(head_size)),
-        position_embedding_type=rope.get("style", "learned_absolute"),
-        rotary_embedding_dim=rope.get("dim", 0),
-        rotary_embedding_base=rope.get("base", 10000.0),
-        rotary_embedding_scale_type=rope.get("scale_type", "none"),
-        rotary_embedding_scale=rope.get("scale", 1.0),
-        rotary_embedding_max_positions=_max_positions(config),
-        rotary_embedding_original_max_positions=rope.get("original_max_positions", _max_positions(config)),
+        **(rope.attention_fields(_max_positions(config)) if rope else no_rope_fields(_max_positions(config))),
         attn_logit_softcapping_scale=float(node.meta.get(SOFTCAP_META, 0.0)),
         sliding_window=sliding_window,
         tokens_per_block=ctx.tokens_per_block,
@@ -120,8 +115,8 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
         qkv = call(graph, aten.reshape.default, (packed, [-1, params.qkv_width]))
         tensors = {name: ctx.engine_inputs.get(name) for name in TENSOR_INPUTS}
         tensors["qkv"] = qkv
-        tensors["rotary_inv_freq"] = _table_attr(ctx, "rotary_inv_freq", rope.get("inv_freq"))
-        tensors["rotary_cos_sin"] = _table_attr(ctx, "rotary_cos_sin", rope.get("cos_sin"))
+        tensors["rotary_inv_freq"] = _table_attr(ctx, "rotary_inv_freq", rope.inv_freq if rope else None)
+        tensors["rotary_cos_sin"] = _table_attr(ctx, "rotary_cos_sin", rope.cos_sin if rope else None)
         attn = call(
             graph,
             torch.ops.ditto.gpt_attention.default,
@@ -283,7 +278,7 @@ def _layout(raw: Node, head_size: int) -> tuple[int, int]:
     return 3 - token_axis, token_axis
 
 
-def _identify_rope(ctx: PassContext, raw: Node, out: Node, heads: int, head_size: int, sdpa: Node) -> dict:
+def _identify_rope(ctx: PassContext, raw: Node, out: Node, heads: int, head_size: int, sdpa: Node) -> RopeInfo:
     dtype = fake(raw).dtype
     head_axis, token_axis = _layout(raw, head_size)
     probe_positions = torch.tensor([1, 2, 3, 7, 19])
@@ -308,11 +303,11 @@ def _identify_rope(ctx: PassContext, raw: Node, out: Node, heads: int, head_size
     half = dim // 2
     neox = sum(rotation[:, j + half, j].abs().sum() for j in range(half))
     gptj = sum(rotation[:, 2 * i + 1, 2 * i].abs().sum() for i in range(half))
-    style = "rope_gptj" if gptj > neox else "rope_gpt_neox"
+    style = GPTJ if gptj > neox else NEOX
 
     max_positions = _max_positions(ctx.loaded.config)
     probe = torch.zeros(head_size, dtype=dtype)
-    if style == "rope_gpt_neox":
+    if style == NEOX:
         probe[:half] = 1
     else:
         probe[0:dim:2] = 1
@@ -321,32 +316,31 @@ def _identify_rope(ctx: PassContext, raw: Node, out: Node, heads: int, head_size
         positions = torch.arange(start, min(start + 2048, max_positions))
         x = probe.expand(len(positions), heads, head_size).clone()
         y = _unarrange(_probe(ctx, raw, out, _arrange(x, head_axis, token_axis), positions), head_axis, token_axis)[:, 0]
-        if style == "rope_gpt_neox":
+        if style == NEOX:
             rows.append(torch.cat([y[:, :half], y[:, half:dim]], dim=-1))
         else:
             rows.append(torch.cat([y[:, 0:dim:2], y[:, 1:dim:2]], dim=-1))
     cos_sin = torch.cat(rows).float().contiguous()
     inv_freq = torch.atan2(cos_sin[1, half:], cos_sin[1, :half]).contiguous()
-    rope = dict(style=style, dim=dim, cos_sin=cos_sin, inv_freq=inv_freq, layout=(head_axis, token_axis))
-    rope.update(_rope_config(ctx.loaded.config, inv_freq, dim))
-    return rope
+    return RopeInfo(style=style, dim=dim, cos_sin=cos_sin, inv_freq=inv_freq,
+                    **_rope_config(ctx.loaded.config, inv_freq, dim))
 
 
-def _verify_rope(ctx: PassContext, raw: Node, out: Node, rope: dict, sdpa: Node) -> None:
+def _verify_rope(ctx: PassContext, raw: Node, out: Node, rope: RopeInfo, sdpa: Node) -> None:
     """A random probe through the graph must equal ditto's RoPE with the recognised table."""
     shape = fake(raw).shape
     head_axis, token_axis = _layout(raw, int(shape[3]))
     heads, head_size = int(shape[head_axis]), int(shape[3])
     dtype = fake(raw).dtype
     gen = torch.Generator().manual_seed(0)
-    positions = torch.randint(0, rope["cos_sin"].shape[0], (6,), generator=gen)
+    positions = torch.randint(0, rope.cos_sin.shape[0], (6,), generator=gen)
     x = torch.randn(len(positions), heads, head_size, generator=gen).to(dtype)
     got = _unarrange(_probe(ctx, raw, out, _arrange(x, head_axis, token_axis), positions), head_axis, token_axis)
-    want = _rope(x.float(), rope["cos_sin"][positions], rope["dim"], rope["style"])
+    want = apply_rope(x.float(), rope.cos_sin[positions], rope.dim, rope.style)
     tolerance = 1e-4 if dtype == torch.float32 else 5e-2
     error = (got - want).abs().max().item()
     if not error <= tolerance * max(1.0, want.abs().max().item()):
-        _fail(sdpa, f"RoPE on {raw.name} recognised as {rope['style']} dim {rope['dim']} does not reproduce the graph (error {error:.3g})")
+        _fail(sdpa, f"RoPE on {raw.name} recognised as {rope.style} dim {rope.dim} does not reproduce the graph (error {error:.3g})")
 
 
 def _arrange(x: torch.Tensor, head_axis: int, token_axis: int) -> torch.Tensor:

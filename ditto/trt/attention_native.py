@@ -23,7 +23,9 @@ import math
 
 import torch
 
+from ditto.ops.kv_cache import layer_unit
 from ditto.ops.params import GPTAttentionParams
+from ditto.ops.rope import GPTJ, rotate_pair
 from ditto.trt.context import ConversionContext
 
 POOL_INPUT = "kv_cache_pool"
@@ -43,21 +45,19 @@ def _unsqueeze_last(ctx, x):
 
 
 def _rope(ctx, x, cos, sin, params: GPTAttentionParams):
-    """x [T, h, D] float32; cos/sin [T, 1, R/2]."""
+    """x [T, h, D] float32; cos/sin [T, 1, R/2]: `ditto.ops.rope.rotate_pair` in TensorRT layers."""
     rot, half, size = params.rotary_embedding_dim, params.rotary_embedding_dim // 2, params.head_size
-    if params.position_embedding_type == "rope_gptj":
+    arithmetic = tuple(lambda a, b, op=op: _ew(ctx, a, b, op) for op in ("PROD", "SUM", "SUB"))
+    if params.position_embedding_type == GPTJ:
         pairs = ctx.reshape(ctx.columns(x, 0, rot), [ctx.dim(x, 0), ctx.dim(x, 1), half, 2])
         even = ctx.reshape(ctx.columns(pairs, 0, 1), [ctx.dim(x, 0), ctx.dim(x, 1), half])
         odd = ctx.reshape(ctx.columns(pairs, 1, 2), [ctx.dim(x, 0), ctx.dim(x, 1), half])
-        first = _ew(ctx, _ew(ctx, even, cos, "PROD"), _ew(ctx, odd, sin, "PROD"), "SUB")
-        second = _ew(ctx, _ew(ctx, odd, cos, "PROD"), _ew(ctx, even, sin, "PROD"), "SUM")
+        first, second = rotate_pair(even, odd, cos, sin, arithmetic)
         layer = ctx.network.add_concatenation([_unsqueeze_last(ctx, first), _unsqueeze_last(ctx, second)])
         layer.axis = 3
         rotated = ctx.reshape(ctx.out(layer, "interleave"), [ctx.dim(x, 0), ctx.dim(x, 1), rot])
     else:
-        first_in, second_in = ctx.columns(x, 0, half), ctx.columns(x, half, rot)
-        first = _ew(ctx, _ew(ctx, first_in, cos, "PROD"), _ew(ctx, second_in, sin, "PROD"), "SUB")
-        second = _ew(ctx, _ew(ctx, second_in, cos, "PROD"), _ew(ctx, first_in, sin, "PROD"), "SUM")
+        first, second = rotate_pair(ctx.columns(x, 0, half), ctx.columns(x, half, rot), cos, sin, arithmetic)
         layer = ctx.network.add_concatenation([first, second])
         layer.axis = 2
         rotated = ctx.out(layer, "rotated")
@@ -111,7 +111,7 @@ def lower(ctx: ConversionContext, params: GPTAttentionParams, inputs: dict, stat
     slot = _ew(ctx, positions, _ew(ctx, block, _int(ctx, tpb), "PROD"), "SUB")
     offsets = inputs["kv_cache_block_offsets"]
     offsets = ctx.reshape(offsets, [ctx.dim(offsets, 1), 2, ctx.dim(offsets, 3)])  # [B, 2, M]
-    layer_units = _int(ctx, 2 * params.layer_idx)
+    layer_units = _int(ctx, layer_unit(0, params.layer_idx))  # native engines hold one pool
 
     def unit(kv: int, seq_ids, blocks):
         which = _ew(ctx, _ew(ctx, seq_ids, _int(ctx, 0), "PROD"), _int(ctx, kv), "SUM")
