@@ -14,6 +14,9 @@ Semantics follow the plugin in its "remove input padding + paged KV cache" mode:
 - K and V are written into the paged cache (see `ditto.ops.kv_cache`), then each query
   attends causally to its own sequence's keys (optionally within a sliding window).
 - softmax scale = 1 / (sqrt(head_size) * q_scaling); scores and softmax in float32.
+- ALiBi (`position_embedding_type` "alibi", TensorRT-LLM's kALIBI: bmm1 * scale + alibi):
+  `alibi_slopes` [num_heads] float32, slope_h * (key_pos - query_pos) added to the scaled
+  scores (after any soft-cap). Equal, after softmax, to any bias slope_h * key_pos + c(query).
 
 The output is [num_tokens, num_heads * head_size] in the dtype of `qkv`.
 """
@@ -44,6 +47,7 @@ TENSOR_INPUTS = (
     "host_kv_cache_pool_mapping",
     "rotary_inv_freq",
     "rotary_cos_sin",
+    "alibi_slopes",
     "host_context_lengths",
     "host_runtime_perf_knobs",
     "host_context_progress",
@@ -66,6 +70,7 @@ def gpt_attention(
     host_kv_cache_pool_mapping: torch.Tensor,
     rotary_inv_freq: Optional[torch.Tensor],
     rotary_cos_sin: Optional[torch.Tensor],
+    alibi_slopes: Optional[torch.Tensor],
     host_context_lengths: torch.Tensor,
     host_runtime_perf_knobs: torch.Tensor,
     host_context_progress: torch.Tensor,
@@ -133,6 +138,8 @@ def gpt_attention(
         query_pos = pos[:, None]
         key_pos = all_pos[None, :]
         allowed = key_pos <= query_pos
+        if alibi_slopes is not None:  # ALiBi: slope_h * (key - query) added after the scale
+            scores = scores + alibi_slopes.float()[:, None, None] * (key_pos - query_pos)[None]
         if sliding_window > 0:
             allowed = allowed & (key_pos > query_pos - sliding_window)
         scores = scores.masked_fill(~allowed[None], float("-inf"))

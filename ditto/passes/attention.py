@@ -72,7 +72,7 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
         _fail(node, "the attention mask depends on the token values, not only on positions (a dynamic mask); "
               "TensorRT-LLM's attention takes causal or sliding-window masks")
     try:
-        sliding_window = _check_causal(ctx, node, mask, is_causal)
+        sliding_window, alibi_slopes = _check_causal(ctx, node, mask, is_causal, num_heads)
     except (ValueError, RuntimeError) as e:
         _fail(node, f"the attention mask could not be computed from positions alone ({e})")
 
@@ -90,6 +90,8 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
         rope = ctx.memo[key]
         _verify_rope(ctx, q_raw, q, rope, node)
         _verify_rope(ctx, k_raw, k, rope, node)
+    if rope is not None and alibi_slopes is not None:
+        _fail(node, "the scores carry both RoPE and an ALiBi bias; TensorRT-LLM's position_embedding_type is one of them")
 
     scale = node.kwargs.get("scale")
     if scale is None:
@@ -102,7 +104,7 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
         num_kv_heads=num_kv_heads,
         head_size=head_size,
         q_scaling=1.0 / (scale * math.sqrt(head_size)),
-        **(rope.attention_fields(_max_positions(config)) if rope else no_rope_fields(_max_positions(config))),
+        **_position_fields(rope, alibi_slopes, _max_positions(config)),
         attn_logit_softcapping_scale=float(node.meta.get(SOFTCAP_META, 0.0)),
         sliding_window=sliding_window,
         tokens_per_block=ctx.tokens_per_block,
@@ -117,6 +119,7 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
         tensors["qkv"] = qkv
         tensors["rotary_inv_freq"] = _table_attr(ctx, "rotary_inv_freq", rope.inv_freq if rope else None)
         tensors["rotary_cos_sin"] = _table_attr(ctx, "rotary_cos_sin", rope.cos_sin if rope else None)
+        tensors["alibi_slopes"] = _table_attr(ctx, "alibi_slopes", alibi_slopes)
         attn = call(
             graph,
             torch.ops.ditto.gpt_attention.default,
@@ -128,6 +131,15 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
         heads_first = call(graph, aten.permute.default, (rows, [0, 2, 1, 3]))
     node.replace_all_uses_with(heads_first)
     graph.erase_node(node)
+
+
+def _position_fields(rope: RopeInfo | None, alibi_slopes, max_positions: int) -> dict:
+    if rope is not None:
+        return rope.attention_fields(max_positions)
+    fields = no_rope_fields(max_positions)
+    if alibi_slopes is not None:
+        fields["position_embedding_type"] = "alibi"
+    return fields
 
 
 def _sdpa_args(node: Node):
@@ -353,28 +365,66 @@ def _unarrange(y: torch.Tensor, head_axis: int, token_axis: int) -> torch.Tensor
     return y.transpose(0, 1) if head_axis == 1 else y
 
 
-def _check_causal(ctx: PassContext, sdpa: Node, mask, is_causal: bool) -> int:
-    """0 for a causal mask, w for a causal sliding window of w keys; fails on anything else."""
+def _check_causal(ctx: PassContext, sdpa: Node, mask, is_causal: bool, num_heads: int) -> tuple[int, torch.Tensor | None]:
+    """(0 for a causal mask or w for a causal sliding window of w keys, the ALiBi slopes [num_heads] of
+    a score bias or None); fails on anything else.
+
+    The mask (with whatever score bias eager attention folded into it) is computed for one sequence
+    of t tokens. Scores at or below -1e3 are masked out; the finite rest is a bias, which must be
+    ALiBi: slope_h * (key - query) up to a per-row constant (softmax ignores those)."""
     if mask is None:
         if not is_causal:
             _fail(sdpa, "attention without a causal mask (bidirectional) is not supported")
-        return 0
+        return 0, None
     t = _MASK_PROBE_TOKENS
     known = {
         ctx.engine_inputs["position_ids"]: torch.arange(t, dtype=torch.int32),
         ctx.engine_inputs["input_ids"]: torch.zeros(t, dtype=torch.int32),
     }
     value = evaluate([mask], known, ctx.weights.load)[0]
-    allowed = value if value.dtype == torch.bool else value > -1.0
-    allowed = allowed.reshape(-1, t, t)[0]
+    if value.dim() < 2:
+        raise ValueError(f"a mask of shape {tuple(value.shape)}")
+    value = value.reshape(-1, *value.shape[-2:]).expand(-1, t, t)  # [heads or 1, t, t]
+    if value.dtype == torch.bool:
+        allowed, bias = value, None
+    else:
+        allowed = value.float() > _MASKED_SCORE
+        bias = torch.where(allowed, value.float(), 0.0)
+    if not bool((allowed == allowed[:1]).all()):
+        _fail(sdpa, "the attention mask differs between heads")
+    allowed = allowed[0]
     causal = torch.ones(t, t, dtype=torch.bool).tril()
     if torch.equal(allowed, causal):
-        return 0
-    window = int(allowed[-1].sum())
-    band = causal & ~torch.ones(t, t, dtype=torch.bool).tril(-window)
-    if torch.equal(allowed, band):
-        return window
-    _fail(sdpa, "the attention mask is neither causal nor a causal sliding window")
+        window = 0
+    else:
+        window = int(allowed[-1].sum())
+        band = causal & ~torch.ones(t, t, dtype=torch.bool).tril(-window)
+        if not torch.equal(allowed, band):
+            _fail(sdpa, "the attention mask is neither causal nor a causal sliding window")
+    if bias is None or not bool(bias.any()):
+        return window, None
+    return window, _alibi_slopes(sdpa, bias, allowed, num_heads, value.dtype)
+
+
+_MASKED_SCORE = -1e3
+
+
+def _alibi_slopes(sdpa: Node, bias: torch.Tensor, allowed: torch.Tensor, num_heads: int, dtype) -> torch.Tensor:
+    """The per-head slopes of a score bias [heads or 1, t, t] that is slope_h * (key - query) + c(query)."""
+    t = bias.shape[-1]
+    relative = bias - bias.diagonal(dim1=-2, dim2=-1)[..., :, None]  # bias(key) - bias(query) per row
+    distance = (torch.arange(t)[None, :] - torch.arange(t)[:, None]).float()  # key - query
+    first = int(allowed[-1].nonzero()[0])  # the oldest key the last query sees
+    if first == t - 1:
+        _fail(sdpa, "a score bias with a window of one key")
+    slopes = relative[:, -1, first] / distance[-1, first]  # [heads or 1]
+    want = slopes[:, None, None] * distance
+    error = ((relative - want).abs() * allowed).max().item()
+    tolerance = (1e-4 if dtype == torch.float32 else 2e-2) * max(1.0, want.abs().max().item())
+    if not error <= tolerance:
+        _fail(sdpa, f"the scores carry an additive bias that is not ALiBi (slope * (key - query) per head; off by "
+                    f"{error:.3g}); TensorRT-LLM's attention adds no other score bias")
+    return slopes.expand(num_heads).contiguous().float()
 
 
 def _to_rows(graph, x: Node, heads: int) -> Node:
@@ -458,5 +508,5 @@ def refuse_unsupported_rope(config) -> None:
 def _fail(node: Node, problem: str):
     raise DittoError(
         f"attention at node {node.name} ({source_line(node)}): {problem}. "
-        "Ditto recognises causal self-attention with optional RoPE, GQA/MQA and sliding window."
+        "Ditto recognises causal self-attention with optional RoPE or ALiBi, GQA/MQA and sliding window."
     )

@@ -55,11 +55,18 @@ def _match(softmax: Node):
     if softmax.args[1] not in (-1, len(fake(softmax).shape) - 1):
         return None
     scores = _skip_casts(softmax.args[0])
-    mask = None
+    scores, mask = _peel_masked_fill(scores, softmax)
     if is_call(scores, aten.add.Tensor):
-        scores, mask = scores.args
-        if is_call(mask, aten.matmul.default, aten.mul.Tensor, aten.div.Tensor):
-            scores, mask = mask, scores
+        scores, term = scores.args
+        if is_call(term, aten.matmul.default, aten.mul.Tensor, aten.div.Tensor):
+            scores, term = term, scores
+        mask = _add_term(mask, term, softmax)
+    if is_call(scores, aten.add.Tensor):  # scores + bias (MPT's ALiBi), the mask added outside
+        first, second = scores.args
+        if is_call(_skip_casts(first), aten.matmul.default, aten.mul.Tensor, aten.div.Tensor):
+            scores, mask = first, _add_term(mask, second, softmax)
+        elif is_call(_skip_casts(second), aten.matmul.default, aten.mul.Tensor, aten.div.Tensor):
+            scores, mask = second, _add_term(mask, first, softmax)
     scale = 1.0
     scores = _skip_casts(scores)
     scores, mask = _peel_where_mask(scores, mask, softmax)
@@ -69,8 +76,10 @@ def _match(softmax: Node):
         scores = scores.args[0]
     flat = _match_baddbmm(scores)
     if flat is not None:
-        q, k_t, alpha = flat
+        q, k_t, alpha, bias = flat
         scale *= alpha
+        if bias is not None:  # baddbmm(bias, q, kᵀ) adds the bias after alpha (BLOOM's ALiBi)
+            mask = _add_term(mask, bias, softmax)
     elif is_call(scores, *_MATMUL):
         q, k_t = scores.args
     else:
@@ -83,11 +92,31 @@ def _match(softmax: Node):
         user = next(iter(probs.users))
         if is_call(user, *_MATMUL) and user.args[0] is probs:
             return q, k_t.args[0], user.args[1], mask, scale, softcap, user
+        flat_out = _flat_probs_matmul(user)
+        if flat_out is not None:  # view(probs) [b*h, s, t] @ view(v) [b*h, t, d], viewed back to rank 4 (BLOOM)
+            v, out = flat_out
+            return q, k_t.args[0], v, mask, scale, softcap, out
         if is_call(user, *_CASTS) or is_call(user, aten.dropout.default):
             probs = user
             continue
         return None
     return None
+
+
+def _flat_probs_matmul(view: Node):
+    """view(probs, [b*h, s, t]) -> bmm(., view(v4, [b*h, t, d])) -> view(., [b, h, s, d]): (v4, last view)."""
+    if not is_call(view, *_VIEWS) or len(fake(view).shape) != 3 or len(view.users) != 1:
+        return None
+    product = next(iter(view.users))
+    if not is_call(product, *_MATMUL) or product.args[0] is not view or len(product.users) != 1:
+        return None
+    v3, out = product.args[1], next(iter(product.users))
+    if not (is_call(v3, *_VIEWS) and len(fake(v3.args[0]).shape) == 4 and is_call(out, *_VIEWS)):
+        return None
+    v = v3.args[0]
+    if tuple(fake(out).shape) != tuple(fake(v).shape[:2]) + tuple(fake(view).shape[1:2]) + tuple(fake(v).shape[3:]):
+        return None
+    return v, out
 
 
 def _number(node: Node, target) -> float | None:
@@ -119,8 +148,9 @@ _VIEWS = (aten.view.default, aten.reshape.default, aten._unsafe_view.default)
 
 
 def _match_baddbmm(scores: Node):
-    """view(baddbmm(0, view(q), transpose(view(k), 1, 2), alpha=a), [b, h, t, s]) -> (q, kᵀ, a)
-    with q and kᵀ rank 4 (GPT-NeoX-Japanese writes its scores this way)."""
+    """view(baddbmm(bias, view(q), transpose(view(k), 1, 2), beta, alpha=a), [b, h, t, s]) -> (q, kᵀ, a,
+    beta * bias as a rank-4 score term, or None for beta 0 / zeros) with q and kᵀ rank 4 (GPT-NeoX-Japanese
+    and BLOOM write their scores this way)."""
     if not is_call(scores, *_VIEWS) or len(fake(scores).shape) != 4:
         return None
     product = scores.args[0]
@@ -129,16 +159,56 @@ def _match_baddbmm(scores: Node):
     base, q3, kt3 = product.args[:3]
     beta = product.kwargs.get("beta", product.args[3] if len(product.args) > 3 else 1)
     alpha = product.kwargs.get("alpha", product.args[4] if len(product.args) > 4 else 1)
-    if not isinstance(alpha, (int, float)) or not (beta == 0 or _is_zeros(base)):
+    if not isinstance(alpha, (int, float)) or not isinstance(beta, (int, float)):
         return None
     if not (is_call(q3, *_VIEWS) and is_call(kt3, aten.transpose.int) and is_call(kt3.args[0], *_VIEWS)):
         return None
     q, k = q3.args[0], kt3.args[0].args[0]
     if len(fake(q).shape) != 4 or len(fake(k).shape) != 4 or sorted(d % 3 for d in kt3.args[1:]) != [1, 2]:
         return None
-    with scores.graph.inserting_before(scores):
-        k_t = call(scores.graph, aten.transpose.int, (k, -2, -1))
-    return q, k_t, float(alpha)
+    graph = scores.graph
+    with graph.inserting_before(scores):
+        k_t = call(graph, aten.transpose.int, (k, -2, -1))
+        bias = None
+        if not (beta == 0 or _is_zeros(base)):
+            bias = _bias_as_scores(graph, base, float(beta), scores)
+            if bias is None:
+                return None
+    return q, k_t, float(alpha), bias
+
+
+def _bias_as_scores(graph, base: Node, beta: float, scores: Node) -> Node | None:
+    """baddbmm's bias [b*h, 1 or s, t] in the rank-4 layout of the viewed scores [b, h, s, t] (times beta)."""
+    shape = fake(base).shape
+    size = list(scores.args[1])
+    if len(shape) != 3 or len(size) != 4:
+        return None
+    rows = 1 if isinstance(shape[1], int) and shape[1] == 1 else size[2]
+    bias = call(graph, aten.reshape.default, (base, [size[0], size[1], rows, -1]))
+    return bias if beta == 1 else call(graph, aten.mul.Tensor, (bias, beta))
+
+
+def _add_term(mask, term: Node, softmax: Node) -> Node:
+    """mask + term (an additive score term: a mask or a bias), built before the softmax."""
+    if mask is None:
+        return term
+    with softmax.graph.inserting_before(softmax):
+        return call(softmax.graph, aten.add.Tensor, (mask, term))
+
+
+_MASKED = -1e4  # a fill value at or below this removes the score (finfo.min, -inf, -1e9, ...)
+
+
+def _peel_masked_fill(scores: Node, softmax: Node):
+    """masked_fill(x, blocked, -big) (MPT) -> (x, additive mask where(blocked, -big, 0)), else (scores, None)."""
+    if not is_call(scores, aten.masked_fill.Scalar):
+        return scores, None
+    x, blocked, value = scores.args
+    if not isinstance(value, (int, float)) or value > _MASKED or fake(blocked).dtype != torch.bool:
+        return scores, None
+    with softmax.graph.inserting_before(softmax):
+        additive = call(softmax.graph, aten.where.Scalar, (blocked, float(value), 0.0))
+    return _skip_casts(x), additive
 
 
 def _is_zeros(node) -> bool:

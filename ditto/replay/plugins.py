@@ -70,7 +70,7 @@ def _run_plugin(call: LayerCall, key: tuple, fields: dict):
 # ---- TensorRT-LLM GPTAttention -------------------------------------------------------------
 
 # tensorrt_llm.functional.PositionEmbeddingType / RotaryScalingType values the reference computes
-_POSITION_EMBEDDING = {0: "learned_absolute", 1: "rope_gptj", 2: "rope_gpt_neox"}
+_POSITION_EMBEDDING = {0: "learned_absolute", 1: "rope_gptj", 2: "rope_gpt_neox", 4: "alibi"}
 _ROTARY_SCALING = {0: "none"}
 # fields that must hold this value for the plugin to compute what the reference op computes
 _REQUIRED = {
@@ -118,12 +118,15 @@ def gpt_attention(call: LayerCall, fields: dict) -> torch.Tensor:
     if kwargs["num_kv_heads"] != int(_scalar(fields.get("num_kv_heads_origin", kwargs["num_kv_heads"]))):
         raise call.refuse("plugin field num_kv_heads_origin", _scalar(fields["num_kv_heads_origin"]), "tensor parallel heads")
     rope = kwargs["position_embedding_type"].startswith("rope")
-    names = [n for n in TENSOR_INPUTS if rope or n not in ("rotary_inv_freq", "rotary_cos_sin")]
+    alibi = kwargs["position_embedding_type"] == "alibi"
+    names = [n for n in TENSOR_INPUTS if (rope or n not in ("rotary_inv_freq", "rotary_cos_sin"))
+             and (alibi or n != "alibi_slopes")]
     if len(call.inputs) != len(names):
         raise call.error(f"GPTAttention with {len(call.inputs)} inputs; TensorRT-LLM passes {len(names)}: {names}")
     tensors = dict(zip(names, call.inputs))
     tensors.setdefault("rotary_inv_freq", None)
     tensors.setdefault("rotary_cos_sin", None)
+    tensors.setdefault("alibi_slopes", None)
     if rope:
         tensors["rotary_cos_sin"] = _reference_cos_sin(tensors["rotary_cos_sin"], kwargs["rotary_embedding_dim"])
     # the plugin's attention window is a runtime input; the reference takes it as sliding_window

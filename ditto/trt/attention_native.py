@@ -11,7 +11,8 @@ input is the plugin engine's. Per layer, with T packed tokens and S = max(sequen
   plugin derives from the sequence lengths), from the same cos/sin table as the reference op;
 - the new K/V are scattered into their (block unit, slot), units as in `ditto.ops.kv_cache`;
 - each token gathers its sequence's keys/values for positions 0..S-1 and attends to those at
-  or before its own position (within the sliding window if any), scores and softmax float32.
+  or before its own position (within the sliding window if any), scores and softmax float32;
+  ALiBi adds slope_h * (key position - query position) to the scaled scores.
 
 Correct but not fast: it materialises [T, S, kv_heads, head_size] keys per layer. It exists so
 the whole network builds and can be checked where no TensorRT-LLM runs.
@@ -154,6 +155,10 @@ def lower(ctx: ConversionContext, params: GPTAttentionParams, inputs: dict, stat
         scores = _ew(ctx, scores, ctx.scalar(cap, scores), "PROD")
     query_pos = ctx.reshape(positions, [tokens, 1])
     keys_row = ctx.reshape(key_pos, [1, span])
+    if params.has_alibi:  # slope_h * (key - query), heads as [KV, G]
+        distance = ctx.cast(ctx.reshape(_ew(ctx, keys_row, query_pos, "SUB"), [tokens, 1, 1, span]), torch.float32)
+        slopes = ctx.reshape(ctx.cast(inputs["alibi_slopes"], torch.float32), [1, KV, group, 1])
+        scores = _ew(ctx, scores, _ew(ctx, slopes, distance, "PROD"), "SUM")
     allowed = _ew(ctx, _ew(ctx, keys_row, query_pos, "LESS"), _ew(ctx, keys_row, query_pos, "EQUAL"), "OR")
     if params.sliding_window > 0:
         oldest = _ew(ctx, query_pos, _int(ctx, params.sliding_window), "SUB")

@@ -161,14 +161,18 @@ def gpt_attention_input_names(params: GPTAttentionParams, options: PluginOptions
 
     The names are the engine inputs they are bound to (`ditto.trtllm.inputs`), except `qkv`
     (the layer's packed projection) and the RoPE constants `rotary_inv_freq` [rotary_dim / 2]
-    and `rotary_cos_sin` [1, max_positions * rotary_dim], both float32.
+    and `rotary_cos_sin` [1, max_positions * rotary_dim], both float32, and, for ALiBi,
+    `alibi_slopes` [num_heads] (TensorRT-LLM's `Attention` registers its slopes as a float32 buffer
+    and passes them as the plugin's ALIBI_SLOPES input; gptAttentionPlugin.cpp at 026da036:
+    `case IdxEntry::ALIBI_SLOPES: return isALiBi();`).
     """
     if not (options.use_cache and options.paged_kv_cache and options.remove_input_padding):
         raise DittoError("ditto builds GPTAttention only with a paged KV cache and packed (padding-free) input")
     # the op's inputs are the plugin's, in the plugin's order; RoPE tables only when rotating
     rotary = ("rotary_inv_freq", "rotary_cos_sin")
     names = [n for n in TENSOR_INPUTS if params.has_rope or n not in rotary]
-    return names
+    # ALIBI_SLOPES (IdxEntry after ROTARY_COS_SIN) is used only when the type is alibi
+    return [n for n in names if params.has_alibi or n != "alibi_slopes"]
 
 
 def plugin_rotary_cos_sin(cos_sin: np.ndarray) -> np.ndarray:
