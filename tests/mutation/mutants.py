@@ -46,7 +46,8 @@ GENERIC = ("tests/test_core_generic.py", "tests/test_core_mutations.py")
 ROPE_FIELDS = ("tests/test_core_rope_fields.py",)  # RoPE fields against the HF config
 SIMPLIFY = ("tests/test_passes_simplify.py",)  # shuffle folding on small graphs
 CONFIG = ("tests/test_trtllm_config.py", "tests/test_trtllm_plugin.py")  # what ditto writes for TensorRT-LLM
-OPS = ("tests/test_ops_reference.py",)  # gpt_attention / paged cache against an SDPA reference
+OPS = ("tests/test_ops_reference.py",)
+ALIBI = ("tests/ops/test_attention_alibi.py",)  # ALiBi on tiny BLOOM and MPT, hf vs fx vs replay  # gpt_attention / paged cache against an SDPA reference
 REPLAY_MODELS = ("tests/test_replay.py::test_replay_matches_fx_and_hf",)  # replay vs fx and hf, every tiny model
 CONVERTERS = ("tests/test_trt_converters.py",)
 EDGES = ("tests/test_trt_converters_edges.py",)
@@ -91,6 +92,9 @@ MUTANTS: tuple[Mutant, ...] = (
            "slots, blocks = pos // tokens_per_block, pos % tokens_per_block", "block and slot of a position swapped", OPS + PARITY),
     Mutant("kv_block_offset_ignores_layers", "ditto/ops/kv_cache.py", "return block_id * num_layers * 2 + kv", "return block_id * 2 + kv",
            "block offset forgets the layers per block", OPS + PARITY),
+    Mutant("op_alibi_distance_reversed", _OPS, "alibi_slopes.float()[:, None, None] * (key_pos - query_pos)[None]",
+           "alibi_slopes.float()[:, None, None] * (query_pos - key_pos)[None]", "ALiBi bias with the distance's sign flipped",
+           ALIBI),
     # ---- paged cache (host side) -------------------------------------------------------------
     Mutant("cache_sequences_share_blocks", "ditto/runtime/paged_cache.py", "block = b * self.blocks_per_seq + j", "block = b + j",
            "two sequences' blocks overlap", OPS + PARITY),
@@ -119,6 +123,8 @@ MUTANTS: tuple[Mutant, ...] = (
            "scale = float(scores.args[1]) if scores.target == aten.mul.Tensor else 1.0 / float(scores.args[1])",
            "scale = 1.0 / float(scores.args[1]) if scores.target == aten.mul.Tensor else float(scores.args[1])",
            "eager attention scale inverted", ("tests/test_core_generic.py::test_eager_attention_is_normalised",) + PARITY),
+    Mutant("pass_baddbmm_bias_dropped", "ditto/passes/eager_attention.py", "            mask = _add_term(mask, bias, softmax)",
+           "            pass", "baddbmm's bias term (BLOOM's ALiBi) dropped from the scores", ALIBI),
     Mutant("pass_permute_composition_reversed", "ditto/passes/simplify.py", "[inner[p] for p in perm]", "[perm[p] for p in inner]",
            "two permutes composed in the wrong order", SIMPLIFY + PARITY + GENERIC),
     Mutant("pass_cat_cover_drops_order_check", "ditto/passes/simplify.py", "            if start != position:\n                return None\n", "",
@@ -166,6 +172,9 @@ MUTANTS: tuple[Mutant, ...] = (
            "slot not reduced within its block in TensorRT", NATIVE + REPLAY_MODELS),
     Mutant("native_token_index_inclusive", _NATIVE, "trt.CumulativeOperation.SUM, True, False)", "trt.CumulativeOperation.SUM, False, False)",
            "token index 1-based: tokens assigned to the previous sequence", NATIVE + REPLAY_MODELS),
+    Mutant("native_alibi_distance_reversed", _NATIVE, '_ew(ctx, keys_row, query_pos, "SUB"), [tokens, 1, 1, span])',
+           '_ew(ctx, query_pos, keys_row, "SUB"), [tokens, 1, 1, span])', "ALiBi distance sign flipped in TensorRT",
+           ALIBI),
     Mutant("native_softcap_not_rescaled", _NATIVE, 'scores = _ew(ctx, scores, ctx.scalar(cap, scores), "PROD")', "pass",
            "soft-capping forgets to scale back in TensorRT", NATIVE + REPLAY_MODELS),
     # ---- replay layers -------------------------------------------------------------------------
