@@ -17,6 +17,8 @@ Semantics follow the plugin in its "remove input padding + paged KV cache" mode:
 - ALiBi (`position_embedding_type` "alibi", TensorRT-LLM's kALIBI: bmm1 * scale + alibi):
   `alibi_slopes` [num_heads] float32, slope_h * (key_pos - query_pos) added to the scaled
   scores (after any soft-cap). Equal, after softmax, to any bias slope_h * key_pos + c(query).
+- Attention sinks (`attention_sinks` [num_heads] float32, gpt-oss style): a learned logit per head
+  joins the softmax's denominator and attends to nothing: probs = softmax([scores, sink])[:-1].
 
 The output is [num_tokens, num_heads * head_size] in the dtype of `qkv`.
 """
@@ -51,6 +53,9 @@ TENSOR_INPUTS = (
     "host_context_lengths",
     "host_runtime_perf_knobs",
     "host_context_progress",
+    # ditto's own, not a GPTAttention plugin input (TensorRT-LLM's engine path has no sinks; its
+    # PyTorch backend's attention op takes `attention_sinks` [num_heads] float)
+    "attention_sinks",
 )
 
 
@@ -74,6 +79,7 @@ def gpt_attention(
     host_context_lengths: torch.Tensor,
     host_runtime_perf_knobs: torch.Tensor,
     host_context_progress: torch.Tensor,
+    attention_sinks: Optional[torch.Tensor],
     layer_idx: int,
     num_heads: int,
     num_kv_heads: int,
@@ -143,7 +149,11 @@ def gpt_attention(
         if sliding_window > 0:
             allowed = allowed & (key_pos > query_pos - sliding_window)
         scores = scores.masked_fill(~allowed[None], float("-inf"))
-        probs = torch.softmax(scores, dim=-1)
+        if attention_sinks is not None:  # one more logit per head in the denominator, with no value
+            sinks = attention_sinks.float()[:, None, None].expand(H, n, 1)
+            probs = torch.softmax(torch.cat((scores, sinks), dim=-1), dim=-1)[..., :-1]
+        else:
+            probs = torch.softmax(scores, dim=-1)
         out = torch.einsum("hnt,thd->nhd", probs, values)
         outputs.append(out.reshape(n, H * D).to(qkv.dtype))
     return torch.cat(outputs, dim=0)

@@ -54,6 +54,7 @@ _IMPLEMENTED = {
     "rotary_embedding_original_max_positions": None,
     "attn_logit_softcapping_scale": {0.0},  # SDPA cannot cap logits: the reference does it
     "alibi_slopes": {None},  # ALiBi biases (per head, per query position): the reference adds them
+    "attention_sinks": {None},  # SDPA has no sink logit: the reference adds it to the denominator
     "sliding_window": None,
     "tokens_per_block": None,
 }
@@ -239,7 +240,7 @@ def _attend(
     context_lengths, cache_indirection, host_request_types, kv_cache_block_offsets, host_kv_cache_block_offsets,
     host_kv_cache_pool_pointers, host_kv_cache_pool_mapping, rotary_inv_freq, rotary_cos_sin, alibi_slopes,
     host_context_lengths,
-    host_runtime_perf_knobs, host_context_progress, *, layer_idx, num_heads, num_kv_heads, head_size, q_scaling,
+    host_runtime_perf_knobs, host_context_progress, attention_sinks, *, layer_idx, num_heads, num_kv_heads, head_size, q_scaling,
     position_embedding_type, rotary_embedding_dim, sliding_window, tokens_per_block, **_same_for_this_kernel,
 ) -> torch.Tensor:
     H, KV, D = num_heads, num_kv_heads, head_size

@@ -34,7 +34,7 @@ from ditto.ops import gpt_attention as _op  # noqa: F401  (registers torch.ops.d
 from ditto.ops.gpt_attention import TENSOR_INPUTS
 from ditto.ops.params import GPTAttentionParams
 from ditto.ops.rope import GPTJ, NEOX, RopeInfo, apply_rope, no_rope_fields
-from ditto.passes.eager_attention import SOFTCAP_META
+from ditto.passes.eager_attention import SINKS_META, SOFTCAP_META
 from ditto.passes.manager import PassContext, register_pass
 
 aten = torch.ops.aten
@@ -120,6 +120,7 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
         tensors["rotary_inv_freq"] = _table_attr(ctx, "rotary_inv_freq", rope.inv_freq if rope else None)
         tensors["rotary_cos_sin"] = _table_attr(ctx, "rotary_cos_sin", rope.cos_sin if rope else None)
         tensors["alibi_slopes"] = _table_attr(ctx, "alibi_slopes", alibi_slopes)
+        tensors["attention_sinks"] = _table_attr(ctx, "attention_sinks", _sinks(node, num_heads))
         attn = call(
             graph,
             torch.ops.ditto.gpt_attention.default,
@@ -131,6 +132,13 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
         heads_first = call(graph, aten.permute.default, (rows, [0, 2, 1, 3]))
     node.replace_all_uses_with(heads_first)
     graph.erase_node(node)
+
+
+def _sinks(node: Node, num_heads: int) -> torch.Tensor | None:
+    sinks = node.meta.get(SINKS_META)
+    if sinks is not None and sinks.numel() != num_heads:
+        _fail(node, f"{sinks.numel()} attention sinks for {num_heads} heads")
+    return sinks
 
 
 def _position_fields(rope: RopeInfo | None, alibi_slopes, max_positions: int) -> dict:
@@ -151,7 +159,13 @@ def _sdpa_args(node: Node):
 
 
 def _strip_repeat_kv(x: Node) -> Node:
-    """repeat_kv: reshape(expand(unsqueeze(kv, 2), [b, kv, n_rep, t, d]), [b, kv*n_rep, t, d]) -> kv."""
+    """repeat_kv: reshape(expand(unsqueeze(kv, 2), [b, kv, n_rep, t, d]), [b, kv*n_rep, t, d]) -> kv, also
+    under a cast to float32 (the op computes K and V in float32 anyway)."""
+    while is_call(x, aten._to_copy.default, aten.to.dtype) and fake(x).dtype == torch.float32:
+        inner = _strip_repeat_kv(x.args[0])
+        if inner is x.args[0]:
+            break
+        return inner
     if is_call(x, aten.reshape.default, aten.view.default, aten._unsafe_view.default):
         expanded = x.args[0]
         if is_call(expanded, aten.expand.default) and is_call(expanded.args[0], aten.unsqueeze.default):

@@ -12,6 +12,8 @@ field with the same formula (applied after the 1/sqrt(d)*q_scaling scale).
 
 from __future__ import annotations
 
+import operator
+
 import torch
 from torch.fx import Node
 
@@ -24,6 +26,7 @@ _CASTS = (aten._to_copy.default, aten.to.dtype)
 _SOFTMAX = (aten._softmax.default, aten.softmax.int)
 _MATMUL = (aten.matmul.default, aten.bmm.default)
 SOFTCAP_META = "attn_logit_softcapping"
+SINKS_META = "attention_sinks"
 
 
 @register_pass("eager_attention_to_sdpa")
@@ -33,11 +36,15 @@ def eager_attention_to_sdpa(ctx: PassContext) -> int:
         match = _match(softmax)
         if match is None:
             continue
-        q, k, v, mask, scale, softcap, out = match
+        q, k, v, mask, scale, softcap, sinks, out = match
         with ctx.graph.inserting_before(out):
             sdpa = call(ctx.graph, aten.scaled_dot_product_attention.default, (q, k, v, mask), {"scale": scale})
+        if "stack_trace" in softmax.meta:  # errors about this attention name the model's line
+            sdpa.meta["stack_trace"] = softmax.meta["stack_trace"]
         if softcap:
             sdpa.meta[SOFTCAP_META] = softcap
+        if sinks is not None:
+            sdpa.meta[SINKS_META] = _sink_values(ctx, sinks, int(fake(q).shape[1]))
         out.replace_all_uses_with(sdpa)
         count += 1
     if count:
@@ -54,8 +61,9 @@ def _skip_casts(node: Node) -> Node:
 def _match(softmax: Node):
     if softmax.args[1] not in (-1, len(fake(softmax).shape) - 1):
         return None
-    scores = _skip_casts(softmax.args[0])
-    scores, mask = _peel_masked_fill(scores, softmax)
+    scores = _peel_row_max(_skip_casts(softmax.args[0]))
+    scores, sinks = _peel_sinks(scores)
+    scores, mask = _peel_masked_fill(_peel_row_max(scores), softmax)
     if is_call(scores, aten.add.Tensor):
         scores, term = scores.args
         if is_call(term, aten.matmul.default, aten.mul.Tensor, aten.div.Tensor):
@@ -86,21 +94,70 @@ def _match(softmax: Node):
         return None
     if not is_call(k_t, aten.transpose.int) or sorted(d % 4 for d in k_t.args[1:]) != [2, 3]:
         return None
-    # follow the probabilities to the matmul with V
-    probs = softmax
+    # follow the probabilities to the matmul with V (past the sinks' column, which attends to nothing)
+    probs, dropped = softmax, sinks is None
     while len(probs.users) == 1:
         user = next(iter(probs.users))
         if is_call(user, *_MATMUL) and user.args[0] is probs:
-            return q, k_t.args[0], user.args[1], mask, scale, softcap, user
+            return (q, k_t.args[0], user.args[1], mask, scale, softcap, sinks, user) if dropped else None
         flat_out = _flat_probs_matmul(user)
-        if flat_out is not None:  # view(probs) [b*h, s, t] @ view(v) [b*h, t, d], viewed back to rank 4 (BLOOM)
+        if flat_out is not None and sinks is None:  # view(probs) [b*h, s, t] @ view(v) [b*h, t, d], back to rank 4 (BLOOM)
             v, out = flat_out
-            return q, k_t.args[0], v, mask, scale, softcap, out
+            return q, k_t.args[0], v, mask, scale, softcap, sinks, out
+        if not dropped and _drops_last_column(user):
+            probs, dropped = user, True
+            continue
         if is_call(user, *_CASTS) or is_call(user, aten.dropout.default):
             probs = user
             continue
         return None
     return None
+
+
+def _peel_row_max(scores: Node) -> Node:
+    """x - max(x, -1, keepdim) (a no-op under softmax, written for stability) -> x."""
+    if not is_call(scores, aten.sub.Tensor):
+        return scores
+    x, top = scores.args
+    if is_call(top, operator.getitem) and top.args[1] == 0:
+        top = top.args[0]
+        if is_call(top, aten.max.dim) and top.args[0] is x and top.args[1] in (-1, len(fake(x).shape) - 1):
+            return _skip_casts(x)
+    if is_call(top, aten.amax.default) and top.args[0] is x and list(top.args[1]) in ([-1], [len(fake(x).shape) - 1]):
+        return _skip_casts(x)
+    return scores
+
+
+def _peel_sinks(scores: Node):
+    """cat([scores, sinks], -1) with sinks [., heads, ., 1] not read from the tokens (gpt-oss's learned
+    per-head logits) -> (scores, the sinks node), else (scores, None)."""
+    if not is_call(scores, aten.cat.default) or scores.args[1] not in (-1, 3) or len(scores.args[0]) != 2:
+        return scores, None
+    inner, sinks = scores.args[0]
+    if len(fake(sinks).shape) != 4 or fake(sinks).shape[-1] != 1:
+        return scores, None
+    return _skip_casts(inner), sinks
+
+
+def _drops_last_column(node: Node) -> bool:
+    """slice(x, -1, 0, -1): every column but the last."""
+    return (is_call(node, aten.slice.Tensor) and node.args[1] in (-1, 3) and node.args[2] in (0, None)
+            and len(node.args) > 3 and node.args[3] == -1 and (len(node.args) < 5 or node.args[4] == 1))
+
+
+def _sink_values(ctx: PassContext, sinks: Node, heads: int):
+    """The per-head sink logits [heads] float32: the sinks node must broadcast one learned value per head
+    (reshape/expand/cast of a weight)."""
+    from ditto.errors import DittoError
+    from ditto.graph.nodes import source_line
+
+    node = sinks
+    while is_call(node, aten.expand.default, aten.reshape.default, aten.view.default, aten.unsqueeze.default, *_CASTS):
+        node = node.args[0]
+    if node.op != "get_attr" or fake(node).numel() != heads:
+        raise DittoError(f"attention sinks at {sinks.name} ({source_line(sinks)}) are not one learned value per head "
+                         f"({heads} heads); ditto's attention takes a per-head sink logit")
+    return ctx.weights.load(node.target).float().reshape(heads).clone()
 
 
 def _flat_probs_matmul(view: Node):

@@ -120,13 +120,14 @@ def gpt_attention(call: LayerCall, fields: dict) -> torch.Tensor:
     rope = kwargs["position_embedding_type"].startswith("rope")
     alibi = kwargs["position_embedding_type"] == "alibi"
     names = [n for n in TENSOR_INPUTS if (rope or n not in ("rotary_inv_freq", "rotary_cos_sin"))
-             and (alibi or n != "alibi_slopes")]
+             and (alibi or n != "alibi_slopes") and n != "attention_sinks"]
     if len(call.inputs) != len(names):
         raise call.error(f"GPTAttention with {len(call.inputs)} inputs; TensorRT-LLM passes {len(names)}: {names}")
     tensors = dict(zip(names, call.inputs))
     tensors.setdefault("rotary_inv_freq", None)
     tensors.setdefault("rotary_cos_sin", None)
     tensors.setdefault("alibi_slopes", None)
+    tensors.setdefault("attention_sinks", None)
     if rope:
         tensors["rotary_cos_sin"] = _reference_cos_sin(tensors["rotary_cos_sin"], kwargs["rotary_embedding_dim"])
     # the plugin's attention window is a runtime input; the reference takes it as sliding_window

@@ -12,7 +12,8 @@ input is the plugin engine's. Per layer, with T packed tokens and S = max(sequen
 - the new K/V are scattered into their (block unit, slot), units as in `ditto.ops.kv_cache`;
 - each token gathers its sequence's keys/values for positions 0..S-1 and attends to those at
   or before its own position (within the sliding window if any), scores and softmax float32;
-  ALiBi adds slope_h * (key position - query position) to the scaled scores.
+  ALiBi adds slope_h * (key position - query position) to the scaled scores; attention sinks
+  add exp(sink_h) to the softmax's denominator.
 
 Correct but not fast: it materialises [T, S, kv_heads, head_size] keys per layer. It exists so
 the whole network builds and can be checked where no TensorRT-LLM runs.
@@ -78,6 +79,20 @@ def _stack_last(ctx, parts):
 def _gather_nd(ctx, data, indices):
     layer = ctx.network.add_gather_v2(data, indices, ctx.trt.GatherMode.ND)
     return ctx.out(layer, "gather_nd")
+
+
+def _softmax_with_sinks(ctx, scores, sinks, kv_heads: int, group: int):
+    """softmax over [scores, sink_h] without the sink's column: exp(s - m) / (sum exp(s - m) + exp(sink - m)),
+    m = max(max(s), sink); scores [T, KV, G, S], sinks [num_heads]."""
+    trt = ctx.trt
+    sink = ctx.reshape(sinks, [1, kv_heads, group, 1])
+    row_max = ctx.out(ctx.network.add_reduce(scores, trt.ReduceOperation.MAX, 1 << 3, True), "row_max")
+    top = _ew(ctx, row_max, sink, "MAX")  # finite: the sink is
+    exp = lambda x: ctx.out(ctx.network.add_unary(x, trt.UnaryOperation.EXP), "exp")  # noqa: E731
+    weights = exp(_ew(ctx, scores, top, "SUB"))
+    total = ctx.out(ctx.network.add_reduce(weights, trt.ReduceOperation.SUM, 1 << 3, True), "row_sum")
+    total = _ew(ctx, total, exp(_ew(ctx, sink, top, "SUB")), "SUM")
+    return _ew(ctx, weights, total, "DIV")
 
 
 def lower(ctx: ConversionContext, params: GPTAttentionParams, inputs: dict, state: dict):
@@ -168,9 +183,12 @@ def lower(ctx: ConversionContext, params: GPTAttentionParams, inputs: dict, stat
     allowed_b = ctx.to_rank(allowed, 4)
     select = ctx.network.add_select(allowed_b, scores, masked)
     scores = ctx.out(select, "masked")
-    softmax = ctx.network.add_softmax(scores)
-    softmax.axes = 1 << 3
-    probs = ctx.out(softmax, "probs")
+    if "attention_sinks" in inputs:
+        probs = _softmax_with_sinks(ctx, scores, ctx.cast(inputs["attention_sinks"], torch.float32), KV, group)
+    else:
+        softmax = ctx.network.add_softmax(scores)
+        softmax.axes = 1 << 3
+        probs = ctx.out(softmax, "probs")
     values_t = ctx.transpose(ctx.cast(values, torch.float32), [0, 2, 1, 3])  # [T, KV, S, D]
     out = ctx.out(ctx.network.add_matrix_multiply(probs, op.NONE, values_t, op.NONE), "context")  # [T, KV, G, D]
     return ctx.cast(ctx.reshape(out, [tokens, H * D]), dtype)

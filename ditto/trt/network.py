@@ -258,7 +258,10 @@ class _PluginAttention:
         """The plugin's input tensors in its order (`gpt_attention_input_names`)."""
         from ditto.trtllm.plugin import gpt_attention_input_names
 
+        from ditto.trtllm.plugin import refuse_unmapped_inputs
+
         ctx, args = self.ctx, _tensor_args(node)
+        refuse_unmapped_inputs(params.layer_idx, set(args))
         tensors = []
         for name in gpt_attention_input_names(params, self.options):
             if name not in args:

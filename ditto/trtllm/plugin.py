@@ -172,7 +172,23 @@ def gpt_attention_input_names(params: GPTAttentionParams, options: PluginOptions
     rotary = ("rotary_inv_freq", "rotary_cos_sin")
     names = [n for n in TENSOR_INPUTS if params.has_rope or n not in rotary]
     # ALIBI_SLOPES (IdxEntry after ROTARY_COS_SIN) is used only when the type is alibi
-    return [n for n in names if params.has_alibi or n != "alibi_slopes"]
+    return [n for n in names if (params.has_alibi or n != "alibi_slopes") and n not in NOT_PLUGIN_INPUTS]
+
+
+# the op's inputs the GPTAttention plugin has no entry (IdxEntry) and no field for
+NOT_PLUGIN_INPUTS = {
+    "attention_sinks": "attention sinks (a learned per-head logit in the softmax's denominator, as gpt-oss): "
+                       "TensorRT-LLM 1.2's GPTAttention plugin has no input or field for them (gptAttentionPlugin.cpp "
+                       "IdxEntry at 026da036; only its PyTorch backend's attention op takes `attention_sinks`)",
+}
+
+
+def refuse_unmapped_inputs(layer_idx: int, present: set[str]) -> None:
+    """A DittoError when a gpt_attention carries an input the plugin cannot take (build with the native lowering)."""
+    for name, why in NOT_PLUGIN_INPUTS.items():
+        if name in present:
+            raise DittoError(f"attention layer {layer_idx} uses {why}; ditto refuses to build a plugin engine that "
+                             "computes something else: use the native attention lowering (--attention native)")
 
 
 def plugin_rotary_cos_sin(cos_sin: np.ndarray) -> np.ndarray:
