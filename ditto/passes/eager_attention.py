@@ -61,7 +61,7 @@ def _skip_casts(node: Node) -> Node:
 def _match(softmax: Node):
     if softmax.args[1] not in (-1, len(fake(softmax).shape) - 1):
         return None
-    scores = _peel_row_max(_skip_casts(softmax.args[0]))
+    scores = _peel_clamp(_unflatten(_peel_row_max(_skip_casts(softmax.args[0]))))
     scores, sinks = _peel_sinks(scores)
     scores, mask = _peel_masked_fill(_peel_row_max(scores), softmax)
     if is_call(scores, aten.add.Tensor):
@@ -110,8 +110,30 @@ def _match(softmax: Node):
         if is_call(user, *_CASTS) or is_call(user, aten.dropout.default):
             probs = user
             continue
+        if is_call(user, *_VIEWS) and len(fake(user).shape) == 4 and len(fake(softmax).shape) == 3:
+            probs = user  # XGLM: the flat softmax viewed back to [b, h, s, t] (then flattened for bmm)
+            continue
         return None
     return None
+
+
+def _unflatten(scores: Node) -> Node:
+    """view(x [b, h, s, t], [b*h, s, t]) (a softmax over flattened heads, XGLM) -> x."""
+    if is_call(scores, *_VIEWS) and len(fake(scores).shape) == 3 and len(fake(scores.args[0]).shape) == 4:
+        return _skip_casts(scores.args[0])
+    return scores
+
+
+def _peel_clamp(scores: Node) -> Node:
+    """max(x, full(-big)) (XGLM clamps scores at finfo.min: no effect on softmax) -> x."""
+    if is_call(scores, aten.max.other, aten.maximum.default):
+        x, floor = scores.args
+        if is_call(floor, aten.full.default) and isinstance(floor.args[1], (int, float)) and floor.args[1] <= _MASKED:
+            return _skip_casts(x)
+    if is_call(scores, aten.clamp_min.default, aten.clamp.default) and isinstance(scores.args[1], (int, float)):
+        if scores.args[1] <= _MASKED and (len(scores.args) < 3 or scores.args[2] is None):
+            return _skip_casts(scores.args[0])
+    return scores
 
 
 def _peel_row_max(scores: Node) -> Node:
@@ -211,11 +233,14 @@ def _match_baddbmm(scores: Node):
     if not is_call(scores, *_VIEWS) or len(fake(scores).shape) != 4:
         return None
     product = scores.args[0]
-    if not is_call(product, aten.baddbmm.default):
+    if is_call(product, aten.bmm.default):  # XGLM: bmm of the flattened heads
+        base, (q3, kt3), beta, alpha = None, product.args[:2], 0, 1
+    elif is_call(product, aten.baddbmm.default):
+        base, q3, kt3 = product.args[:3]
+        beta = product.kwargs.get("beta", product.args[3] if len(product.args) > 3 else 1)
+        alpha = product.kwargs.get("alpha", product.args[4] if len(product.args) > 4 else 1)
+    else:
         return None
-    base, q3, kt3 = product.args[:3]
-    beta = product.kwargs.get("beta", product.args[3] if len(product.args) > 3 else 1)
-    alpha = product.kwargs.get("alpha", product.args[4] if len(product.args) > 4 else 1)
     if not isinstance(alpha, (int, float)) or not isinstance(beta, (int, float)):
         return None
     if not (is_call(q3, *_VIEWS) and is_call(kt3, aten.transpose.int) and is_call(kt3.args[0], *_VIEWS)):
