@@ -47,7 +47,8 @@ ROPE_FIELDS = ("tests/test_core_rope_fields.py",)  # RoPE fields against the HF 
 SIMPLIFY = ("tests/test_passes_simplify.py",)  # shuffle folding on small graphs
 CONFIG = ("tests/test_trtllm_config.py", "tests/test_trtllm_plugin.py")  # what ditto writes for TensorRT-LLM
 OPS = ("tests/test_ops_reference.py",)
-ALIBI = ("tests/ops/test_attention_alibi.py",)  # ALiBi on tiny BLOOM and MPT, hf vs fx vs replay  # gpt_attention / paged cache against an SDPA reference
+ALIBI = ("tests/ops/test_attention_alibi.py",)  # ALiBi on tiny BLOOM and MPT, hf vs fx vs replay
+SINKS = ("tests/ops/test_attention_sinks.py",)  # sinks on tiny FLINT, XGLM's eager attention, hf vs fx vs replay  # gpt_attention / paged cache against an SDPA reference
 REPLAY_MODELS = ("tests/test_replay.py::test_replay_matches_fx_and_hf",)  # replay vs fx and hf, every tiny model
 CONVERTERS = ("tests/test_trt_converters.py",)
 EDGES = ("tests/test_trt_converters_edges.py",)
@@ -95,6 +96,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("op_alibi_distance_reversed", _OPS, "alibi_slopes.float()[:, None, None] * (key_pos - query_pos)[None]",
            "alibi_slopes.float()[:, None, None] * (query_pos - key_pos)[None]", "ALiBi bias with the distance's sign flipped",
            ALIBI),
+    Mutant("op_sinks_ignored", _OPS, "probs = torch.softmax(torch.cat((scores, sinks), dim=-1), dim=-1)[..., :-1]",
+           "probs = torch.softmax(scores, dim=-1)", "attention sinks left out of the softmax", SINKS),
     # ---- paged cache (host side) -------------------------------------------------------------
     Mutant("cache_sequences_share_blocks", "ditto/runtime/paged_cache.py", "block = b * self.blocks_per_seq + j", "block = b + j",
            "two sequences' blocks overlap", OPS + PARITY),
@@ -125,6 +128,10 @@ MUTANTS: tuple[Mutant, ...] = (
            "eager attention scale inverted", ("tests/test_core_generic.py::test_eager_attention_is_normalised",) + PARITY),
     Mutant("pass_baddbmm_bias_dropped", "ditto/passes/eager_attention.py", "            mask = _add_term(mask, bias, softmax)",
            "            pass", "baddbmm's bias term (BLOOM's ALiBi) dropped from the scores", ALIBI),
+    Mutant("pass_sinks_not_recorded", "ditto/passes/eager_attention.py", "        if sinks is not None:\n            sdpa.meta[SINKS_META]",
+           "        if False:\n            sdpa.meta[SINKS_META]", "recognised sinks not passed on to the attention op", SINKS),
+    Mutant("pass_flat_softmax_clamp_kept_as_mask", "ditto/passes/eager_attention.py", "floor.args[1] <= _MASKED:",
+           "floor.args[1] > 0:", "XGLM's clamp not peeled: its attention stays unrecognised", SINKS),
     Mutant("pass_permute_composition_reversed", "ditto/passes/simplify.py", "[inner[p] for p in perm]", "[perm[p] for p in inner]",
            "two permutes composed in the wrong order", SIMPLIFY + PARITY + GENERIC),
     Mutant("pass_cat_cover_drops_order_check", "ditto/passes/simplify.py", "            if start != position:\n                return None\n", "",
@@ -175,6 +182,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("native_alibi_distance_reversed", _NATIVE, '_ew(ctx, keys_row, query_pos, "SUB"), [tokens, 1, 1, span])',
            '_ew(ctx, query_pos, keys_row, "SUB"), [tokens, 1, 1, span])', "ALiBi distance sign flipped in TensorRT",
            ALIBI),
+    Mutant("native_sinks_not_in_denominator", _NATIVE, 'total = _ew(ctx, total, exp(_ew(ctx, sink, top, "SUB")), "SUM")',
+           "total = total", "attention sinks dropped from the softmax denominator in TensorRT", SINKS),
     Mutant("native_softcap_not_rescaled", _NATIVE, 'scores = _ew(ctx, scores, ctx.scalar(cap, scores), "PROD")', "pass",
            "soft-capping forgets to scale back in TensorRT", NATIVE + REPLAY_MODELS),
     # ---- replay layers -------------------------------------------------------------------------
