@@ -60,6 +60,9 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
     q, k, v, mask, dropout_p, is_causal = _sdpa_args(node)
     if dropout_p:
         _fail(node, "attention dropout is active; export the model in eval mode")
+    (k, k_tiled), (v, v_tiled) = _strip_tiled_kv(k), _strip_tiled_kv(v)
+    if k_tiled != v_tiled:
+        _fail(node, "key and value share their heads with the query heads differently")
     k, v = _strip_repeat_kv(k), _strip_repeat_kv(v)
     q_shape, k_shape, v_shape = (fake(x).shape for x in (q, k, v))
     if len(q_shape) != 4 or q_shape[0] != 1:
@@ -113,6 +116,8 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
 
     with graph.inserting_before(node):
         parts = [_to_rows(graph, x, heads) for x, heads in ((q_raw, num_heads), (k_raw, num_kv_heads), (v, num_kv_heads))]
+        if k_tiled:  # query head i * KV + j reads KV head j: regroup as head j * G + i (TensorRT-LLM's GQA)
+            parts[0] = _regroup_heads(graph, parts[0], num_heads // num_kv_heads, num_kv_heads, head_size)
         packed = call(graph, aten.cat.default, (parts, -1))
         qkv = call(graph, aten.reshape.default, (packed, [-1, params.qkv_width]))
         tensors = {name: ctx.engine_inputs.get(name) for name in TENSOR_INPUTS}
@@ -128,6 +133,8 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
             params.as_dict(),
             name="gpt_attention",
         )
+        if k_tiled:  # back to the model's head order
+            attn = _regroup_heads(graph, attn, num_kv_heads, num_heads // num_kv_heads, head_size)
         rows = call(graph, aten.reshape.default, (attn, [1, -1, num_heads, head_size]))
         heads_first = call(graph, aten.permute.default, (rows, [0, 2, 1, 3]))
     node.replace_all_uses_with(heads_first)
@@ -156,6 +163,21 @@ def _sdpa_args(node: Node):
     values = list(node.args) + defaults[len(node.args) :]
     values = [node.kwargs.get(n, v) for n, v in zip(names, values)]
     return values  # with enable_gqa, K/V simply carry fewer heads
+
+
+def _strip_tiled_kv(x: Node) -> tuple[Node, bool]:
+    """repeat(kv, [1, r, 1, 1]) (JetMoE: KV head j serves query heads j, j + KV, ...) -> (kv, True)."""
+    if is_call(x, aten.repeat.default) and len(x.args[1]) == 4 and list(x.args[1])[::2] == [1, 1] and x.args[1][3] == 1:
+        return x.args[0], x.args[1][1] > 1
+    return x, False
+
+
+def _regroup_heads(graph, rows: Node, outer: int, inner: int, head_size: int) -> Node:
+    """[.., outer * inner * D] with head o * inner + i -> head i * outer + o."""
+    split = call(graph, aten.reshape.default, (rows, [-1, outer, inner, head_size]))
+    swapped = call(graph, aten.permute.default, (split, [0, 2, 1, 3]))
+    width = outer * inner * head_size
+    return call(graph, aten.reshape.default, (swapped, [1, -1, width] if len(fake(rows).shape) == 3 else [-1, width]))
 
 
 def _strip_repeat_kv(x: Node) -> Node:

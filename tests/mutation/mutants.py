@@ -48,6 +48,7 @@ SIMPLIFY = ("tests/test_passes_simplify.py",)  # shuffle folding on small graphs
 CONFIG = ("tests/test_trtllm_config.py", "tests/test_trtllm_plugin.py")  # what ditto writes for TensorRT-LLM
 OPS = ("tests/test_ops_reference.py",)
 ALIBI = ("tests/ops/test_attention_alibi.py",)  # ALiBi on tiny BLOOM and MPT, hf vs fx vs replay
+TILED = ("tests/passes/test_attention_tiled_kv.py",)  # K/V heads tiled (JetMoE style), regrouped for GQA
 SINKS = ("tests/ops/test_attention_sinks.py",)  # sinks on tiny FLINT, XGLM's eager attention, hf vs fx vs replay  # gpt_attention / paged cache against an SDPA reference
 REPLAY_MODELS = ("tests/test_replay.py::test_replay_matches_fx_and_hf",)  # replay vs fx and hf, every tiny model
 CONVERTERS = ("tests/test_trt_converters.py",)
@@ -132,6 +133,8 @@ MUTANTS: tuple[Mutant, ...] = (
            "        if False:\n            sdpa.meta[SINKS_META]", "recognised sinks not passed on to the attention op", SINKS),
     Mutant("pass_flat_softmax_clamp_kept_as_mask", "ditto/passes/eager_attention.py", "floor.args[1] <= _MASKED:",
            "floor.args[1] > 0:", "XGLM's clamp not peeled: its attention stays unrecognised", SINKS),
+    Mutant("pass_tiled_kv_not_regrouped", "ditto/passes/attention.py", "        if k_tiled:  # query head i * KV + j",
+           "        if False:  # query head i * KV + j", "tiled K/V heads read with grouped-GQA head mapping", TILED),
     Mutant("pass_permute_composition_reversed", "ditto/passes/simplify.py", "[inner[p] for p in perm]", "[perm[p] for p in inner]",
            "two permutes composed in the wrong order", SIMPLIFY + PARITY + GENERIC),
     Mutant("pass_cat_cover_drops_order_check", "ditto/passes/simplify.py", "            if start != position:\n                return None\n", "",
