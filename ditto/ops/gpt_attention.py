@@ -49,14 +49,17 @@ TENSOR_INPUTS = (
     "host_kv_cache_pool_mapping",
     "rotary_inv_freq",
     "rotary_cos_sin",
-    "alibi_slopes",
     "host_context_lengths",
     "host_runtime_perf_knobs",
     "host_context_progress",
-    # ditto's own, not a GPTAttention plugin input (TensorRT-LLM's engine path has no sinks; its
-    # PyTorch backend's attention op takes `attention_sinks` [num_heads] float)
-    "attention_sinks",
 )
+# Tensor inputs of attention variants, keyword arguments defaulting to None (off):
+# - alibi_slopes [num_heads] float32: the plugin's ALIBI_SLOPES input (between ROTARY_COS_SIN and
+#   HOST_CONTEXT_LENGTH in its order), used when position_embedding_type is "alibi";
+# - attention_sinks [num_heads] float32: ditto's own, not a GPTAttention plugin input (TensorRT-LLM's
+#   engine path has no sinks; its PyTorch backend's attention op takes `attention_sinks`).
+OPTIONAL_TENSOR_INPUTS = ("alibi_slopes", "attention_sinks")
+ALL_TENSOR_INPUTS = TENSOR_INPUTS + OPTIONAL_TENSOR_INPUTS
 
 
 @torch.library.custom_op("ditto::gpt_attention", mutates_args=())
@@ -75,11 +78,9 @@ def gpt_attention(
     host_kv_cache_pool_mapping: torch.Tensor,
     rotary_inv_freq: Optional[torch.Tensor],
     rotary_cos_sin: Optional[torch.Tensor],
-    alibi_slopes: Optional[torch.Tensor],
     host_context_lengths: torch.Tensor,
     host_runtime_perf_knobs: torch.Tensor,
     host_context_progress: torch.Tensor,
-    attention_sinks: Optional[torch.Tensor],
     layer_idx: int,
     num_heads: int,
     num_kv_heads: int,
@@ -95,6 +96,8 @@ def gpt_attention(
     attn_logit_softcapping_scale: float,
     sliding_window: int,
     tokens_per_block: int,
+    alibi_slopes: Optional[torch.Tensor] = None,
+    attention_sinks: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Reference kernel in plain torch (see the module docstring for the semantics)."""
     H, KV, D = num_heads, num_kv_heads, head_size

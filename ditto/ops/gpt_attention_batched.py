@@ -238,9 +238,8 @@ def _layout(sequence_length, host_request_types, host_context_lengths, host_offs
 def _attend(
     qkv, sequence_length, host_past_key_value_lengths, host_max_attention_window_sizes, host_sink_token_length,
     context_lengths, cache_indirection, host_request_types, kv_cache_block_offsets, host_kv_cache_block_offsets,
-    host_kv_cache_pool_pointers, host_kv_cache_pool_mapping, rotary_inv_freq, rotary_cos_sin, alibi_slopes,
-    host_context_lengths,
-    host_runtime_perf_knobs, host_context_progress, attention_sinks, *, layer_idx, num_heads, num_kv_heads, head_size, q_scaling,
+    host_kv_cache_pool_pointers, host_kv_cache_pool_mapping, rotary_inv_freq, rotary_cos_sin, host_context_lengths,
+    host_runtime_perf_knobs, host_context_progress, *, layer_idx, num_heads, num_kv_heads, head_size, q_scaling,
     position_embedding_type, rotary_embedding_dim, sliding_window, tokens_per_block, **_same_for_this_kernel,
 ) -> torch.Tensor:
     H, KV, D = num_heads, num_kv_heads, head_size

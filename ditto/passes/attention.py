@@ -31,7 +31,7 @@ from ditto.graph.evaluate import evaluate
 from ditto.graph.nodes import fake, is_call, source_line
 from ditto.models.weights import InMemoryTensor, WeightSpec
 from ditto.ops import gpt_attention as _op  # noqa: F401  (registers torch.ops.ditto.gpt_attention)
-from ditto.ops.gpt_attention import TENSOR_INPUTS
+from ditto.ops.gpt_attention import OPTIONAL_TENSOR_INPUTS, TENSOR_INPUTS
 from ditto.ops.params import GPTAttentionParams
 from ditto.ops.rope import GPTJ, NEOX, RopeInfo, apply_rope, no_rope_fields
 from ditto.passes.eager_attention import SINKS_META, SOFTCAP_META
@@ -126,11 +126,12 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
         tensors["rotary_cos_sin"] = _table_attr(ctx, "rotary_cos_sin", rope.cos_sin if rope else None)
         tensors["alibi_slopes"] = _table_attr(ctx, "alibi_slopes", alibi_slopes)
         tensors["attention_sinks"] = _table_attr(ctx, "attention_sinks", _sinks(node, num_heads))
+        variants = {name: tensors[name] for name in OPTIONAL_TENSOR_INPUTS if tensors[name] is not None}
         attn = call(
             graph,
             torch.ops.ditto.gpt_attention.default,
             tuple(tensors[name] for name in TENSOR_INPUTS),
-            params.as_dict(),
+            {**params.as_dict(), **variants},
             name="gpt_attention",
         )
         if k_tiled:  # back to the model's head order

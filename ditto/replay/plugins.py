@@ -118,16 +118,14 @@ def gpt_attention(call: LayerCall, fields: dict) -> torch.Tensor:
     if kwargs["num_kv_heads"] != int(_scalar(fields.get("num_kv_heads_origin", kwargs["num_kv_heads"]))):
         raise call.refuse("plugin field num_kv_heads_origin", _scalar(fields["num_kv_heads_origin"]), "tensor parallel heads")
     rope = kwargs["position_embedding_type"].startswith("rope")
-    alibi = kwargs["position_embedding_type"] == "alibi"
-    names = [n for n in TENSOR_INPUTS if (rope or n not in ("rotary_inv_freq", "rotary_cos_sin"))
-             and (alibi or n != "alibi_slopes") and n != "attention_sinks"]
+    names = [n for n in TENSOR_INPUTS if rope or n not in ("rotary_inv_freq", "rotary_cos_sin")]
+    if kwargs["position_embedding_type"] == "alibi":  # IdxEntry ALIBI_SLOPES comes before HOST_CONTEXT_LENGTH
+        names.insert(names.index("host_context_lengths"), "alibi_slopes")
     if len(call.inputs) != len(names):
         raise call.error(f"GPTAttention with {len(call.inputs)} inputs; TensorRT-LLM passes {len(names)}: {names}")
     tensors = dict(zip(names, call.inputs))
     tensors.setdefault("rotary_inv_freq", None)
     tensors.setdefault("rotary_cos_sin", None)
-    tensors.setdefault("alibi_slopes", None)
-    tensors.setdefault("attention_sinks", None)
     if rope:
         tensors["rotary_cos_sin"] = _reference_cos_sin(tensors["rotary_cos_sin"], kwargs["rotary_embedding_dim"])
     # the plugin's attention window is a runtime input; the reference takes it as sliding_window

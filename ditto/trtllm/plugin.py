@@ -171,8 +171,9 @@ def gpt_attention_input_names(params: GPTAttentionParams, options: PluginOptions
     # the op's inputs are the plugin's, in the plugin's order; RoPE tables only when rotating
     rotary = ("rotary_inv_freq", "rotary_cos_sin")
     names = [n for n in TENSOR_INPUTS if params.has_rope or n not in rotary]
-    # ALIBI_SLOPES (IdxEntry after ROTARY_COS_SIN) is used only when the type is alibi
-    return [n for n in names if (params.has_alibi or n != "alibi_slopes") and n not in NOT_PLUGIN_INPUTS]
+    if params.has_alibi:  # ALIBI_SLOPES: the IdxEntry after ROTARY_COS_SIN, before HOST_CONTEXT_LENGTH
+        names.insert(names.index("host_context_lengths"), "alibi_slopes")
+    return names
 
 
 # the op's inputs the GPTAttention plugin has no entry (IdxEntry) and no field for

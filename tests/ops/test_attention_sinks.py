@@ -48,7 +48,7 @@ def test_flint_sinks_are_a_parameter(tmp_path):
     sinks = _sink_weights(program)
     assert len(sinks) == len(program.attention) and all(s.shape == (program.attention[0].num_heads,) for s in sinks)
     attention = [n for n in program.graph_module.graph.nodes if n.target == torch.ops.ditto.gpt_attention.default]
-    assert all(n.kwargs.get("attention_sinks", n.args[-1] if len(n.args) > 17 else None) is not None for n in attention)
+    assert all(n.kwargs.get("attention_sinks") is not None for n in attention)
     assert_backends_match_hf(path)
 
 
