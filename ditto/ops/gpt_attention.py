@@ -58,7 +58,9 @@ TENSOR_INPUTS = (
 #   HOST_CONTEXT_LENGTH in its order), used when position_embedding_type is "alibi";
 # - attention_sinks [num_heads] float32: ditto's own, not a GPTAttention plugin input (TensorRT-LLM's
 #   engine path has no sinks; its PyTorch backend's attention op takes `attention_sinks`).
-OPTIONAL_TENSOR_INPUTS = ("alibi_slopes", "attention_sinks")
+# - query_position_scale [max_positions] float32: the query multiplied by a per-position factor after
+#   RoPE (scalable softmax / attention temperature, Beam's NoPE layers); ditto's own (see trtllm/plugin.py).
+OPTIONAL_TENSOR_INPUTS = ("alibi_slopes", "attention_sinks", "query_position_scale")
 ALL_TENSOR_INPUTS = TENSOR_INPUTS + OPTIONAL_TENSOR_INPUTS
 
 
@@ -98,6 +100,7 @@ def gpt_attention(
     tokens_per_block: int,
     alibi_slopes: Optional[torch.Tensor] = None,
     attention_sinks: Optional[torch.Tensor] = None,
+    query_position_scale: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Reference kernel in plain torch (see the module docstring for the semantics)."""
     H, KV, D = num_heads, num_kv_heads, head_size
@@ -124,6 +127,8 @@ def gpt_attention(
             cos_sin = rotary_cos_sin[positions].float()
             q = apply_rope(q, cos_sin, rotary_embedding_dim, position_embedding_type)
             k = apply_rope(k, cos_sin, rotary_embedding_dim, position_embedding_type)
+        if query_position_scale is not None:
+            q = q * query_position_scale[torch.arange(past, total, device=qkv.device)].float()[:, None, None]
 
         # write the new K/V into their blocks, then read the whole sequence back
         pos = torch.arange(past, total, device=qkv.device)

@@ -55,6 +55,7 @@ _IMPLEMENTED = {
     "attn_logit_softcapping_scale": {0.0},  # SDPA cannot cap logits: the reference does it
     "alibi_slopes": {None},  # ALiBi biases (per head, per query position): the reference adds them
     "attention_sinks": {None},  # SDPA has no sink logit: the reference adds it to the denominator
+    "query_position_scale": {None},  # per-position query scale: the reference applies it
     "sliding_window": None,
     "tokens_per_block": None,
 }

@@ -81,10 +81,12 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
 
     q_raw, q_rope, q_operands = _rope_input(q, position_only, token_dependent, node)
     k_raw, k_rope, _ = _rope_input(k, position_only, token_dependent, node)
-    rope = None
-    if q_rope is not None or k_rope is not None:
+    rope, query_scale = None, None
+    if k_rope is None and q_rope is not None:  # the query alone: a per-position scale (scalable softmax)?
+        query_scale = _identify_query_scale(ctx, q_raw, q, node)
+    elif q_rope is not None or k_rope is not None:
         if q_rope is None or k_rope is None:
-            _fail(node, "RoPE is applied to only one of query and key")
+            _fail(node, "RoPE is applied to the key only")
         # layers whose RoPE has the same ops and cos/sin values share one identification;
         # each layer is still verified on its own
         key = _rope_signature(ctx, q_raw, *q_operands)
@@ -126,6 +128,7 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
         tensors["rotary_cos_sin"] = _table_attr(ctx, "rotary_cos_sin", rope.cos_sin if rope else None)
         tensors["alibi_slopes"] = _table_attr(ctx, "alibi_slopes", alibi_slopes)
         tensors["attention_sinks"] = _table_attr(ctx, "attention_sinks", _sinks(node, num_heads))
+        tensors["query_position_scale"] = _table_attr(ctx, "query_position_scale", query_scale)
         variants = {name: tensors[name] for name in OPTIONAL_TENSOR_INPUTS if tensors[name] is not None}
         attn = call(
             graph,
@@ -373,6 +376,33 @@ def _identify_rope(ctx: PassContext, raw: Node, out: Node, heads: int, head_size
     inv_freq = torch.atan2(cos_sin[1, half:], cos_sin[1, :half]).contiguous()
     return RopeInfo(style=style, dim=dim, cos_sin=cos_sin, inv_freq=inv_freq,
                     **_rope_config(ctx.loaded.config, inv_freq, dim))
+
+
+def _identify_query_scale(ctx: PassContext, raw: Node, out: Node, sdpa: Node) -> torch.Tensor:
+    """The table [max_positions] of a position-dependent transform of the query alone that multiplies
+    it by a factor of the position (Beam's NoPE layers: (1 + position / 2048) ** 0.1); fails otherwise."""
+    shape = fake(raw).shape
+    head_axis, token_axis = _layout(raw, int(shape[3]))
+    heads, head_size, dtype = int(shape[head_axis]), int(shape[3]), fake(raw).dtype
+    max_positions = _max_positions(ctx.loaded.config)
+    rows = []
+    for start in range(0, max_positions, 2048):
+        positions = torch.arange(start, min(start + 2048, max_positions))
+        ones = torch.ones(len(positions), heads, head_size, dtype=dtype)
+        y = _unarrange(_probe(ctx, raw, out, _arrange(ones, head_axis, token_axis), positions), head_axis, token_axis)
+        rows.append(y[:, 0, 0])
+    table = torch.cat(rows).float().contiguous()
+    gen = torch.Generator().manual_seed(0)
+    positions = torch.randint(0, max_positions, (6,), generator=gen)
+    x = torch.randn(len(positions), heads, head_size, generator=gen).to(dtype)
+    got = _unarrange(_probe(ctx, raw, out, _arrange(x, head_axis, token_axis), positions), head_axis, token_axis)
+    want = x.float() * table[positions][:, None, None]
+    tolerance = 1e-4 if dtype == torch.float32 else 5e-2
+    error = (got - want).abs().max().item()
+    if not error <= tolerance * max(1.0, want.abs().max().item()):
+        _fail(sdpa, "the query alone goes through a position-dependent transform that is neither RoPE (the key has "
+                    f"none) nor a per-position scale (off by {error:.3g})")
+    return table
 
 
 def _verify_rope(ctx: PassContext, raw: Node, out: Node, rope: RopeInfo, sdpa: Node) -> None:

@@ -114,6 +114,10 @@ def lower(ctx: ConversionContext, params: GPTAttentionParams, inputs: dict, stat
         cos = ctx.reshape(ctx.columns(rows, 0, half), [tokens, 1, half])
         sin = ctx.reshape(ctx.columns(rows, half, 2 * half), [tokens, 1, half])
         q, k = _rope(ctx, q, cos, sin, params), _rope(ctx, k, cos, sin, params)
+    if "query_position_scale" in inputs:  # q * table[position], after RoPE
+        factor = ctx.out(ctx.network.add_gather(ctx.cast(inputs["query_position_scale"], torch.float32), positions, 0),
+                         "query_scale")
+        q = _ew(ctx, q, ctx.reshape(factor, [tokens, 1, 1]), "PROD")
 
     # which sequence each token belongs to, its block and slot
     ones = _ew(ctx, _ew(ctx, positions, _int(ctx, 0), "PROD"), _int(ctx, 1), "SUM")

@@ -181,6 +181,11 @@ NOT_PLUGIN_INPUTS = {
     "attention_sinks": "attention sinks (a learned per-head logit in the softmax's denominator, as gpt-oss): "
                        "TensorRT-LLM 1.2's GPTAttention plugin has no input or field for them (gptAttentionPlugin.cpp "
                        "IdxEntry at 026da036; only its PyTorch backend's attention op takes `attention_sinks`)",
+    "query_position_scale": "a per-position query scale (scalable softmax / attention temperature): the plugin's "
+                            "nearest field, use_logn_scaling with input LOGN_SCALING, indexes its table by the token's "
+                            "index in the step's new tokens (`logn_scaling[token_idx_in_seq]`, 0 in generation, in "
+                            "cpp/tensorrt_llm/kernels/unfusedAttentionKernels; store id 634291217, commit not "
+                            "reported), not by its position, so ditto does not map it",
 }
 
 
