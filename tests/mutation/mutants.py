@@ -48,7 +48,9 @@ SIMPLIFY = ("tests/test_passes_simplify.py",)  # shuffle folding on small graphs
 CONFIG = ("tests/test_trtllm_config.py", "tests/test_trtllm_plugin.py")  # what ditto writes for TensorRT-LLM
 OPS = ("tests/test_ops_reference.py",)
 ALIBI = ("tests/ops/test_attention_alibi.py",)  # ALiBi on tiny BLOOM and MPT, hf vs fx vs replay
-TILED = ("tests/passes/test_attention_tiled_kv.py",)  # K/V heads tiled (JetMoE style), regrouped for GQA
+TILED = ("tests/passes/test_attention_tiled_kv.py",)
+VARIANT_OPS = ("tests/ops/test_gpt_attention_variants.py",)  # ALiBi, sinks, query scale in the op vs dense attention
+QUERY_SCALE = ("tests/passes/test_attention_query_scale.py",)  # Beam's per-position query scale, hf vs fx vs replay  # K/V heads tiled (JetMoE style), regrouped for GQA
 SINKS = ("tests/ops/test_attention_sinks.py",)  # sinks on tiny FLINT, XGLM's eager attention, hf vs fx vs replay  # gpt_attention / paged cache against an SDPA reference
 REPLAY_MODELS = ("tests/test_replay.py::test_replay_matches_fx_and_hf",)  # replay vs fx and hf, every tiny model
 CONVERTERS = ("tests/test_trt_converters.py",)
@@ -99,6 +101,10 @@ MUTANTS: tuple[Mutant, ...] = (
            ALIBI),
     Mutant("op_sinks_ignored", _OPS, "probs = torch.softmax(torch.cat((scores, sinks), dim=-1), dim=-1)[..., :-1]",
            "probs = torch.softmax(scores, dim=-1)", "attention sinks left out of the softmax", SINKS),
+    Mutant("op_query_scale_ignored", _OPS,
+           "q = q * query_position_scale[torch.arange(past, total, device=qkv.device)].float()[:, None, None]",
+           "q = q * query_position_scale[torch.arange(0, total - past, device=qkv.device)].float()[:, None, None]",
+           "per-position query scale read at the token's index in the step, not its position", VARIANT_OPS + QUERY_SCALE),
     # ---- paged cache (host side) -------------------------------------------------------------
     Mutant("cache_sequences_share_blocks", "ditto/runtime/paged_cache.py", "block = b * self.blocks_per_seq + j", "block = b + j",
            "two sequences' blocks overlap", OPS + PARITY),
@@ -187,6 +193,8 @@ MUTANTS: tuple[Mutant, ...] = (
            ALIBI),
     Mutant("native_sinks_not_in_denominator", _NATIVE, 'total = _ew(ctx, total, exp(_ew(ctx, sink, top, "SUB")), "SUM")',
            "total = total", "attention sinks dropped from the softmax denominator in TensorRT", SINKS),
+    Mutant("native_query_scale_ignored", _NATIVE, 'q = _ew(ctx, q, ctx.reshape(factor, [tokens, 1, 1]), "PROD")', "q = q",
+           "per-position query scale dropped in TensorRT", QUERY_SCALE),
     Mutant("native_softcap_not_rescaled", _NATIVE, 'scores = _ew(ctx, scores, ctx.scalar(cap, scores), "PROD")', "pass",
            "soft-capping forgets to scale back in TensorRT", NATIVE + REPLAY_MODELS),
     # ---- replay layers -------------------------------------------------------------------------
