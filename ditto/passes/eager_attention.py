@@ -37,6 +37,10 @@ def eager_attention_to_sdpa(ctx: PassContext) -> int:
         if match is None:
             continue
         q, k, v, mask, scale, softcap, sinks, out = match
+        lse_sink = _lse_sink(softmax, out)
+        if lse_sink is not None and sinks is None:  # out * sigmoid(logsumexp(scores) - sink): a sink logit
+            sinks, scaled = lse_sink
+            scaled.replace_all_uses_with(out)
         with ctx.graph.inserting_before(out):
             sdpa = call(ctx.graph, aten.scaled_dot_product_attention.default, (q, k, v, mask), {"scale": scale})
         if "stack_trace" in softmax.meta:  # errors about this attention name the model's line
@@ -134,6 +138,43 @@ def _peel_clamp(scores: Node) -> Node:
         if scores.args[1] <= _MASKED and (len(scores.args) < 3 or scores.args[2] is None):
             return _skip_casts(scores.args[0])
     return scores
+
+
+def _lse_sink(softmax: Node, out: Node):
+    """Granite-SWA's sink: the scores also feed sigmoid(logsumexp(scores, -1) - sink) (one learned value per
+    head), which multiplies the attention's output; equal to a sink logit in the softmax's denominator
+    (sum e / (sum e + e^sink) = sigmoid(lse - sink)). -> (the sink node, the scaled output), or None."""
+    scores = softmax.args[0]
+    while is_call(scores, *_CASTS):
+        scores = scores.args[0]
+    readers = [u for u in scores.users if u is not softmax and not is_call(u, *_CASTS)]
+    if len(readers) != 1 or not is_call(readers[0], aten.logsumexp.default):
+        return None
+    lse = readers[0]
+    if list(lse.args[1]) not in ([-1], [len(fake(scores).shape) - 1]) or (len(lse.args) > 2 and lse.args[2]):
+        return None
+    node = _single_user(lse)
+    if not is_call(node, aten.sub.Tensor) or node.args[0] is not lse or not isinstance(node.args[1], Node):
+        return None
+    sink = node.args[1]
+    node = _single_user(node)
+    while is_call(node, *_CASTS):
+        node = _single_user(node)
+    if not is_call(node, aten.sigmoid.default):
+        return None
+    node = _single_user(node)
+    if not is_call(node, aten.unsqueeze.default) or node.args[1] not in (-1, 3):
+        return None
+    node = _single_user(node)
+    while is_call(node, *_CASTS):
+        node = _single_user(node)
+    if not is_call(node, aten.mul.Tensor) or out not in node.args:
+        return None
+    return sink, node
+
+
+def _single_user(node: Node):
+    return next(iter(node.users)) if len(node.users) == 1 else None
 
 
 def _peel_row_max(scores: Node) -> Node:

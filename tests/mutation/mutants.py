@@ -49,6 +49,7 @@ CONFIG = ("tests/test_trtllm_config.py", "tests/test_trtllm_plugin.py")  # what 
 OPS = ("tests/test_ops_reference.py",)
 ALIBI = ("tests/ops/test_attention_alibi.py",)  # ALiBi on tiny BLOOM and MPT, hf vs fx vs replay
 TILED = ("tests/passes/test_attention_tiled_kv.py",)
+GRANITE_SINK = ("tests/test_attention_variants.py::test_attention_sink_through_logsumexp_is_a_sink_parameter",)
 VARIANT_OPS = ("tests/ops/test_gpt_attention_variants.py",)  # ALiBi, sinks, query scale in the op vs dense attention
 QUERY_SCALE = ("tests/passes/test_attention_query_scale.py",)  # Beam's per-position query scale, hf vs fx vs replay  # K/V heads tiled (JetMoE style), regrouped for GQA
 SINKS = ("tests/ops/test_attention_sinks.py",)  # sinks on tiny FLINT, XGLM's eager attention, hf vs fx vs replay  # gpt_attention / paged cache against an SDPA reference
@@ -141,6 +142,9 @@ MUTANTS: tuple[Mutant, ...] = (
            "floor.args[1] > 0:", "XGLM's clamp not peeled: its attention stays unrecognised", SINKS),
     Mutant("pass_tiled_kv_not_regrouped", "ditto/passes/attention.py", "        if k_tiled:  # query head i * KV + j",
            "        if False:  # query head i * KV + j", "tiled K/V heads read with grouped-GQA head mapping", TILED),
+    Mutant("pass_lse_sink_scale_kept", "ditto/passes/eager_attention.py", "            scaled.replace_all_uses_with(out)\n",
+           "            pass\n", "logsumexp sink scaling kept beside an op that already has the sink (applied twice)",
+           GRANITE_SINK),
     Mutant("pass_permute_composition_reversed", "ditto/passes/simplify.py", "[inner[p] for p in perm]", "[perm[p] for p in inner]",
            "two permutes composed in the wrong order", SIMPLIFY + PARITY + GENERIC),
     Mutant("pass_cat_cover_drops_order_check", "ditto/passes/simplify.py", "            if start != position:\n                return None\n", "",
