@@ -21,6 +21,7 @@ Recognition is by what the subgraphs compute, not by their spelling:
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 from torch.fx import Node
@@ -217,7 +218,8 @@ def _data_descendants(start: Node) -> set[Node]:
 _ROPE_OPS = {
     aten.mul.Tensor, aten.add.Tensor, aten.sub.Tensor, aten.neg.default, aten.cat.default, aten.slice.Tensor,
     aten.stack.default, aten.flatten.using_ints, aten._to_copy.default, aten.to.dtype, aten.unsqueeze.default,
-    aten.select.int, aten.view.default, aten.reshape.default,
+    aten.select.int, aten.view.default, aten.reshape.default, aten.chunk.default, aten.split.Tensor,
+    aten.split_with_sizes.default, operator.getitem,
 }
 
 
@@ -260,7 +262,7 @@ def _rope_input(x: Node, position_only: set, token_dependent: set, sdpa: Node):
 _ROTATE_OPS = {
     aten.neg.default, aten.cat.default, aten.slice.Tensor, aten.stack.default, aten.flatten.using_ints,
     aten.select.int, aten.view.default, aten.reshape.default, aten.unsqueeze.default, aten._to_copy.default,
-    aten.to.dtype,
+    aten.to.dtype, aten.chunk.default, aten.split.Tensor, aten.split_with_sizes.default, operator.getitem,
 }
 
 

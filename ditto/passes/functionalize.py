@@ -8,7 +8,8 @@ before: y = clone(x);  m = mul_(y, 2);  a = add(y, 1)        (a reads the mutate
 after:  y = clone(x);  m = mul(y, 2);   a = add(m, 1)
 
 Only a tensor the graph owns outright may be rewritten: mutating a view (which would change
-its base), a graph input or a weight is refused, naming the model source line.
+its base; unless the view is the only reader of an intermediate base), a graph input or a weight
+is refused, naming the model source line.
 """
 
 from __future__ import annotations
@@ -80,12 +81,20 @@ def _is_view(node: Node) -> bool:
     return bool(returns) and returns[0].alias_info is not None and not returns[0].alias_info.is_write
 
 
+def _sole_view_of_private_base(view: Node) -> bool:
+    """A view whose base is an intermediate (not an input, weight or view) that nothing else reads
+    (`bmm(...).squeeze(1).add_(bias)` in transformers' MoE): the base's change is seen by no one."""
+    base = view.args[0] if view.args else None
+    return (isinstance(base, Node) and base.op == "call_function" and not _is_view(base)
+            and set(base.users) == {view})
+
+
 def _check_owned(node: Node, mutated) -> None:
     if not isinstance(mutated, Node):
         _fail(node, "the mutated value is not a tensor of the graph")
     if mutated.op in ("placeholder", "get_attr"):
         _fail(node, f"it mutates the graph input or weight {mutated.name}")
-    if _is_view(mutated):
+    if _is_view(mutated) and not _sole_view_of_private_base(mutated):
         _fail(node, f"it mutates {mutated.name}, a view of {mutated.args[0]} (its base would change too)")
     order = {n: i for i, n in enumerate(node.graph.nodes)}
     for user in mutated.users:
