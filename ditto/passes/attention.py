@@ -270,7 +270,7 @@ def _rotated_tensor(region: list[Node], position_only: set, token_dependent: set
     """The one tensor every product with cos/sin reads (through slices, negation, concatenation:
     `x * cos + rotate_half(x) * sin`), or None. Found this way, a norm or scale applied before
     RoPE (QK-norm on the heads-first layout) stays outside the rotated region."""
-    found = set()
+    found, inside = set(), set(region)
     for node in region:
         if not is_call(node, aten.mul.Tensor) or not any(a in position_only for a in node.args):
             continue
@@ -278,6 +278,8 @@ def _rotated_tensor(region: list[Node], position_only: set, token_dependent: set
         if other is None:
             return None
         while is_call(other, *_ROTATE_OPS):
+            if is_call(other, operator.getitem) and not set(other.args[0].users) <= inside:
+                break  # one piece of a split whose other pieces RoPE does not read (a fused QKV): the input
             inputs = [a for a in other.all_input_nodes if a in token_dependent]
             if not inputs:
                 return None
