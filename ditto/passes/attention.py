@@ -15,7 +15,12 @@ Recognition is by what the subgraphs compute, not by their spelling:
   rotated); one probe gives the cos/sin table for every position (covering linear, llama3,
   yarn, ... scalings alike); a random probe verifies the result. Anything else fails fast.
 - the mask is run for a single sequence and must be causal (optionally a sliding window).
-- repeat_kv (unsqueeze/expand/reshape) is peeled off K and V to find the KV heads.
+- repeat_kv (unsqueeze/expand/reshape) is peeled off K and V to find the KV heads; K/V tiled with
+  `repeat` (JetMoE) instead have the query heads regrouped around the op.
+- variants, each a parameter of the one op: a finite additive score bias in the mask must be ALiBi
+  (slope_h * (key - query), position_embedding_type "alibi" + `alibi_slopes`); sinks recorded by
+  `eager_attention_to_sdpa` become `attention_sinks`; a position-dependent transform of the query
+  alone must be a per-position scale (`query_position_scale`, Beam's NoPE layers).
 """
 
 from __future__ import annotations

@@ -8,6 +8,13 @@ Attention logit soft-capping (Gemma 2: scores = cap * tanh(scores / cap) between
 the mask) has no SDPA argument: the SDPA node carries it as `node.meta["attn_logit_softcapping"]`
 and `replace_attention` turns it into the op's `attn_logit_softcapping_scale`, TensorRT-LLM's
 field with the same formula (applied after the 1/sqrt(d)*q_scaling scale).
+
+Other spellings folded in: score biases (baddbmm's bias, `scores + bias`, masked_fill masks) join
+the SDPA mask (`replace_attention` decides whether they are ALiBi); `x - max(x)` and clamps at
+finfo.min are dropped (no effect on softmax); a softmax over flattened heads [b*h, s, t] (XGLM);
+attention sinks, either a per-head logit concatenated to the scores whose column is dropped after
+the softmax (gpt-oss) or sigmoid(logsumexp(scores) - sink) scaling the output (Granite-SWA), are
+recorded as `node.meta["attention_sinks"]` (the per-head values).
 """
 
 from __future__ import annotations
