@@ -152,6 +152,10 @@ MUTANTS: tuple[Mutant, ...] = (
            "two permutes composed in the wrong order", SIMPLIFY + PARITY + GENERIC),
     Mutant("pass_cat_cover_drops_order_check", "ditto/passes/simplify.py", "            if start != position:\n                return None\n", "",
            "cat of slices taken as the whole source without checking order", SIMPLIFY + PARITY + GENERIC),
+    Mutant("trtllm_alibi_slopes_last", "ditto/trtllm/plugin.py", 'names.insert(names.index("host_context_lengths"), "alibi_slopes")',
+           'names.append("alibi_slopes")', "ALiBi slopes bound to the wrong plugin input", ALIBI),
+    Mutant("replay_plugin_alibi_as_learned", "ditto/replay/plugins.py", '2: "rope_gpt_neox", 4: "alibi"}',
+           '2: "rope_gpt_neox", 4: "learned_absolute"}', "plugin replay ignores ALiBi", ("tests/replay/test_plugin_alibi.py",)),
     # ---- converters ----------------------------------------------------------------------------
     Mutant("conv_rsub_operands", "ditto/trt/converters/elementwise.py", 'return binary(ctx, b, _scaled(ctx, a, alpha), "SUB")',
            'return binary(ctx, a, _scaled(ctx, b, alpha), "SUB")', "rsub computes a - b", CONVERTERS),
