@@ -106,6 +106,10 @@ MUTANTS: tuple[Mutant, ...] = (
            "q = q * query_position_scale[torch.arange(past, total, device=qkv.device)].float()[:, None, None]",
            "q = q * query_position_scale[torch.arange(0, total - past, device=qkv.device)].float()[:, None, None]",
            "per-position query scale read at the token's index in the step, not its position", VARIANT_OPS + QUERY_SCALE),
+    Mutant("batched_alibi_distance_reversed", "ditto/ops/gpt_attention_batched.py",
+           "self.distance = put((positions[None, None, :] - query_pos[:, :, None]).float())",
+           "self.distance = put((query_pos[:, :, None] - positions[None, None, :]).float())",
+           "ALiBi distance sign flipped in the batched kernel", VARIANT_OPS),
     # ---- paged cache (host side) -------------------------------------------------------------
     Mutant("cache_sequences_share_blocks", "ditto/runtime/paged_cache.py", "block = b * self.blocks_per_seq + j", "block = b + j",
            "two sequences' blocks overlap", OPS + PARITY),
