@@ -19,7 +19,8 @@ import contextlib
 
 import torch
 
-from ditto.ops.gpt_attention import TENSOR_INPUTS, _rope
+from ditto.ops.gpt_attention import TENSOR_INPUTS
+from ditto.ops.rope import apply_rope
 
 OP = torch.ops.ditto.gpt_attention.default
 QKV, COS_SIN = TENSOR_INPUTS.index("qkv"), TENSOR_INPUTS.index("rotary_cos_sin")
@@ -74,8 +75,8 @@ def mask_off_by_one(*args, **params):
             v = rows[:, (h + kv) * d :].reshape(n, kv, d).float()
             if params["position_embedding_type"].startswith("rope"):
                 cos_sin = args[COS_SIN][:n].float()
-                q = _rope(q, cos_sin, params["rotary_embedding_dim"], params["position_embedding_type"])
-                k = _rope(k, cos_sin, params["rotary_embedding_dim"], params["position_embedding_type"])
+                q = apply_rope(q, cos_sin, params["rotary_embedding_dim"], params["position_embedding_type"])
+                k = apply_rope(k, cos_sin, params["rotary_embedding_dim"], params["position_embedding_type"])
             k, v = k.repeat_interleave(h // kv, dim=1), v.repeat_interleave(h // kv, dim=1)
             scores = torch.einsum("nhd,thd->hnt", q, k) / (d**0.5 * params["q_scaling"])
             pos = torch.arange(n, device=qkv.device)

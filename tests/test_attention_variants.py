@@ -53,14 +53,17 @@ def test_gemma2_logit_softcapping_is_a_parameter(tmp_path):
     assert_backends_match_hf(path)
 
 
-def test_attention_sink_beside_the_attention_is_refused_not_miscomputed(tmp_path):
-    # Granite-SWA scales each head's output by sigmoid(logsumexp(scores) - sink): a second reader
-    # of the scores. Converted with only the softmax replaced, generation steps took the
-    # logsumexp over the new token alone (layers.0.attn diverged from HF); it must be refused.
+def test_attention_sink_through_logsumexp_is_a_sink_parameter(tmp_path):
+    # Granite-SWA scales each head's output by sigmoid(logsumexp(scores) - sink), which equals a sink
+    # logit in the softmax's denominator. (Converted once with only the softmax replaced, generation
+    # steps took the logsumexp over the new token alone; then it was refused.) Now it becomes the op's
+    # attention_sinks, and hf, fx and replay agree.
     path = save_tiny(tmp_path, "granite_swa", **_SMALL, layer_types=["sliding_attention", "full_attention"],
                      sliding_window=4)
-    with pytest.raises(DittoError, match=r"pairs of tokens[\s\S]*logsumexp[\s\S]*modeling_granite_swa.py"):
-        load_program(path)
+    program = load_program(path)
+    attention = [n for n in program.graph_module.graph.nodes if n.target == torch.ops.ditto.gpt_attention.default]
+    assert len(attention) == 2 and all(n.kwargs.get("attention_sinks") is not None for n in attention)
+    assert_backends_match_hf(path)
 
 
 def test_long_rope_is_refused_with_the_reason(tmp_path):

@@ -14,6 +14,11 @@ Semantics follow the plugin in its "remove input padding + paged KV cache" mode:
 - K and V are written into the paged cache (see `ditto.ops.kv_cache`), then each query
   attends causally to its own sequence's keys (optionally within a sliding window).
 - softmax scale = 1 / (sqrt(head_size) * q_scaling); scores and softmax in float32.
+- ALiBi (`position_embedding_type` "alibi", TensorRT-LLM's kALIBI: bmm1 * scale + alibi):
+  `alibi_slopes` [num_heads] float32, slope_h * (key_pos - query_pos) added to the scaled
+  scores (after any soft-cap). Equal, after softmax, to any bias slope_h * key_pos + c(query).
+- Attention sinks (`attention_sinks` [num_heads] float32, gpt-oss style): a learned logit per head
+  joins the softmax's denominator and attends to nothing: probs = softmax([scores, sink])[:-1].
 
 The output is [num_tokens, num_heads * head_size] in the dtype of `qkv`.
 """
@@ -25,7 +30,8 @@ from typing import Optional
 
 import torch
 
-from ditto.ops.kv_cache import pool_at
+from ditto.ops.kv_cache import layer_unit, pool_at
+from ditto.ops.rope import apply_rope
 
 # The op's tensor inputs, in the plugin's order (see ditto/trtllm/plugin.py for the plugin).
 TENSOR_INPUTS = (
@@ -47,6 +53,15 @@ TENSOR_INPUTS = (
     "host_runtime_perf_knobs",
     "host_context_progress",
 )
+# Tensor inputs of attention variants, keyword arguments defaulting to None (off):
+# - alibi_slopes [num_heads] float32: the plugin's ALIBI_SLOPES input (between ROTARY_COS_SIN and
+#   HOST_CONTEXT_LENGTH in its order), used when position_embedding_type is "alibi";
+# - attention_sinks [num_heads] float32: ditto's own, not a GPTAttention plugin input (TensorRT-LLM's
+#   engine path has no sinks; its PyTorch backend's attention op takes `attention_sinks`).
+# - query_position_scale [max_positions] float32: the query multiplied by a per-position factor after
+#   RoPE (scalable softmax / attention temperature, Beam's NoPE layers); ditto's own (see trtllm/plugin.py).
+OPTIONAL_TENSOR_INPUTS = ("alibi_slopes", "attention_sinks", "query_position_scale")
+ALL_TENSOR_INPUTS = TENSOR_INPUTS + OPTIONAL_TENSOR_INPUTS
 
 
 @torch.library.custom_op("ditto::gpt_attention", mutates_args=())
@@ -83,6 +98,9 @@ def gpt_attention(
     attn_logit_softcapping_scale: float,
     sliding_window: int,
     tokens_per_block: int,
+    alibi_slopes: Optional[torch.Tensor] = None,
+    attention_sinks: Optional[torch.Tensor] = None,
+    query_position_scale: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Reference kernel in plain torch (see the module docstring for the semantics)."""
     H, KV, D = num_heads, num_kv_heads, head_size
@@ -107,20 +125,22 @@ def gpt_attention(
         if position_embedding_type.startswith("rope"):
             positions = torch.arange(past, total, device=qkv.device)
             cos_sin = rotary_cos_sin[positions].float()
-            q = _rope(q, cos_sin, rotary_embedding_dim, position_embedding_type)
-            k = _rope(k, cos_sin, rotary_embedding_dim, position_embedding_type)
+            q = apply_rope(q, cos_sin, rotary_embedding_dim, position_embedding_type)
+            k = apply_rope(k, cos_sin, rotary_embedding_dim, position_embedding_type)
+        if query_position_scale is not None:
+            q = q * query_position_scale[torch.arange(past, total, device=qkv.device)].float()[:, None, None]
 
         # write the new K/V into their blocks, then read the whole sequence back
         pos = torch.arange(past, total, device=qkv.device)
         blocks, slots = pos // tokens_per_block, pos % tokens_per_block
-        k_units = offsets[b, 0, blocks] + 2 * layer_in_pool
-        v_units = offsets[b, 1, blocks] + 2 * layer_in_pool
+        k_units = layer_unit(offsets[b, 0, blocks], layer_in_pool)
+        v_units = layer_unit(offsets[b, 1, blocks], layer_in_pool)
         units[k_units, :, slots] = k.to(pool.dtype)
         units[v_units, :, slots] = v.to(pool.dtype)
         all_pos = torch.arange(total, device=qkv.device)
         all_blocks, all_slots = all_pos // tokens_per_block, all_pos % tokens_per_block
-        keys = units[offsets[b, 0, all_blocks] + 2 * layer_in_pool, :, all_slots].float()  # [total, KV, D]
-        values = units[offsets[b, 1, all_blocks] + 2 * layer_in_pool, :, all_slots].float()
+        keys = units[layer_unit(offsets[b, 0, all_blocks], layer_in_pool), :, all_slots].float()  # [total, KV, D]
+        values = units[layer_unit(offsets[b, 1, all_blocks], layer_in_pool), :, all_slots].float()
 
         group = H // KV
         keys = keys.repeat_interleave(group, dim=1)
@@ -132,10 +152,16 @@ def gpt_attention(
         query_pos = pos[:, None]
         key_pos = all_pos[None, :]
         allowed = key_pos <= query_pos
+        if alibi_slopes is not None:  # ALiBi: slope_h * (key - query) added after the scale
+            scores = scores + alibi_slopes.float()[:, None, None] * (key_pos - query_pos)[None]
         if sliding_window > 0:
             allowed = allowed & (key_pos > query_pos - sliding_window)
         scores = scores.masked_fill(~allowed[None], float("-inf"))
-        probs = torch.softmax(scores, dim=-1)
+        if attention_sinks is not None:  # one more logit per head in the denominator, with no value
+            sinks = attention_sinks.float()[:, None, None].expand(H, n, 1)
+            probs = torch.softmax(torch.cat((scores, sinks), dim=-1), dim=-1)[..., :-1]
+        else:
+            probs = torch.softmax(scores, dim=-1)
         out = torch.einsum("hnt,thd->nhd", probs, values)
         outputs.append(out.reshape(n, H * D).to(qkv.dtype))
     return torch.cat(outputs, dim=0)
@@ -150,17 +176,3 @@ def _(*args, **kwargs):
     qkv = bound["qkv"]
     return qkv.new_empty((qkv.shape[0], bound["num_heads"] * bound["head_size"]))
 
-
-def _rope(x: torch.Tensor, cos_sin: torch.Tensor, rotary_dim: int, style: str) -> torch.Tensor:
-    """Rotate the first `rotary_dim` features of each head; x [n, heads, D] float32."""
-    half = rotary_dim // 2
-    cos = cos_sin[:, None, :half]
-    sin = cos_sin[:, None, half:rotary_dim]
-    rot, rest = x[..., :rotary_dim], x[..., rotary_dim:]
-    if style == "rope_gptj":
-        even, odd = rot[..., 0::2], rot[..., 1::2]
-        rotated = torch.stack((even * cos - odd * sin, odd * cos + even * sin), dim=-1).flatten(-2)
-    else:  # rope_gpt_neox
-        first, second = rot[..., :half], rot[..., half:]
-        rotated = torch.cat((first * cos - second * sin, second * cos + first * sin), dim=-1)
-    return torch.cat((rotated, rest), dim=-1)

@@ -15,6 +15,7 @@ computes the same function for the whole batch at once, with no host sync per la
 - GQA/MQA without copying K/V: the query heads sharing one KV head are folded into the
   query-length axis ([batch, kv_heads, group * queries, head]), so one SDPA call serves them.
 - Scores and softmax in float32, as in the reference (q, k, v are upcast before SDPA).
+- ALiBi: the boolean mask becomes a float one, slope_h * (key - query) where allowed, -inf elsewhere.
 
 It computes only what it knows. `supported(params)` lists the parameters it implements; a call
 with anything else (a soft-cap, a parameter this module has never heard of at a non-default
@@ -31,8 +32,9 @@ import torch
 import torch.nn.functional as F
 
 from ditto.errors import DittoError
-from ditto.ops.gpt_attention import _SIGNATURE, _rope, gpt_attention
-from ditto.ops.kv_cache import pool_at
+from ditto.ops.gpt_attention import _SIGNATURE, gpt_attention
+from ditto.ops.kv_cache import layer_unit, pool_at
+from ditto.ops.rope import apply_rope
 
 # The parameters this kernel implements, with the values it implements. Any other parameter of
 # the op must be at its declared default (new parameters default to "off") or the call falls
@@ -43,7 +45,7 @@ _IMPLEMENTED = {
     "num_kv_heads": None,
     "head_size": None,
     "q_scaling": None,
-    "position_embedding_type": {"learned_absolute", "rope_gpt_neox", "rope_gptj"},
+    "position_embedding_type": {"learned_absolute", "rope_gpt_neox", "rope_gptj", "alibi"},
     "rotary_embedding_dim": None,
     # the cos/sin table carries the scaling; the kernel only reads rows of it, as the reference
     "rotary_embedding_base": None,
@@ -52,6 +54,9 @@ _IMPLEMENTED = {
     "rotary_embedding_max_positions": None,
     "rotary_embedding_original_max_positions": None,
     "attn_logit_softcapping_scale": {0.0},  # SDPA cannot cap logits: the reference does it
+    "alibi_slopes": None,  # a float mask: slope_h * (key - query) where allowed, -inf elsewhere
+    "attention_sinks": {None},  # SDPA has no sink logit: the reference adds it to the denominator
+    "query_position_scale": {None},  # per-position query scale: the reference applies it
     "sliding_window": None,
     "tokens_per_block": None,
 }
@@ -166,6 +171,7 @@ class _StepLayout:
         self.read_slots = put(positions % tpb)
         self.key_valid = put(key_valid)
         self.mask = put(allowed[:, None])  # [batch, 1, max_new, max_len]
+        self.distance = put((positions[None, None, :] - query_pos[:, :, None]).float())  # [batch, max_new, max_len]
         self.sliding_window = sliding_window
         self._layers: dict[tuple, tuple] = {}
         self._cos_sin_key, self._cos_sin = None, None
@@ -189,8 +195,8 @@ class _StepLayout:
                 raise DittoError(f"attention layer {layer_idx} is in KV-cache pool {pool_idx}; the batched kernel reads "
                                  "one pool: run with DITTO_FX_ATTENTION=reference")
             units = pool_at(int(pool_pointers[pool_idx, 0])).view(-1, *unit_shape)
-            shift = 2 * layer_in_pool
-            self._layers[key] = (units, self.write_units + shift, self.read_units + shift)
+            self._layers[key] = (units, layer_unit(self.write_units, layer_in_pool),
+                                 layer_unit(self.read_units, layer_in_pool))
         return self._layers[key]
 
     def cos_sin_halves(self, table: torch.Tensor, rotary_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -237,7 +243,8 @@ def _attend(
     context_lengths, cache_indirection, host_request_types, kv_cache_block_offsets, host_kv_cache_block_offsets,
     host_kv_cache_pool_pointers, host_kv_cache_pool_mapping, rotary_inv_freq, rotary_cos_sin, host_context_lengths,
     host_runtime_perf_knobs, host_context_progress, *, layer_idx, num_heads, num_kv_heads, head_size, q_scaling,
-    position_embedding_type, rotary_embedding_dim, sliding_window, tokens_per_block, **_same_for_this_kernel,
+    position_embedding_type, rotary_embedding_dim, sliding_window, tokens_per_block, alibi_slopes=None,
+    **_same_for_this_kernel,
 ) -> torch.Tensor:
     H, KV, D = num_heads, num_kv_heads, head_size
     layout = _layout(sequence_length, host_request_types, host_context_lengths, host_kv_cache_block_offsets,
@@ -251,7 +258,7 @@ def _attend(
     if position_embedding_type == "rope_gpt_neox":
         qk = _rope_halves(qk, *layout.cos_sin_halves(rotary_cos_sin, rotary_embedding_dim), rotary_embedding_dim)
     elif position_embedding_type.startswith("rope"):
-        qk = _rope(qk, layout.cos_sin(rotary_cos_sin), rotary_embedding_dim, position_embedding_type)
+        qk = apply_rope(qk, layout.cos_sin(rotary_cos_sin), rotary_embedding_dim, position_embedding_type)
     q, k = qk[:, :H], qk[:, H:]
     units[write_units[0], :, layout.write_slots] = k.to(units.dtype)
     units[write_units[1], :, layout.write_slots] = v.to(units.dtype)
@@ -263,14 +270,19 @@ def _attend(
 
     B, N, G = layout.batch, layout.max_new, H // KV
     scale = 1.0 / (D**0.5 * q_scaling)
+    alibi = None
+    if alibi_slopes is not None:  # [B, KV, G * N, L]: slope of head kv * G + g times (key - query), -inf masked
+        bias = alibi_slopes.float().view(1, KV, G, 1, 1) * layout.distance[:, None, None]
+        alibi = torch.where(layout.mask[:, :, None], bias, float("-inf")).reshape(B, KV, G * N, -1)
     if N == 1:  # generation: one query per sequence, in batch order; the G heads of a KV head as G queries
-        out = F.scaled_dot_product_attention(q.reshape(B, KV, G, D), keys, values, attn_mask=layout.mask, scale=scale)
+        mask = layout.mask if alibi is None else alibi
+        out = F.scaled_dot_product_attention(q.reshape(B, KV, G, D), keys, values, attn_mask=mask, scale=scale)
         return out.reshape(B, H * D).to(qkv.dtype)
     queries = q.new_zeros((B, N, H, D))
     queries[layout.token_batch, layout.token_row] = q
     # fold the G query heads of each KV head into the query axis: [B, KV, G * N, D]
     queries = queries.view(B, N, KV, G, D).permute(0, 2, 3, 1, 4).reshape(B, KV, G * N, D)
-    mask = layout.mask_for_group(G)
+    mask = layout.mask_for_group(G) if alibi is None else alibi
     out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask, scale=scale)
     out = out.view(B, KV, G, N, D).permute(0, 3, 1, 2, 4).reshape(B, N, H * D)
     return out[layout.token_batch, layout.token_row].to(qkv.dtype)

@@ -40,3 +40,13 @@ def pool_at(address: int) -> torch.Tensor:
 def block_offset(block_id: int, num_layers: int, kv: int) -> int:
     """The unit offset TensorRT-LLM stores in kv_cache_block_offsets for K (kv=0) or V (kv=1)."""
     return block_id * num_layers * 2 + kv
+
+
+# K and V of one layer are two consecutive units; layer l of a pool sits 2 * l units past layer 0
+UNITS_PER_LAYER = 2
+
+
+def layer_unit(block_units, layer_in_pool: int):
+    """The unit of layer `layer_in_pool` given layer 0's unit (what kv_cache_block_offsets holds for
+    a block's K or V); works on ints and tensors alike."""
+    return block_units + UNITS_PER_LAYER * layer_in_pool

@@ -20,7 +20,8 @@ class GPTAttentionParams:
     # softmax scale = 1 / (sqrt(head_size) * q_scaling), as in TensorRT-LLM
     q_scaling: float = 1.0
     # "learned_absolute" (no RoPE in the plugin), "rope_gpt_neox" (halves rotated),
-    # "rope_gptj" (interleaved pairs rotated)
+    # "rope_gptj" (interleaved pairs rotated), "alibi" (slope_h * (key - query) added to the
+    # scaled scores; the slopes are the op's `alibi_slopes` tensor input)
     position_embedding_type: str = "learned_absolute"
     rotary_embedding_dim: int = 0
     rotary_embedding_base: float = 10000.0
@@ -38,6 +39,10 @@ class GPTAttentionParams:
     @property
     def has_rope(self) -> bool:
         return self.position_embedding_type.startswith("rope")
+
+    @property
+    def has_alibi(self) -> bool:
+        return self.position_embedding_type == "alibi"
 
     @property
     def qkv_width(self) -> int:

@@ -15,12 +15,18 @@ Recognition is by what the subgraphs compute, not by their spelling:
   rotated); one probe gives the cos/sin table for every position (covering linear, llama3,
   yarn, ... scalings alike); a random probe verifies the result. Anything else fails fast.
 - the mask is run for a single sequence and must be causal (optionally a sliding window).
-- repeat_kv (unsqueeze/expand/reshape) is peeled off K and V to find the KV heads.
+- repeat_kv (unsqueeze/expand/reshape) is peeled off K and V to find the KV heads; K/V tiled with
+  `repeat` (JetMoE) instead have the query heads regrouped around the op.
+- variants, each a parameter of the one op: a finite additive score bias in the mask must be ALiBi
+  (slope_h * (key - query), position_embedding_type "alibi" + `alibi_slopes`); sinks recorded by
+  `eager_attention_to_sdpa` become `attention_sinks`; a position-dependent transform of the query
+  alone must be a per-position scale (`query_position_scale`, Beam's NoPE layers).
 """
 
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 from torch.fx import Node
@@ -31,9 +37,10 @@ from ditto.graph.evaluate import evaluate
 from ditto.graph.nodes import fake, is_call, source_line
 from ditto.models.weights import InMemoryTensor, WeightSpec
 from ditto.ops import gpt_attention as _op  # noqa: F401  (registers torch.ops.ditto.gpt_attention)
-from ditto.ops.gpt_attention import TENSOR_INPUTS, _rope
+from ditto.ops.gpt_attention import OPTIONAL_TENSOR_INPUTS, TENSOR_INPUTS
 from ditto.ops.params import GPTAttentionParams
-from ditto.passes.eager_attention import SOFTCAP_META
+from ditto.ops.rope import GPTJ, NEOX, RopeInfo, apply_rope, no_rope_fields
+from ditto.passes.eager_attention import SINKS_META, SOFTCAP_META
 from ditto.passes.manager import PassContext, register_pass
 
 aten = torch.ops.aten
@@ -60,6 +67,9 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
     q, k, v, mask, dropout_p, is_causal = _sdpa_args(node)
     if dropout_p:
         _fail(node, "attention dropout is active; export the model in eval mode")
+    (k, k_tiled), (v, v_tiled) = _strip_tiled_kv(k), _strip_tiled_kv(v)
+    if k_tiled != v_tiled:
+        _fail(node, "key and value share their heads with the query heads differently")
     k, v = _strip_repeat_kv(k), _strip_repeat_kv(v)
     q_shape, k_shape, v_shape = (fake(x).shape for x in (q, k, v))
     if len(q_shape) != 4 or q_shape[0] != 1:
@@ -76,16 +86,18 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
         _fail(node, "the attention mask depends on the token values, not only on positions (a dynamic mask); "
               "TensorRT-LLM's attention takes causal or sliding-window masks")
     try:
-        sliding_window = _check_causal(ctx, node, mask, is_causal)
+        sliding_window, alibi_slopes = _check_causal(ctx, node, mask, is_causal, num_heads)
     except (ValueError, RuntimeError) as e:
         _fail(node, f"the attention mask could not be computed from positions alone ({e})")
 
     q_raw, q_rope, q_operands = _rope_input(q, position_only, token_dependent, node)
     k_raw, k_rope, _ = _rope_input(k, position_only, token_dependent, node)
-    rope = {}
-    if q_rope is not None or k_rope is not None:
+    rope, query_scale = None, None
+    if k_rope is None and q_rope is not None:  # the query alone: a per-position scale (scalable softmax)?
+        query_scale = _identify_query_scale(ctx, q_raw, q, node)
+    elif q_rope is not None or k_rope is not None:
         if q_rope is None or k_rope is None:
-            _fail(node, "RoPE is applied to only one of query and key")
+            _fail(node, "RoPE is applied to the key only")
         # layers whose RoPE has the same ops and cos/sin values share one identification;
         # each layer is still verified on its own
         key = _rope_signature(ctx, q_raw, *q_operands)
@@ -94,6 +106,8 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
         rope = ctx.memo[key]
         _verify_rope(ctx, q_raw, q, rope, node)
         _verify_rope(ctx, k_raw, k, rope, node)
+    if rope is not None and alibi_slopes is not None:
+        _fail(node, "the scores carry both RoPE and an ALiBi bias; TensorRT-LLM's position_embedding_type is one of them")
 
     scale = node.kwargs.get("scale")
     if scale is None:
@@ -106,13 +120,7 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
         num_kv_heads=num_kv_heads,
         head_size=head_size,
         q_scaling=1.0 / (scale * math.sqrt(head_size)),
-        position_embedding_type=rope.get("style", "learned_absolute"),
-        rotary_embedding_dim=rope.get("dim", 0),
-        rotary_embedding_base=rope.get("base", 10000.0),
-        rotary_embedding_scale_type=rope.get("scale_type", "none"),
-        rotary_embedding_scale=rope.get("scale", 1.0),
-        rotary_embedding_max_positions=_max_positions(config),
-        rotary_embedding_original_max_positions=rope.get("original_max_positions", _max_positions(config)),
+        **_position_fields(rope, alibi_slopes, _max_positions(config)),
         attn_logit_softcapping_scale=float(node.meta.get(SOFTCAP_META, 0.0)),
         sliding_window=sliding_window,
         tokens_per_block=ctx.tokens_per_block,
@@ -121,23 +129,47 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
 
     with graph.inserting_before(node):
         parts = [_to_rows(graph, x, heads) for x, heads in ((q_raw, num_heads), (k_raw, num_kv_heads), (v, num_kv_heads))]
+        if k_tiled:  # query head i * KV + j reads KV head j: regroup as head j * G + i (TensorRT-LLM's GQA)
+            parts[0] = _regroup_heads(graph, parts[0], num_heads // num_kv_heads, num_kv_heads, head_size)
         packed = call(graph, aten.cat.default, (parts, -1))
         qkv = call(graph, aten.reshape.default, (packed, [-1, params.qkv_width]))
         tensors = {name: ctx.engine_inputs.get(name) for name in TENSOR_INPUTS}
         tensors["qkv"] = qkv
-        tensors["rotary_inv_freq"] = _table_attr(ctx, "rotary_inv_freq", rope.get("inv_freq"))
-        tensors["rotary_cos_sin"] = _table_attr(ctx, "rotary_cos_sin", rope.get("cos_sin"))
+        tensors["rotary_inv_freq"] = _table_attr(ctx, "rotary_inv_freq", rope.inv_freq if rope else None)
+        tensors["rotary_cos_sin"] = _table_attr(ctx, "rotary_cos_sin", rope.cos_sin if rope else None)
+        tensors["alibi_slopes"] = _table_attr(ctx, "alibi_slopes", alibi_slopes)
+        tensors["attention_sinks"] = _table_attr(ctx, "attention_sinks", _sinks(node, num_heads))
+        tensors["query_position_scale"] = _table_attr(ctx, "query_position_scale", query_scale)
+        variants = {name: tensors[name] for name in OPTIONAL_TENSOR_INPUTS if tensors[name] is not None}
         attn = call(
             graph,
             torch.ops.ditto.gpt_attention.default,
             tuple(tensors[name] for name in TENSOR_INPUTS),
-            params.as_dict(),
+            {**params.as_dict(), **variants},
             name="gpt_attention",
         )
+        if k_tiled:  # back to the model's head order
+            attn = _regroup_heads(graph, attn, num_kv_heads, num_heads // num_kv_heads, head_size)
         rows = call(graph, aten.reshape.default, (attn, [1, -1, num_heads, head_size]))
         heads_first = call(graph, aten.permute.default, (rows, [0, 2, 1, 3]))
     node.replace_all_uses_with(heads_first)
     graph.erase_node(node)
+
+
+def _sinks(node: Node, num_heads: int) -> torch.Tensor | None:
+    sinks = node.meta.get(SINKS_META)
+    if sinks is not None and sinks.numel() != num_heads:
+        _fail(node, f"{sinks.numel()} attention sinks for {num_heads} heads")
+    return sinks
+
+
+def _position_fields(rope: RopeInfo | None, alibi_slopes, max_positions: int) -> dict:
+    if rope is not None:
+        return rope.attention_fields(max_positions)
+    fields = no_rope_fields(max_positions)
+    if alibi_slopes is not None:
+        fields["position_embedding_type"] = "alibi"
+    return fields
 
 
 def _sdpa_args(node: Node):
@@ -148,8 +180,29 @@ def _sdpa_args(node: Node):
     return values  # with enable_gqa, K/V simply carry fewer heads
 
 
+def _strip_tiled_kv(x: Node) -> tuple[Node, bool]:
+    """repeat(kv, [1, r, 1, 1]) (JetMoE: KV head j serves query heads j, j + KV, ...) -> (kv, True)."""
+    if is_call(x, aten.repeat.default) and len(x.args[1]) == 4 and list(x.args[1])[::2] == [1, 1] and x.args[1][3] == 1:
+        return x.args[0], x.args[1][1] > 1
+    return x, False
+
+
+def _regroup_heads(graph, rows: Node, outer: int, inner: int, head_size: int) -> Node:
+    """[.., outer * inner * D] with head o * inner + i -> head i * outer + o."""
+    split = call(graph, aten.reshape.default, (rows, [-1, outer, inner, head_size]))
+    swapped = call(graph, aten.permute.default, (split, [0, 2, 1, 3]))
+    width = outer * inner * head_size
+    return call(graph, aten.reshape.default, (swapped, [1, -1, width] if len(fake(rows).shape) == 3 else [-1, width]))
+
+
 def _strip_repeat_kv(x: Node) -> Node:
-    """repeat_kv: reshape(expand(unsqueeze(kv, 2), [b, kv, n_rep, t, d]), [b, kv*n_rep, t, d]) -> kv."""
+    """repeat_kv: reshape(expand(unsqueeze(kv, 2), [b, kv, n_rep, t, d]), [b, kv*n_rep, t, d]) -> kv, also
+    under a cast to float32 (the op computes K and V in float32 anyway)."""
+    while is_call(x, aten._to_copy.default, aten.to.dtype) and fake(x).dtype == torch.float32:
+        inner = _strip_repeat_kv(x.args[0])
+        if inner is x.args[0]:
+            break
+        return inner
     if is_call(x, aten.reshape.default, aten.view.default, aten._unsafe_view.default):
         expanded = x.args[0]
         if is_call(expanded, aten.expand.default) and is_call(expanded.args[0], aten.unsqueeze.default):
@@ -175,7 +228,8 @@ def _data_descendants(start: Node) -> set[Node]:
 _ROPE_OPS = {
     aten.mul.Tensor, aten.add.Tensor, aten.sub.Tensor, aten.neg.default, aten.cat.default, aten.slice.Tensor,
     aten.stack.default, aten.flatten.using_ints, aten._to_copy.default, aten.to.dtype, aten.unsqueeze.default,
-    aten.select.int, aten.view.default, aten.reshape.default,
+    aten.select.int, aten.view.default, aten.reshape.default, aten.chunk.default, aten.split.Tensor,
+    aten.split_with_sizes.default, operator.getitem,
 }
 
 
@@ -218,7 +272,7 @@ def _rope_input(x: Node, position_only: set, token_dependent: set, sdpa: Node):
 _ROTATE_OPS = {
     aten.neg.default, aten.cat.default, aten.slice.Tensor, aten.stack.default, aten.flatten.using_ints,
     aten.select.int, aten.view.default, aten.reshape.default, aten.unsqueeze.default, aten._to_copy.default,
-    aten.to.dtype,
+    aten.to.dtype, aten.chunk.default, aten.split.Tensor, aten.split_with_sizes.default, operator.getitem,
 }
 
 
@@ -226,7 +280,7 @@ def _rotated_tensor(region: list[Node], position_only: set, token_dependent: set
     """The one tensor every product with cos/sin reads (through slices, negation, concatenation:
     `x * cos + rotate_half(x) * sin`), or None. Found this way, a norm or scale applied before
     RoPE (QK-norm on the heads-first layout) stays outside the rotated region."""
-    found = set()
+    found, inside = set(), set(region)
     for node in region:
         if not is_call(node, aten.mul.Tensor) or not any(a in position_only for a in node.args):
             continue
@@ -234,6 +288,8 @@ def _rotated_tensor(region: list[Node], position_only: set, token_dependent: set
         if other is None:
             return None
         while is_call(other, *_ROTATE_OPS):
+            if is_call(other, operator.getitem) and not set(other.args[0].users) <= inside:
+                break  # one piece of a split whose other pieces RoPE does not read (a fused QKV): the input
             inputs = [a for a in other.all_input_nodes if a in token_dependent]
             if not inputs:
                 return None
@@ -288,7 +344,7 @@ def _layout(raw: Node, head_size: int) -> tuple[int, int]:
     return 3 - token_axis, token_axis
 
 
-def _identify_rope(ctx: PassContext, raw: Node, out: Node, heads: int, head_size: int, sdpa: Node) -> dict:
+def _identify_rope(ctx: PassContext, raw: Node, out: Node, heads: int, head_size: int, sdpa: Node) -> RopeInfo:
     dtype = fake(raw).dtype
     head_axis, token_axis = _layout(raw, head_size)
     probe_positions = torch.tensor([1, 2, 3, 7, 19])
@@ -313,11 +369,11 @@ def _identify_rope(ctx: PassContext, raw: Node, out: Node, heads: int, head_size
     half = dim // 2
     neox = sum(rotation[:, j + half, j].abs().sum() for j in range(half))
     gptj = sum(rotation[:, 2 * i + 1, 2 * i].abs().sum() for i in range(half))
-    style = "rope_gptj" if gptj > neox else "rope_gpt_neox"
+    style = GPTJ if gptj > neox else NEOX
 
     max_positions = _max_positions(ctx.loaded.config)
     probe = torch.zeros(head_size, dtype=dtype)
-    if style == "rope_gpt_neox":
+    if style == NEOX:
         probe[:half] = 1
     else:
         probe[0:dim:2] = 1
@@ -326,32 +382,58 @@ def _identify_rope(ctx: PassContext, raw: Node, out: Node, heads: int, head_size
         positions = torch.arange(start, min(start + 2048, max_positions))
         x = probe.expand(len(positions), heads, head_size).clone()
         y = _unarrange(_probe(ctx, raw, out, _arrange(x, head_axis, token_axis), positions), head_axis, token_axis)[:, 0]
-        if style == "rope_gpt_neox":
+        if style == NEOX:
             rows.append(torch.cat([y[:, :half], y[:, half:dim]], dim=-1))
         else:
             rows.append(torch.cat([y[:, 0:dim:2], y[:, 1:dim:2]], dim=-1))
     cos_sin = torch.cat(rows).float().contiguous()
     inv_freq = torch.atan2(cos_sin[1, half:], cos_sin[1, :half]).contiguous()
-    rope = dict(style=style, dim=dim, cos_sin=cos_sin, inv_freq=inv_freq, layout=(head_axis, token_axis))
-    rope.update(_rope_config(ctx.loaded.config, inv_freq, dim))
-    return rope
+    return RopeInfo(style=style, dim=dim, cos_sin=cos_sin, inv_freq=inv_freq,
+                    **_rope_config(ctx.loaded.config, inv_freq, dim))
 
 
-def _verify_rope(ctx: PassContext, raw: Node, out: Node, rope: dict, sdpa: Node) -> None:
+def _identify_query_scale(ctx: PassContext, raw: Node, out: Node, sdpa: Node) -> torch.Tensor:
+    """The table [max_positions] of a position-dependent transform of the query alone that multiplies
+    it by a factor of the position (Beam's NoPE layers: (1 + position / 2048) ** 0.1); fails otherwise."""
+    shape = fake(raw).shape
+    head_axis, token_axis = _layout(raw, int(shape[3]))
+    heads, head_size, dtype = int(shape[head_axis]), int(shape[3]), fake(raw).dtype
+    max_positions = _max_positions(ctx.loaded.config)
+    rows = []
+    for start in range(0, max_positions, 2048):
+        positions = torch.arange(start, min(start + 2048, max_positions))
+        ones = torch.ones(len(positions), heads, head_size, dtype=dtype)
+        y = _unarrange(_probe(ctx, raw, out, _arrange(ones, head_axis, token_axis), positions), head_axis, token_axis)
+        rows.append(y[:, 0, 0])
+    table = torch.cat(rows).float().contiguous()
+    gen = torch.Generator().manual_seed(0)
+    positions = torch.randint(0, max_positions, (6,), generator=gen)
+    x = torch.randn(len(positions), heads, head_size, generator=gen).to(dtype)
+    got = _unarrange(_probe(ctx, raw, out, _arrange(x, head_axis, token_axis), positions), head_axis, token_axis)
+    want = x.float() * table[positions][:, None, None]
+    tolerance = 1e-4 if dtype == torch.float32 else 5e-2
+    error = (got - want).abs().max().item()
+    if not error <= tolerance * max(1.0, want.abs().max().item()):
+        _fail(sdpa, "the query alone goes through a position-dependent transform that is neither RoPE (the key has "
+                    f"none) nor a per-position scale (off by {error:.3g})")
+    return table
+
+
+def _verify_rope(ctx: PassContext, raw: Node, out: Node, rope: RopeInfo, sdpa: Node) -> None:
     """A random probe through the graph must equal ditto's RoPE with the recognised table."""
     shape = fake(raw).shape
     head_axis, token_axis = _layout(raw, int(shape[3]))
     heads, head_size = int(shape[head_axis]), int(shape[3])
     dtype = fake(raw).dtype
     gen = torch.Generator().manual_seed(0)
-    positions = torch.randint(0, rope["cos_sin"].shape[0], (6,), generator=gen)
+    positions = torch.randint(0, rope.cos_sin.shape[0], (6,), generator=gen)
     x = torch.randn(len(positions), heads, head_size, generator=gen).to(dtype)
     got = _unarrange(_probe(ctx, raw, out, _arrange(x, head_axis, token_axis), positions), head_axis, token_axis)
-    want = _rope(x.float(), rope["cos_sin"][positions], rope["dim"], rope["style"])
+    want = apply_rope(x.float(), rope.cos_sin[positions], rope.dim, rope.style)
     tolerance = 1e-4 if dtype == torch.float32 else 5e-2
     error = (got - want).abs().max().item()
     if not error <= tolerance * max(1.0, want.abs().max().item()):
-        _fail(sdpa, f"RoPE on {raw.name} recognised as {rope['style']} dim {rope['dim']} does not reproduce the graph (error {error:.3g})")
+        _fail(sdpa, f"RoPE on {raw.name} recognised as {rope.style} dim {rope.dim} does not reproduce the graph (error {error:.3g})")
 
 
 def _arrange(x: torch.Tensor, head_axis: int, token_axis: int) -> torch.Tensor:
@@ -364,28 +446,66 @@ def _unarrange(y: torch.Tensor, head_axis: int, token_axis: int) -> torch.Tensor
     return y.transpose(0, 1) if head_axis == 1 else y
 
 
-def _check_causal(ctx: PassContext, sdpa: Node, mask, is_causal: bool) -> int:
-    """0 for a causal mask, w for a causal sliding window of w keys; fails on anything else."""
+def _check_causal(ctx: PassContext, sdpa: Node, mask, is_causal: bool, num_heads: int) -> tuple[int, torch.Tensor | None]:
+    """(0 for a causal mask or w for a causal sliding window of w keys, the ALiBi slopes [num_heads] of
+    a score bias or None); fails on anything else.
+
+    The mask (with whatever score bias eager attention folded into it) is computed for one sequence
+    of t tokens. Scores at or below -1e3 are masked out; the finite rest is a bias, which must be
+    ALiBi: slope_h * (key - query) up to a per-row constant (softmax ignores those)."""
     if mask is None:
         if not is_causal:
             _fail(sdpa, "attention without a causal mask (bidirectional) is not supported")
-        return 0
+        return 0, None
     t = _MASK_PROBE_TOKENS
     known = {
         ctx.engine_inputs["position_ids"]: torch.arange(t, dtype=torch.int32),
         ctx.engine_inputs["input_ids"]: torch.zeros(t, dtype=torch.int32),
     }
     value = evaluate([mask], known, ctx.weights.load)[0]
-    allowed = value if value.dtype == torch.bool else value > -1.0
-    allowed = allowed.reshape(-1, t, t)[0]
+    if value.dim() < 2:
+        raise ValueError(f"a mask of shape {tuple(value.shape)}")
+    value = value.reshape(-1, *value.shape[-2:]).expand(-1, t, t)  # [heads or 1, t, t]
+    if value.dtype == torch.bool:
+        allowed, bias = value, None
+    else:
+        allowed = value.float() > _MASKED_SCORE
+        bias = torch.where(allowed, value.float(), 0.0)
+    if not bool((allowed == allowed[:1]).all()):
+        _fail(sdpa, "the attention mask differs between heads")
+    allowed = allowed[0]
     causal = torch.ones(t, t, dtype=torch.bool).tril()
     if torch.equal(allowed, causal):
-        return 0
-    window = int(allowed[-1].sum())
-    band = causal & ~torch.ones(t, t, dtype=torch.bool).tril(-window)
-    if torch.equal(allowed, band):
-        return window
-    _fail(sdpa, "the attention mask is neither causal nor a causal sliding window")
+        window = 0
+    else:
+        window = int(allowed[-1].sum())
+        band = causal & ~torch.ones(t, t, dtype=torch.bool).tril(-window)
+        if not torch.equal(allowed, band):
+            _fail(sdpa, "the attention mask is neither causal nor a causal sliding window")
+    if bias is None or not bool(bias.any()):
+        return window, None
+    return window, _alibi_slopes(sdpa, bias, allowed, num_heads, value.dtype)
+
+
+_MASKED_SCORE = -1e3
+
+
+def _alibi_slopes(sdpa: Node, bias: torch.Tensor, allowed: torch.Tensor, num_heads: int, dtype) -> torch.Tensor:
+    """The per-head slopes of a score bias [heads or 1, t, t] that is slope_h * (key - query) + c(query)."""
+    t = bias.shape[-1]
+    relative = bias - bias.diagonal(dim1=-2, dim2=-1)[..., :, None]  # bias(key) - bias(query) per row
+    distance = (torch.arange(t)[None, :] - torch.arange(t)[:, None]).float()  # key - query
+    first = int(allowed[-1].nonzero()[0])  # the oldest key the last query sees
+    if first == t - 1:
+        _fail(sdpa, "a score bias with a window of one key")
+    slopes = relative[:, -1, first] / distance[-1, first]  # [heads or 1]
+    want = slopes[:, None, None] * distance
+    error = ((relative - want).abs() * allowed).max().item()
+    tolerance = (1e-4 if dtype == torch.float32 else 2e-2) * max(1.0, want.abs().max().item())
+    if not error <= tolerance:
+        _fail(sdpa, f"the scores carry an additive bias that is not ALiBi (slope * (key - query) per head; off by "
+                    f"{error:.3g}); TensorRT-LLM's attention adds no other score bias")
+    return slopes.expand(num_heads).contiguous().float()
 
 
 def _to_rows(graph, x: Node, heads: int) -> Node:
@@ -469,5 +589,5 @@ def refuse_unsupported_rope(config) -> None:
 def _fail(node: Node, problem: str):
     raise DittoError(
         f"attention at node {node.name} ({source_line(node)}): {problem}. "
-        "Ditto recognises causal self-attention with optional RoPE, GQA/MQA and sliding window."
+        "Ditto recognises causal self-attention with optional RoPE or ALiBi, GQA/MQA and sliding window."
     )

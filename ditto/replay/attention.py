@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import torch
 
+from ditto.ops.rope import rotate
 from ditto.replay.registry import LayerCall, replays
 
 # IAttention attributes replay interprets (a newer one is refused, as for layers)
@@ -143,14 +144,7 @@ def rotary_embedding(call: LayerCall) -> torch.Tensor:
             f"cos/sin of shape {tuple(cos.shape)} / {tuple(sin.shape)} for input {tuple(x.shape)} and rotary dim {rotary}"
         )
     cos, sin = cos.float()[:, None], sin.float()[:, None]  # [b, 1, s, r/2]
-    wide = x.float()
-    if call.attr("interleaved"):
-        a, b = wide[..., 0:rotary:2], wide[..., 1:rotary:2]
-        rotated = torch.stack((a * cos - b * sin, b * cos + a * sin), dim=-1).flatten(-2)
-    else:
-        a, b = wide[..., :half], wide[..., half:rotary]
-        rotated = torch.cat((a * cos - b * sin, b * cos + a * sin), dim=-1)
-    return torch.cat((rotated, wide[..., rotary:]), dim=-1).to(x.dtype)
+    return rotate(x.float(), cos, sin, rotary, interleaved=bool(call.attr("interleaved"))).to(x.dtype)
 
 
 @replays("KV_CACHE_UPDATE", reads=("cache_mode", "update_form", "update_lengths"))

@@ -70,7 +70,7 @@ def _run_plugin(call: LayerCall, key: tuple, fields: dict):
 # ---- TensorRT-LLM GPTAttention -------------------------------------------------------------
 
 # tensorrt_llm.functional.PositionEmbeddingType / RotaryScalingType values the reference computes
-_POSITION_EMBEDDING = {0: "learned_absolute", 1: "rope_gptj", 2: "rope_gpt_neox"}
+_POSITION_EMBEDDING = {0: "learned_absolute", 1: "rope_gptj", 2: "rope_gpt_neox", 4: "alibi"}
 _ROTARY_SCALING = {0: "none"}
 # fields that must hold this value for the plugin to compute what the reference op computes
 _REQUIRED = {
@@ -119,6 +119,8 @@ def gpt_attention(call: LayerCall, fields: dict) -> torch.Tensor:
         raise call.refuse("plugin field num_kv_heads_origin", _scalar(fields["num_kv_heads_origin"]), "tensor parallel heads")
     rope = kwargs["position_embedding_type"].startswith("rope")
     names = [n for n in TENSOR_INPUTS if rope or n not in ("rotary_inv_freq", "rotary_cos_sin")]
+    if kwargs["position_embedding_type"] == "alibi":  # IdxEntry ALIBI_SLOPES comes before HOST_CONTEXT_LENGTH
+        names.insert(names.index("host_context_lengths"), "alibi_slopes")
     if len(call.inputs) != len(names):
         raise call.error(f"GPTAttention with {len(call.inputs)} inputs; TensorRT-LLM passes {len(names)}: {names}")
     tensors = dict(zip(names, call.inputs))

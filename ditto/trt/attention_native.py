@@ -11,7 +11,9 @@ input is the plugin engine's. Per layer, with T packed tokens and S = max(sequen
   plugin derives from the sequence lengths), from the same cos/sin table as the reference op;
 - the new K/V are scattered into their (block unit, slot), units as in `ditto.ops.kv_cache`;
 - each token gathers its sequence's keys/values for positions 0..S-1 and attends to those at
-  or before its own position (within the sliding window if any), scores and softmax float32.
+  or before its own position (within the sliding window if any), scores and softmax float32;
+  ALiBi adds slope_h * (key position - query position) to the scaled scores; attention sinks
+  add exp(sink_h) to the softmax's denominator.
 
 Correct but not fast: it materialises [T, S, kv_heads, head_size] keys per layer. It exists so
 the whole network builds and can be checked where no TensorRT-LLM runs.
@@ -23,7 +25,9 @@ import math
 
 import torch
 
+from ditto.ops.kv_cache import layer_unit
 from ditto.ops.params import GPTAttentionParams
+from ditto.ops.rope import GPTJ, rotate_pair
 from ditto.trt.context import ConversionContext
 
 POOL_INPUT = "kv_cache_pool"
@@ -43,21 +47,19 @@ def _unsqueeze_last(ctx, x):
 
 
 def _rope(ctx, x, cos, sin, params: GPTAttentionParams):
-    """x [T, h, D] float32; cos/sin [T, 1, R/2]."""
+    """x [T, h, D] float32; cos/sin [T, 1, R/2]: `ditto.ops.rope.rotate_pair` in TensorRT layers."""
     rot, half, size = params.rotary_embedding_dim, params.rotary_embedding_dim // 2, params.head_size
-    if params.position_embedding_type == "rope_gptj":
+    arithmetic = tuple(lambda a, b, op=op: _ew(ctx, a, b, op) for op in ("PROD", "SUM", "SUB"))
+    if params.position_embedding_type == GPTJ:
         pairs = ctx.reshape(ctx.columns(x, 0, rot), [ctx.dim(x, 0), ctx.dim(x, 1), half, 2])
         even = ctx.reshape(ctx.columns(pairs, 0, 1), [ctx.dim(x, 0), ctx.dim(x, 1), half])
         odd = ctx.reshape(ctx.columns(pairs, 1, 2), [ctx.dim(x, 0), ctx.dim(x, 1), half])
-        first = _ew(ctx, _ew(ctx, even, cos, "PROD"), _ew(ctx, odd, sin, "PROD"), "SUB")
-        second = _ew(ctx, _ew(ctx, odd, cos, "PROD"), _ew(ctx, even, sin, "PROD"), "SUM")
+        first, second = rotate_pair(even, odd, cos, sin, arithmetic)
         layer = ctx.network.add_concatenation([_unsqueeze_last(ctx, first), _unsqueeze_last(ctx, second)])
         layer.axis = 3
         rotated = ctx.reshape(ctx.out(layer, "interleave"), [ctx.dim(x, 0), ctx.dim(x, 1), rot])
     else:
-        first_in, second_in = ctx.columns(x, 0, half), ctx.columns(x, half, rot)
-        first = _ew(ctx, _ew(ctx, first_in, cos, "PROD"), _ew(ctx, second_in, sin, "PROD"), "SUB")
-        second = _ew(ctx, _ew(ctx, second_in, cos, "PROD"), _ew(ctx, first_in, sin, "PROD"), "SUM")
+        first, second = rotate_pair(ctx.columns(x, 0, half), ctx.columns(x, half, rot), cos, sin, arithmetic)
         layer = ctx.network.add_concatenation([first, second])
         layer.axis = 2
         rotated = ctx.out(layer, "rotated")
@@ -79,6 +81,20 @@ def _gather_nd(ctx, data, indices):
     return ctx.out(layer, "gather_nd")
 
 
+def _softmax_with_sinks(ctx, scores, sinks, kv_heads: int, group: int):
+    """softmax over [scores, sink_h] without the sink's column: exp(s - m) / (sum exp(s - m) + exp(sink - m)),
+    m = max(max(s), sink); scores [T, KV, G, S], sinks [num_heads]."""
+    trt = ctx.trt
+    sink = ctx.reshape(sinks, [1, kv_heads, group, 1])
+    row_max = ctx.out(ctx.network.add_reduce(scores, trt.ReduceOperation.MAX, 1 << 3, True), "row_max")
+    top = _ew(ctx, row_max, sink, "MAX")  # finite: the sink is
+    exp = lambda x: ctx.out(ctx.network.add_unary(x, trt.UnaryOperation.EXP), "exp")  # noqa: E731
+    weights = exp(_ew(ctx, scores, top, "SUB"))
+    total = ctx.out(ctx.network.add_reduce(weights, trt.ReduceOperation.SUM, 1 << 3, True), "row_sum")
+    total = _ew(ctx, total, exp(_ew(ctx, sink, top, "SUB")), "SUM")
+    return _ew(ctx, weights, total, "DIV")
+
+
 def lower(ctx: ConversionContext, params: GPTAttentionParams, inputs: dict, state: dict):
     """Native lowering of one gpt_attention; `state` carries the pool from layer to layer."""
     trt = ctx.trt
@@ -98,6 +114,10 @@ def lower(ctx: ConversionContext, params: GPTAttentionParams, inputs: dict, stat
         cos = ctx.reshape(ctx.columns(rows, 0, half), [tokens, 1, half])
         sin = ctx.reshape(ctx.columns(rows, half, 2 * half), [tokens, 1, half])
         q, k = _rope(ctx, q, cos, sin, params), _rope(ctx, k, cos, sin, params)
+    if "query_position_scale" in inputs:  # q * table[position], after RoPE
+        factor = ctx.out(ctx.network.add_gather(ctx.cast(inputs["query_position_scale"], torch.float32), positions, 0),
+                         "query_scale")
+        q = _ew(ctx, q, ctx.reshape(factor, [tokens, 1, 1]), "PROD")
 
     # which sequence each token belongs to, its block and slot
     ones = _ew(ctx, _ew(ctx, positions, _int(ctx, 0), "PROD"), _int(ctx, 1), "SUM")
@@ -111,7 +131,7 @@ def lower(ctx: ConversionContext, params: GPTAttentionParams, inputs: dict, stat
     slot = _ew(ctx, positions, _ew(ctx, block, _int(ctx, tpb), "PROD"), "SUB")
     offsets = inputs["kv_cache_block_offsets"]
     offsets = ctx.reshape(offsets, [ctx.dim(offsets, 1), 2, ctx.dim(offsets, 3)])  # [B, 2, M]
-    layer_units = _int(ctx, 2 * params.layer_idx)
+    layer_units = _int(ctx, layer_unit(0, params.layer_idx))  # native engines hold one pool
 
     def unit(kv: int, seq_ids, blocks):
         which = _ew(ctx, _ew(ctx, seq_ids, _int(ctx, 0), "PROD"), _int(ctx, kv), "SUM")
@@ -154,6 +174,10 @@ def lower(ctx: ConversionContext, params: GPTAttentionParams, inputs: dict, stat
         scores = _ew(ctx, scores, ctx.scalar(cap, scores), "PROD")
     query_pos = ctx.reshape(positions, [tokens, 1])
     keys_row = ctx.reshape(key_pos, [1, span])
+    if params.has_alibi:  # slope_h * (key - query), heads as [KV, G]
+        distance = ctx.cast(ctx.reshape(_ew(ctx, keys_row, query_pos, "SUB"), [tokens, 1, 1, span]), torch.float32)
+        slopes = ctx.reshape(ctx.cast(inputs["alibi_slopes"], torch.float32), [1, KV, group, 1])
+        scores = _ew(ctx, scores, _ew(ctx, slopes, distance, "PROD"), "SUM")
     allowed = _ew(ctx, _ew(ctx, keys_row, query_pos, "LESS"), _ew(ctx, keys_row, query_pos, "EQUAL"), "OR")
     if params.sliding_window > 0:
         oldest = _ew(ctx, query_pos, _int(ctx, params.sliding_window), "SUB")
@@ -163,9 +187,12 @@ def lower(ctx: ConversionContext, params: GPTAttentionParams, inputs: dict, stat
     allowed_b = ctx.to_rank(allowed, 4)
     select = ctx.network.add_select(allowed_b, scores, masked)
     scores = ctx.out(select, "masked")
-    softmax = ctx.network.add_softmax(scores)
-    softmax.axes = 1 << 3
-    probs = ctx.out(softmax, "probs")
+    if "attention_sinks" in inputs:
+        probs = _softmax_with_sinks(ctx, scores, ctx.cast(inputs["attention_sinks"], torch.float32), KV, group)
+    else:
+        softmax = ctx.network.add_softmax(scores)
+        softmax.axes = 1 << 3
+        probs = ctx.out(softmax, "probs")
     values_t = ctx.transpose(ctx.cast(values, torch.float32), [0, 2, 1, 3])  # [T, KV, S, D]
     out = ctx.out(ctx.network.add_matrix_multiply(probs, op.NONE, values_t, op.NONE), "context")  # [T, KV, G, D]
     return ctx.cast(ctx.reshape(out, [tokens, H * D]), dtype)

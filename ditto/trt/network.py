@@ -26,7 +26,7 @@ import torch
 from torch.fx import Node
 
 from ditto.errors import DittoError
-from ditto.ops.gpt_attention import TENSOR_INPUTS
+from ditto.ops.gpt_attention import ALL_TENSOR_INPUTS, TENSOR_INPUTS
 from ditto.ops.params import GPTAttentionParams
 from ditto.program import TrtllmProgram
 from ditto.trt import attention_native
@@ -193,7 +193,7 @@ def attention_params(node: Node) -> GPTAttentionParams:
 
 def _tensor_args(node: Node) -> dict[str, Node]:
     bound = dict(zip(TENSOR_INPUTS, node.args))
-    bound.update({k: v for k, v in node.kwargs.items() if k in TENSOR_INPUTS})
+    bound.update({k: v for k, v in node.kwargs.items() if k in ALL_TENSOR_INPUTS})
     return {name: value for name, value in bound.items() if isinstance(value, Node)}
 
 
@@ -265,7 +265,10 @@ class _PluginAttention:
         """The plugin's input tensors in its order (`gpt_attention_input_names`)."""
         from ditto.trtllm.plugin import gpt_attention_input_names
 
+        from ditto.trtllm.plugin import refuse_unmapped_inputs
+
         ctx, args = self.ctx, _tensor_args(node)
+        refuse_unmapped_inputs(params.layer_idx, set(args))
         tensors = []
         for name in gpt_attention_input_names(params, self.options):
             if name not in args:

@@ -95,6 +95,30 @@ CONTRACT: dict[str, dict] = {
                 "value": _CREATOR_ADVERTISES,
             },
             "gpt_attention_input_order": {**_GPT_ATTENTION_CPP, "value": _PLUGIN_INPUT_ORDER_USED},
+            "gpt_attention_alibi": {
+                **_GPT_ATTENTION_CPP,
+                "value": {"input": "ALIBI_SLOPES, the IdxEntry after ROTARY_COS_SIN and before HOST_CONTEXT_LENGTH, "
+                                   "used when isALiBi() (position_embedding_type alibi or alibi_with_scale)",
+                          "slopes": "float32 [num_heads], a buffer of tensorrt_llm/layers/attention.py "
+                                    "(generate_alibi_slopes; store id 1178835378, commit not reported)",
+                          "kinds": "kALIBI: bmm1_output * scale_bmm1 + alibi; kALIBI_WITH_SCALE: "
+                                   "(bmm1_output + alibi) * scale_bmm1 (cpp/tensorrt_llm/kernels/gptKernels.h, "
+                                   "store id 6359689695, commit not reported)"},
+            },
+            "gpt_attention_no_sinks": {
+                **_GPT_ATTENTION_CPP,
+                "value": {"plugin": "no IdxEntry and no field for attention sinks",
+                          "pytorch_backend": "the attention op takes `attention_sinks: Optional[torch.Tensor]` "
+                                             "[num_heads_q] float (tensorrt_llm/_torch/attention_backend/trtllm.py, "
+                                             "store ids 35970649562 / 46443622189, commit not reported)"},
+            },
+            "gpt_attention_logn_scaling": {
+                "path": "cpp/tensorrt_llm/kernels/unfusedAttentionKernels (applyBiasRopeUpdateKVCache)",
+                "commit": "not reported (store id 634291217)",
+                "value": {"field": "use_logn_scaling (int8), input LOGN_SCALING",
+                          "applied": "q *= logn_scaling[token_idx_in_seq] after RoPE; token_idx_in_seq is the index "
+                                     "among the step's new tokens (0 in the generation phase), not the position"},
+            },
             "plugin_library": {
                 "path": "tensorrt_llm/plugin/plugin.py + tensorrt_llm/_common.py",
                 "commit": "035b99e0d09d4f2dfdb949810cf7245112aa4165 (plugin.py), "

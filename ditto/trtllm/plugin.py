@@ -161,14 +161,40 @@ def gpt_attention_input_names(params: GPTAttentionParams, options: PluginOptions
 
     The names are the engine inputs they are bound to (`ditto.trtllm.inputs`), except `qkv`
     (the layer's packed projection) and the RoPE constants `rotary_inv_freq` [rotary_dim / 2]
-    and `rotary_cos_sin` [1, max_positions * rotary_dim], both float32.
+    and `rotary_cos_sin` [1, max_positions * rotary_dim], both float32, and, for ALiBi,
+    `alibi_slopes` [num_heads] (TensorRT-LLM's `Attention` registers its slopes as a float32 buffer
+    and passes them as the plugin's ALIBI_SLOPES input; gptAttentionPlugin.cpp at 026da036:
+    `case IdxEntry::ALIBI_SLOPES: return isALiBi();`).
     """
     if not (options.use_cache and options.paged_kv_cache and options.remove_input_padding):
         raise DittoError("ditto builds GPTAttention only with a paged KV cache and packed (padding-free) input")
     # the op's inputs are the plugin's, in the plugin's order; RoPE tables only when rotating
     rotary = ("rotary_inv_freq", "rotary_cos_sin")
     names = [n for n in TENSOR_INPUTS if params.has_rope or n not in rotary]
+    if params.has_alibi:  # ALIBI_SLOPES: the IdxEntry after ROTARY_COS_SIN, before HOST_CONTEXT_LENGTH
+        names.insert(names.index("host_context_lengths"), "alibi_slopes")
     return names
+
+
+# the op's inputs the GPTAttention plugin has no entry (IdxEntry) and no field for
+NOT_PLUGIN_INPUTS = {
+    "attention_sinks": "attention sinks (a learned per-head logit in the softmax's denominator, as gpt-oss): "
+                       "TensorRT-LLM 1.2's GPTAttention plugin has no input or field for them (gptAttentionPlugin.cpp "
+                       "IdxEntry at 026da036; only its PyTorch backend's attention op takes `attention_sinks`)",
+    "query_position_scale": "a per-position query scale (scalable softmax / attention temperature): the plugin's "
+                            "nearest field, use_logn_scaling with input LOGN_SCALING, indexes its table by the token's "
+                            "index in the step's new tokens (`logn_scaling[token_idx_in_seq]`, 0 in generation, in "
+                            "cpp/tensorrt_llm/kernels/unfusedAttentionKernels; store id 634291217, commit not "
+                            "reported), not by its position, so ditto does not map it",
+}
+
+
+def refuse_unmapped_inputs(layer_idx: int, present: set[str]) -> None:
+    """A DittoError when a gpt_attention carries an input the plugin cannot take (build with the native lowering)."""
+    for name, why in NOT_PLUGIN_INPUTS.items():
+        if name in present:
+            raise DittoError(f"attention layer {layer_idx} uses {why}; ditto refuses to build a plugin engine that "
+                             "computes something else: use the native attention lowering (--attention native)")
 
 
 def plugin_rotary_cos_sin(cos_sin: np.ndarray) -> np.ndarray:

@@ -50,7 +50,13 @@ GENERIC = ("tests/test_core_generic.py", "tests/test_core_mutations.py")
 ROPE_FIELDS = ("tests/test_core_rope_fields.py",)  # RoPE fields against the HF config
 SIMPLIFY = ("tests/test_passes_simplify.py",)  # shuffle folding on small graphs
 CONFIG = ("tests/test_trtllm_config.py", "tests/test_trtllm_plugin.py")  # what ditto writes for TensorRT-LLM
-OPS = ("tests/test_ops_reference.py",)  # gpt_attention / paged cache against an SDPA reference
+OPS = ("tests/test_ops_reference.py",)
+ALIBI = ("tests/ops/test_attention_alibi.py",)  # ALiBi on tiny BLOOM and MPT, hf vs fx vs replay
+TILED = ("tests/passes/test_attention_tiled_kv.py",)
+GRANITE_SINK = ("tests/test_attention_variants.py::test_attention_sink_through_logsumexp_is_a_sink_parameter",)
+VARIANT_OPS = ("tests/ops/test_gpt_attention_variants.py",)  # ALiBi, sinks, query scale in the op vs dense attention
+QUERY_SCALE = ("tests/passes/test_attention_query_scale.py",)  # Beam's per-position query scale, hf vs fx vs replay  # K/V heads tiled (JetMoE style), regrouped for GQA
+SINKS = ("tests/ops/test_attention_sinks.py",)  # sinks on tiny FLINT, XGLM's eager attention, hf vs fx vs replay  # gpt_attention / paged cache against an SDPA reference
 REPLAY_MODELS = ("tests/test_replay.py::test_replay_matches_fx_and_hf",)  # replay vs fx and hf, every tiny model
 CONVERTERS = ("tests/test_trt_converters.py",)
 EDGES = ("tests/test_trt_converters_edges.py",)
@@ -62,6 +68,7 @@ VERDICTS = ("tests/test_compare_verdicts.py",)
 GOLDENS = ("tests/test_harness_units.py", "tests/test_plugin_goldens.py", "tests/test_goldens_units.py")
 
 _OPS = "ditto/ops/gpt_attention.py"
+_ROPE = "ditto/ops/rope.py"
 _NATIVE = "ditto/trt/attention_native.py"
 _LAYERS = "ditto/replay/layers.py"
 _ATTN = "ditto/replay/attention.py"
@@ -77,22 +84,36 @@ LISTED: tuple[Mutant, ...] = (
            "sliding window keeps one key too many", OPS + PARITY),
     Mutant("op_window_dropped", _OPS, "if sliding_window > 0:", "if sliding_window < 0:",
            "sliding-window branch never taken", OPS + PARITY),
-    Mutant("op_rope_neox_sign", _OPS, "torch.cat((first * cos - second * sin,", "torch.cat((first * cos + second * sin,",
-           "halves RoPE rotates the wrong way", OPS + PARITY),
-    Mutant("op_rope_gptj_pairs_swapped", _OPS, "even, odd = rot[..., 0::2], rot[..., 1::2]", "odd, even = rot[..., 0::2], rot[..., 1::2]",
-           "interleaved RoPE swaps the pair members", OPS + GENERIC),
+    Mutant("rope_pair_sign", _ROPE, "return sub(mul(a, cos), mul(b, sin)), add(mul(b, cos), mul(a, sin))",
+           "return add(mul(a, cos), mul(b, sin)), sub(mul(b, cos), mul(a, sin))",
+           "RoPE rotates the wrong way (every user of the one rotation)", OPS + PARITY),
+    Mutant("op_rope_gptj_pairs_swapped", _ROPE, "a, b = rotate_pair(rot[..., 0::2], rot[..., 1::2], cos, sin)",
+           "a, b = rotate_pair(rot[..., 1::2], rot[..., 0::2], cos, sin)", "interleaved RoPE swaps the pair members", OPS + GENERIC),
     Mutant("op_rope_position_shift", _OPS, "positions = torch.arange(past, total,", "positions = torch.arange(past + 1, total + 1,",
            "RoPE positions off by one", OPS + PARITY),
     Mutant("op_softcap_dropped_scale", _OPS, "scores = cap * torch.tanh(scores / cap)", "scores = torch.tanh(scores / cap)",
            "logit soft-capping forgets to scale back", OPS + PARITY),
-    Mutant("op_kv_unit_layer_stride", _OPS, "k_units = offsets[b, 0, blocks] + 2 * layer_in_pool",
-           "k_units = offsets[b, 0, blocks] + layer_in_pool", "K of layer l written over V of layer l - 1", OPS + PARITY),
+    Mutant("op_kv_unit_layer_stride", "ditto/ops/kv_cache.py", "return block_units + UNITS_PER_LAYER * layer_in_pool",
+           "return block_units + layer_in_pool", "K of layer l written over V of layer l - 1", OPS + PARITY),
     Mutant("op_gqa_repeat_not_interleave", _OPS, "keys = keys.repeat_interleave(group, dim=1)", "keys = keys.repeat(1, group, 1)",
            "GQA maps query heads to the wrong KV heads", OPS + PARITY),
     Mutant("op_block_slot_swapped", _OPS, "blocks, slots = pos // tokens_per_block, pos % tokens_per_block",
            "slots, blocks = pos // tokens_per_block, pos % tokens_per_block", "block and slot of a position swapped", OPS + PARITY),
     Mutant("kv_block_offset_ignores_layers", "ditto/ops/kv_cache.py", "return block_id * num_layers * 2 + kv", "return block_id * 2 + kv",
            "block offset forgets the layers per block", OPS + PARITY),
+    Mutant("op_alibi_distance_reversed", _OPS, "alibi_slopes.float()[:, None, None] * (key_pos - query_pos)[None]",
+           "alibi_slopes.float()[:, None, None] * (query_pos - key_pos)[None]", "ALiBi bias with the distance's sign flipped",
+           ALIBI),
+    Mutant("op_sinks_ignored", _OPS, "probs = torch.softmax(torch.cat((scores, sinks), dim=-1), dim=-1)[..., :-1]",
+           "probs = torch.softmax(scores, dim=-1)", "attention sinks left out of the softmax", SINKS),
+    Mutant("op_query_scale_ignored", _OPS,
+           "q = q * query_position_scale[torch.arange(past, total, device=qkv.device)].float()[:, None, None]",
+           "q = q * query_position_scale[torch.arange(0, total - past, device=qkv.device)].float()[:, None, None]",
+           "per-position query scale read at the token's index in the step, not its position", VARIANT_OPS + QUERY_SCALE),
+    Mutant("batched_alibi_distance_reversed", "ditto/ops/gpt_attention_batched.py",
+           "self.distance = put((positions[None, None, :] - query_pos[:, :, None]).float())",
+           "self.distance = put((query_pos[:, :, None] - positions[None, None, :]).float())",
+           "ALiBi distance sign flipped in the batched kernel", VARIANT_OPS),
     # ---- paged cache (host side) -------------------------------------------------------------
     Mutant("cache_sequences_share_blocks", "ditto/runtime/paged_cache.py", "block = b * self.blocks_per_seq + j", "block = b + j",
            "two sequences' blocks overlap", OPS + PARITY),
@@ -107,7 +128,7 @@ LISTED: tuple[Mutant, ...] = (
            "q_scaling=scale * math.sqrt(head_size),", "q_scaling inverted (same only for scale 1/sqrt(D))", PARITY + GENERIC),
     Mutant("pass_default_scale_missing", "ditto/passes/attention.py", "scale = 1.0 / math.sqrt(head_size)", "scale = 1.0",
            "SDPA's default scale forgotten", PARITY + GENERIC),
-    Mutant("pass_rotary_base_default", "ditto/passes/attention.py", 'rotary_embedding_base=rope.get("base", 10000.0),',
+    Mutant("pass_rotary_base_default", _ROPE, "rotary_embedding_base=self.base,",
            "rotary_embedding_base=10000.0,", "rotary base falls back to 10000", ROPE_FIELDS + CONFIG + PARITY),
     Mutant("pass_window_off_by_one", "ditto/passes/attention.py", "window = int(allowed[-1].sum())", "window = int(allowed[-1].sum()) + 1",
            "recognised sliding window one too long", WINDOW + PARITY + GENERIC),
@@ -121,10 +142,28 @@ LISTED: tuple[Mutant, ...] = (
            "scale = float(scores.args[1]) if scores.target == aten.mul.Tensor else 1.0 / float(scores.args[1])",
            "scale = 1.0 / float(scores.args[1]) if scores.target == aten.mul.Tensor else float(scores.args[1])",
            "eager attention scale inverted", ("tests/test_core_generic.py::test_eager_attention_is_normalised",) + PARITY),
+    Mutant("pass_baddbmm_bias_dropped", "ditto/passes/eager_attention.py", "            mask = _add_term(mask, bias, softmax)",
+           "            pass", "baddbmm's bias term (BLOOM's ALiBi) dropped from the scores", ALIBI),
+    Mutant("pass_sinks_not_recorded", "ditto/passes/eager_attention.py", "        if sinks is not None:\n            sdpa.meta[SINKS_META]",
+           "        if False:\n            sdpa.meta[SINKS_META]", "recognised sinks not passed on to the attention op", SINKS),
+    Mutant("pass_flat_softmax_clamp_kept_as_mask", "ditto/passes/eager_attention.py", "floor.args[1] <= _MASKED:",
+           "floor.args[1] > 0:", "XGLM's clamp not peeled: its attention stays unrecognised", SINKS),
+    Mutant("pass_tiled_kv_not_regrouped", "ditto/passes/attention.py", "        if k_tiled:  # query head i * KV + j",
+           "        if False:  # query head i * KV + j", "tiled K/V heads read with grouped-GQA head mapping", TILED),
+    Mutant("pass_lse_sink_scale_kept", "ditto/passes/eager_attention.py", "            scaled.replace_all_uses_with(out)\n",
+           "            pass\n", "logsumexp sink scaling kept beside an op that already has the sink (applied twice)",
+           GRANITE_SINK),
+    Mutant("pass_inplace_view_base_readers_ignored", "ditto/passes/functionalize.py", "and set(base.users) == {view})",
+           "and True)", "an in-place update of a view rewritten although its base is read again",
+           ("tests/passes/test_functionalize_views.py",)),
     Mutant("pass_permute_composition_reversed", "ditto/passes/simplify.py", "[inner[p] for p in perm]", "[perm[p] for p in inner]",
            "two permutes composed in the wrong order", SIMPLIFY + PARITY + GENERIC),
     Mutant("pass_cat_cover_drops_order_check", "ditto/passes/simplify.py", "            if start != position:\n                return None\n", "",
            "cat of slices taken as the whole source without checking order", SIMPLIFY + PARITY + GENERIC),
+    Mutant("trtllm_alibi_slopes_last", "ditto/trtllm/plugin.py", 'names.insert(names.index("host_context_lengths"), "alibi_slopes")',
+           'names.append("alibi_slopes")', "ALiBi slopes bound to the wrong plugin input", ALIBI),
+    Mutant("replay_plugin_alibi_as_learned", "ditto/replay/plugins.py", '2: "rope_gpt_neox", 4: "alibi"}',
+           '2: "rope_gpt_neox", 4: "learned_absolute"}', "plugin replay ignores ALiBi", ("tests/replay/test_plugin_alibi.py",)),
     # ---- converters ----------------------------------------------------------------------------
     Mutant("conv_rsub_operands", "ditto/trt/converters/elementwise.py", 'return binary(ctx, b, _scaled(ctx, a, alpha), "SUB")',
            'return binary(ctx, a, _scaled(ctx, b, alpha), "SUB")', "rsub computes a - b", CONVERTERS),
@@ -153,22 +192,28 @@ LISTED: tuple[Mutant, ...] = (
     Mutant("conv_arange_count_off_by_one", "ditto/trt/converters/creation.py", "step - 1 if step > 0 else step + 1", "0",
            "dynamic arange length rounds down", CONVERTERS + EDGES),
     # ---- native attention lowering (TensorRT layers) ----------------------------------------------
-    Mutant("native_rope_gptj_sign", _NATIVE, 'second = _ew(ctx, _ew(ctx, odd, cos, "PROD"), _ew(ctx, even, sin, "PROD"), "SUM")',
-           'second = _ew(ctx, _ew(ctx, odd, cos, "PROD"), _ew(ctx, even, sin, "PROD"), "SUB")', "interleaved RoPE sign flip in TensorRT",
+    Mutant("native_rope_gptj_sign", _NATIVE, "first, second = rotate_pair(even, odd, cos, sin, arithmetic)",
+           "first, second = rotate_pair(odd, even, cos, sin, arithmetic)", "interleaved RoPE pairs swapped in TensorRT",
            NATIVE + REPLAY_MODELS),
-    Mutant("native_rope_neox_sign", _NATIVE, 'first = _ew(ctx, _ew(ctx, first_in, cos, "PROD"), _ew(ctx, second_in, sin, "PROD"), "SUB")',
-           'first = _ew(ctx, _ew(ctx, first_in, cos, "PROD"), _ew(ctx, second_in, sin, "PROD"), "SUM")', "halves RoPE sign flip in TensorRT",
-           NATIVE + REPLAY_MODELS),
+    Mutant("native_rope_neox_sign", _NATIVE, 'for op in ("PROD", "SUM", "SUB"))', 'for op in ("PROD", "SUB", "SUM"))',
+           "RoPE sign flip in TensorRT", NATIVE + REPLAY_MODELS),
     Mutant("native_window_dropped", _NATIVE, "if params.sliding_window > 0:", "if params.sliding_window < 0:",
            "sliding window dropped in TensorRT", NATIVE + WINDOW),
     Mutant("native_q_scaling_dropped", _NATIVE, "scale = 1.0 / (math.sqrt(D) * params.q_scaling)", "scale = 1.0 / math.sqrt(D)",
            "q_scaling ignored in TensorRT", NATIVE + REPLAY_MODELS),
-    Mutant("native_layer_units", _NATIVE, "layer_units = _int(ctx, 2 * params.layer_idx)", "layer_units = _int(ctx, params.layer_idx)",
-           "K of layer l over V of layer l - 1 in TensorRT", NATIVE + REPLAY_MODELS),
+    Mutant("native_layer_units", _NATIVE, "layer_units = _int(ctx, layer_unit(0, params.layer_idx))",
+           "layer_units = _int(ctx, params.layer_idx)", "K of layer l over V of layer l - 1 in TensorRT", NATIVE + REPLAY_MODELS),
     Mutant("native_slot_not_modulo", _NATIVE, 'slot = _ew(ctx, positions, _ew(ctx, block, _int(ctx, tpb), "PROD"), "SUB")', "slot = positions",
            "slot not reduced within its block in TensorRT", NATIVE + REPLAY_MODELS),
     Mutant("native_token_index_inclusive", _NATIVE, "trt.CumulativeOperation.SUM, True, False)", "trt.CumulativeOperation.SUM, False, False)",
            "token index 1-based: tokens assigned to the previous sequence", NATIVE + REPLAY_MODELS),
+    Mutant("native_alibi_distance_reversed", _NATIVE, '_ew(ctx, keys_row, query_pos, "SUB"), [tokens, 1, 1, span])',
+           '_ew(ctx, query_pos, keys_row, "SUB"), [tokens, 1, 1, span])', "ALiBi distance sign flipped in TensorRT",
+           ALIBI),
+    Mutant("native_sinks_not_in_denominator", _NATIVE, 'total = _ew(ctx, total, exp(_ew(ctx, sink, top, "SUB")), "SUM")',
+           "total = total", "attention sinks dropped from the softmax denominator in TensorRT", SINKS),
+    Mutant("native_query_scale_ignored", _NATIVE, 'q = _ew(ctx, q, ctx.reshape(factor, [tokens, 1, 1]), "PROD")', "q = q",
+           "per-position query scale dropped in TensorRT", QUERY_SCALE),
     Mutant("native_softcap_not_rescaled", _NATIVE, 'scores = _ew(ctx, scores, ctx.scalar(cap, scores), "PROD")', "pass",
            "soft-capping forgets to scale back in TensorRT", NATIVE + REPLAY_MODELS),
     # ---- replay layers -------------------------------------------------------------------------
@@ -189,8 +234,8 @@ LISTED: tuple[Mutant, ...] = (
            "shuffle applies the inverse permutation", LAYERS),
     Mutant("replay_matmul_transpose_ignored", _LAYERS, '(y.transpose(-1, -2) if op1 == "TRANSPOSE" else y)', "y",
            "matrix multiply ignores TRANSPOSE on the second input", LAYERS),
-    Mutant("replay_rotary_interleaved_sign", _ATTN, "torch.stack((a * cos - b * sin, b * cos + a * sin), dim=-1)",
-           "torch.stack((a * cos + b * sin, b * cos - a * sin), dim=-1)", "interleaved rotary rotates the wrong way", LAYERS),
+    Mutant("replay_rotary_interleaved_flag", _ATTN, 'interleaved=bool(call.attr("interleaved"))', 'interleaved=not call.attr("interleaved")',
+           "rotary layer replayed with the other pairing", LAYERS),
     Mutant("replay_attention_gqa_repeat", _ATTN, "keys = k.float().repeat_interleave(group, dim=1)", "keys = k.float().repeat(1, group, 1, 1)",
            "GQA replay maps query heads to the wrong KV heads", LAYERS),
     Mutant("replay_lower_right_sign", _ATTN, "allowed = cols <= rows + (s_kv - s_q)", "allowed = cols <= rows + (s_q - s_kv)",
