@@ -201,8 +201,10 @@ def tiny_config(model_type: str):
     if isinstance(rope, dict) and "rope_type" not in rope and "rope_theta" not in rope:
         kinds = kwargs.get("layer_types") or []
         default_rope = {"rope_type": "default", "rope_theta": 10000.0}
-        if kinds:  # keyed by layer type: one entry per type the model uses
-            kwargs["rope_parameters"] = {kind: dict(rope.get(kind) or default_rope) for kind in kinds}
+        if kinds:  # keyed by layer type: one entry per type the model uses; None (no RoPE, NoPE) stays None
+            kwargs["rope_parameters"] = {
+                kind: (dict(rope[kind]) if rope[kind] is not None else None) if kind in rope else dict(default_rope)
+                for kind in kinds}
         elif not rope:
             kwargs["rope_parameters"] = default_rope
     for key in _TOKEN_KEYS:
