@@ -261,7 +261,7 @@ def test_only_dense_routing_top_k_passes_the_leftover_check():
     """A top-k whose indices only scatter its values back (Llama 4's router: every expert is
     computed densely) converts op by op; indices used any other way are expert dispatch no
     pattern matched. Kills: `_dense_routing` accepting any top-k (the second graph would pass)."""
-    from ditto.passes.unsupported import _dense_routing
+    from ditto.passes.check_supported import _dense_routing
 
     def dense(x):
         values, ids = torch.topk(x, 2, dim=1)
@@ -294,7 +294,7 @@ def test_routing_region_is_found_below_a_deep_graph():
     the graph above it, and what it reads besides the logits gets a probe value. Kills: a
     bounded backward search from the outputs (it wanders up the deep side input, gives up,
     and leaves the region empty, so probing reaches the model's inputs)."""
-    from ditto.passes.moe import _side_inputs
+    from ditto.passes.replace_moe import _side_inputs
 
     class Deep(torch.nn.Module):
         def forward(self, x):
@@ -317,7 +317,7 @@ def test_routing_probe_evaluates_a_bias_computed_from_parameters():
     parameter only, so probing evaluates it (the bias is then recognised) rather than feeding it
     a random value that picks other experts than the bias would. Kills: side values for every
     non-parameter node (ERNIE-4.5-MoE refused: "the routing computes none of the known routers")."""
-    from ditto.passes.moe import _side_inputs
+    from ditto.passes.replace_moe import _side_inputs
 
     class Biased(torch.nn.Module):
         def __init__(self):

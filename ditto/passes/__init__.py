@@ -5,16 +5,17 @@ write a module with `@register_pass("name")`, import it here and add the name to
 """
 
 from ditto.passes import (  # noqa: F401  (importing registers the passes)
-    attention,
-    cleanup,
     complex_to_real,
-    eager_attention,
+    eager_attention_to_sdpa,
+    eliminate_dead_code,
     engine_inputs,
-    functionalize,
-    fuse_linears,
-    last_token,
-    moe,
-    simplify,
+    functionalize_inplace,
+    fuse_parallel_linears,
+    gather_last_token,
+    remove_export_artifacts,
+    replace_attention,
+    replace_moe,
+    simplify_shuffles,
 )
 
 PIPELINE = [

@@ -68,9 +68,3 @@ def _is_full_slice(node) -> bool:
     size = node.args[0].meta["val"].shape[dim]
     return isinstance(size, int) and isinstance(end, int) and end >= size
 
-
-@register_pass("eliminate_dead_code")
-def eliminate_dead_code(ctx: PassContext) -> int:
-    before = len(ctx.graph.nodes)
-    ctx.graph.eliminate_dead_code()
-    return before - len(ctx.graph.nodes)

@@ -33,7 +33,7 @@ from ditto.models.weights import InMemoryTensor, WeightSpec
 from ditto.ops import gpt_attention as _op  # noqa: F401  (registers torch.ops.ditto.gpt_attention)
 from ditto.ops.gpt_attention import TENSOR_INPUTS, _rope
 from ditto.ops.params import GPTAttentionParams
-from ditto.passes.eager_attention import SOFTCAP_META
+from ditto.passes.eager_attention_to_sdpa import SOFTCAP_META
 from ditto.passes.manager import PassContext, register_pass
 
 aten = torch.ops.aten
