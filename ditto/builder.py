@@ -1,4 +1,4 @@
-"""`ditto.build`: model -> TensorRT-LLM engine directory, stage by stage with progress.
+"""`ditto.builder`: model -> TensorRT-LLM engine directory, stage by stage with progress.
 
 Stages: load + export + passes (ditto.pipeline), network (ditto.trt.network), build
 (TensorRT's builder), write (config.json + rank0.engine, atomically). With

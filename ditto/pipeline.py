@@ -9,8 +9,8 @@ import torch
 
 from ditto.debug.artifacts import write_graph_artifacts
 from ditto.errors import DittoError
-from ditto.export.export import export_model
-from ditto.export.graph import to_graph_module
+from ditto.exporter.export import export_model
+from ditto.exporter.graph import to_graph_module
 from ditto.models.loader import load_model
 from ditto.passes import PIPELINE
 from ditto.passes.replace_attention import refuse_unsupported_rope

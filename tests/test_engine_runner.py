@@ -19,7 +19,7 @@ import types
 import pytest
 import torch
 
-import ditto.build as build_module
+import ditto.builder as build_module
 import ditto.runtime.engine as engine_module
 from ditto.errors import DittoError
 from ditto.models.tiny import TINY_MODELS
@@ -186,7 +186,7 @@ def test_unavailable_reasons_name_what_is_missing(monkeypatch, installed, cuda, 
 
 
 def test_engine_backends_are_registered_and_say_why_they_skip_here():
-    from harness.plugin import _check_backends
+    from harness.pytest_plugin import _check_backends
 
     reasons = available_backends()
     assert {"ditto", "trtllm"} <= set(BACKENDS)

@@ -10,7 +10,7 @@ from ditto.errors import DittoError
 from harness import goldens, gpu, models, trtllm
 from harness.comparison import compare_runs, first_divergence
 from harness.models import ModelUnderTest, content_hash, sort_probes
-from ditto.compare.tolerances import FIXED_TOLERANCES, CalibratedRule, FixedTolerance, fixed_tolerance, noise_band
+from ditto.comparator.tolerances import FIXED_TOLERANCES, CalibratedRule, FixedTolerance, fixed_tolerance, noise_band
 from harness.options import Settings
 from harness.session import tolerance_rule
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from ditto.errors import DittoError
-from ditto.export.export import forward_arguments
+from ditto.exporter.export import forward_arguments
 from ditto.models.loader import load_model
 from ditto.models.tiny import tiny_model_dir
 from ditto.models.weights import Converted, read_source
@@ -91,7 +91,7 @@ def test_a_model_taking_use_cache_through_kwargs_exports(tmp_path):
     AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path)
     loaded = load_model(str(tmp_path))
     assert "use_cache" not in inspect.signature(loaded.model.forward).parameters
-    from ditto.export.export import export_model
+    from ditto.exporter.export import export_model
 
     exported = export_model(loaded)
     assert [s.arg.name for s in exported.graph_signature.input_specs if s.kind.name == "USER_INPUT"][:1] == ["input_ids"]

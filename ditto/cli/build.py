@@ -54,7 +54,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ditto.build import build
+    from ditto.builder import build
 
     path = build(
         args.model,

@@ -20,7 +20,7 @@ import torch
 from torch.fx import Node
 
 from ditto.errors import DittoError
-from ditto.graph.build import call
+from ditto.graph.insert import call
 from ditto.graph.nodes import source_line
 from ditto.passes.manager import PassContext, register_pass
 

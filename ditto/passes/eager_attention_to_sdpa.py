@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch.fx import Node
 
-from ditto.graph.build import call
+from ditto.graph.insert import call
 from ditto.graph.nodes import fake, is_call
 from ditto.passes.manager import PassContext, register_pass
 

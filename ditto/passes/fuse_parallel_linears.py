@@ -14,7 +14,7 @@ import os
 
 import torch
 
-from ditto.graph.build import call
+from ditto.graph.insert import call
 from ditto.graph.nodes import fake, is_call
 from ditto.models.weights import Concat, InMemoryTensor, WeightSpec
 from ditto.passes.manager import PassContext, register_pass

@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 
 from ditto.errors import DittoError
-from ditto.graph.build import fake_empty
+from ditto.graph.insert import fake_empty
 from ditto.models.loader import LoadedModel
 from ditto.models.weights import WeightSpec, WeightTable
 from ditto.ops.params import GPTAttentionParams

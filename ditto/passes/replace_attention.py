@@ -26,7 +26,7 @@ import torch
 from torch.fx import Node
 
 from ditto.errors import DittoError
-from ditto.graph.build import call, fake_empty
+from ditto.graph.insert import call, fake_empty
 from ditto.graph.evaluate import evaluate
 from ditto.graph.nodes import fake, is_call, source_line
 from ditto.models.weights import InMemoryTensor, WeightSpec

@@ -30,7 +30,7 @@ import torch
 from torch.fx import Node
 
 from ditto.errors import DittoError
-from ditto.graph.build import call
+from ditto.graph.insert import call
 from ditto.graph.evaluate import evaluate
 from ditto.graph.nodes import fake, is_call, source_line
 from ditto.models.weights import Concat, Narrow, Transposed, WeightSpec

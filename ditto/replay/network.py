@@ -21,7 +21,7 @@ import torch
 from ditto.errors import DittoError
 from ditto.replay import attention as _attention  # noqa: F401  (registers the attention layers)
 from ditto.replay import layers as _layers  # noqa: F401  (registers the standard layers)
-from ditto.replay import plugins as _plugins  # noqa: F401  (registers plugin layers)
+from ditto.replay import plugin_layers as _plugin_layers  # noqa: F401  (registers plugin layers)
 from ditto.replay import topk as _topk  # noqa: F401  (registers the TopK layer)
 from ditto.replay.registry import (
     NEUTRAL_ATTRIBUTES,
@@ -46,7 +46,7 @@ def replay_network(
     `outputs` may name any tensor of the network (layer outputs too); None means the
     network's marked outputs. Only the layers they depend on are computed (and assertions).
     `plugin_fields` maps a plugin layer's name to the fields its plugin was created with
-    (IPluginV2 objects do not expose them; see `ditto.replay.plugins`). Inputs are used as
+    (IPluginV2 objects do not expose them; see `ditto.replay.plugin_layers`). Inputs are used as
     they are, except that a KV-cache-update layer writes into its cache input in place, as
     the engine does. To run one network many times, prepare a `ReplayPlan` once.
     """

@@ -35,7 +35,7 @@ AREAS = (
     ("ditto/trt/attention_native.py", "native lowering"),
     ("ditto/runtime/paged_cache.py", "paged cache"),
     ("ditto/replay/", "replay"),
-    ("ditto/compare/", "compare"),
+    ("ditto/comparator/", "compare"),
     ("harness/goldens.py", "goldens"),
 )
 
@@ -61,7 +61,7 @@ _OPS = "ditto/ops/gpt_attention.py"
 _NATIVE = "ditto/trt/attention_native.py"
 _LAYERS = "ditto/replay/layers.py"
 _ATTN = "ditto/replay/attention.py"
-_STATS = "ditto/compare/stats.py"
+_STATS = "ditto/comparator/stats.py"
 
 MUTANTS: tuple[Mutant, ...] = (
     # ---- ops: the gpt_attention reference kernel and the KV-cache addressing ---------------
@@ -202,11 +202,11 @@ MUTANTS: tuple[Mutant, ...] = (
            "equal infinities counted out of tolerance", COMPARE),
     Mutant("compare_rtol_on_a", _STATS, "n_out = (d > atol.to(ct) + rtol.to(ct) * y_abs)", "n_out = (d > atol.to(ct) + rtol.to(ct) * x.abs())",
            "rtol relative to A instead of the reference", COMPARE),
-    Mutant("compare_zero_side_cosine", "ditto/compare/__init__.py", "    if aa == 0 or bb == 0:\n        return 0.0", "    if aa == 0 or bb == 0:\n        return 1.0",
+    Mutant("compare_zero_side_cosine", "ditto/comparator/__init__.py", "    if aa == 0 or bb == 0:\n        return 0.0", "    if aa == 0 or bb == 0:\n        return 1.0",
            "an all-zero side looks identical", COMPARE),
-    Mutant("compare_mean_over_all", "ditto/compare/__init__.py", "result.mean_abs = e.sum_abs / e.n_abs if e.n_abs else 0.0",
+    Mutant("compare_mean_over_all", "ditto/comparator/__init__.py", "result.mean_abs = e.sum_abs / e.n_abs if e.n_abs else 0.0",
            "result.mean_abs = e.sum_abs / a.numel() if a.numel() else 0.0", "mean |a - b| counts NaN positions", COMPARE + VERDICTS),
-    Mutant("compare_only_in_b_ignored", "ditto/compare/results.py", "and not self.only_in_a and not self.only_in_b", "and not self.only_in_a",
+    Mutant("compare_only_in_b_ignored", "ditto/comparator/results.py", "and not self.only_in_a and not self.only_in_b", "and not self.only_in_a",
            "a name only in B passes", COMPARE + VERDICTS),
     # ---- goldens -------------------------------------------------------------------------------
     Mutant("golden_steps_not_identity", "harness/goldens.py", '    "steps": "steps",\n', "",
