@@ -52,7 +52,7 @@ def load_program(
         input_dims=input_dims,
         pass_log=log,
         probe_modules=probe_modules(loaded.model, num_layers),
-        moe=list(ctx.memo.get("moe", [])),
+        moe=list(ctx.moe),
     )
     write_graph_artifacts(program)
     return program

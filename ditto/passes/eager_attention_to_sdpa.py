@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch.fx import Node
 
-from ditto.graph.insert import call
+from ditto.graph.insert import insert_op
 from ditto.graph.nodes import fake, is_call
 from ditto.passes.manager import PassContext, register_pass
 
@@ -35,7 +35,7 @@ def eager_attention_to_sdpa(ctx: PassContext) -> int:
             continue
         q, k, v, mask, scale, softcap, out = match
         with ctx.graph.inserting_before(out):
-            sdpa = call(ctx.graph, aten.scaled_dot_product_attention.default, (q, k, v, mask), {"scale": scale})
+            sdpa = insert_op(ctx.graph, aten.scaled_dot_product_attention.default, (q, k, v, mask), {"scale": scale})
         if softcap:
             sdpa.meta[SOFTCAP_META] = softcap
         out.replace_all_uses_with(sdpa)
@@ -137,7 +137,7 @@ def _match_baddbmm(scores: Node):
     if len(fake(q).shape) != 4 or len(fake(k).shape) != 4 or sorted(d % 3 for d in kt3.args[1:]) != [1, 2]:
         return None
     with scores.graph.inserting_before(scores):
-        k_t = call(scores.graph, aten.transpose.int, (k, -2, -1))
+        k_t = insert_op(scores.graph, aten.transpose.int, (k, -2, -1))
     return q, k_t, float(alpha)
 
 
@@ -157,7 +157,7 @@ def _peel_where_mask(scores: Node, mask, softmax: Node):
     graph = scores.graph
     with graph.inserting_before(softmax):
         target = aten.where.ScalarSelf if isinstance(blocked, Node) else aten.where.Scalar
-        additive = call(graph, target, (allowed, 0.0, blocked))
+        additive = insert_op(graph, target, (allowed, 0.0, blocked))
         if mask is not None:
-            additive = call(graph, aten.add.Tensor, (additive, mask))
+            additive = insert_op(graph, aten.add.Tensor, (additive, mask))
     return kept, additive

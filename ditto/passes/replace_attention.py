@@ -26,7 +26,7 @@ import torch
 from torch.fx import Node
 
 from ditto.errors import DittoError
-from ditto.graph.insert import call, fake_empty
+from ditto.graph.insert import insert_op, fake_empty
 from ditto.graph.evaluate import evaluate
 from ditto.graph.nodes import fake, is_call, source_line
 from ditto.models.weights import InMemoryTensor, WeightSpec
@@ -84,9 +84,9 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
         # layers whose RoPE has the same ops and cos/sin values share one identification;
         # each layer is still verified on its own
         key = _rope_signature(ctx, q_raw, *q_operands)
-        if key not in ctx.memo:
-            ctx.memo[key] = _identify_rope(ctx, q_raw, q, num_heads, head_size, node)
-        rope = ctx.memo[key]
+        if key not in ctx.identified_rope:
+            ctx.identified_rope[key] = _identify_rope(ctx, q_raw, q, num_heads, head_size, node)
+        rope = ctx.identified_rope[key]
         _verify_rope(ctx, q_raw, q, rope, node)
         _verify_rope(ctx, k_raw, k, rope, node)
 
@@ -116,21 +116,21 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
 
     with graph.inserting_before(node):
         parts = [_to_rows(graph, x, heads) for x, heads in ((q_raw, num_heads), (k_raw, num_kv_heads), (v, num_kv_heads))]
-        packed = call(graph, aten.cat.default, (parts, -1))
-        qkv = call(graph, aten.reshape.default, (packed, [-1, params.qkv_width]))
+        packed = insert_op(graph, aten.cat.default, (parts, -1))
+        qkv = insert_op(graph, aten.reshape.default, (packed, [-1, params.qkv_width]))
         tensors = {name: ctx.engine_inputs.get(name) for name in TENSOR_INPUTS}
         tensors["qkv"] = qkv
         tensors["rotary_inv_freq"] = _table_attr(ctx, "rotary_inv_freq", rope.get("inv_freq"))
         tensors["rotary_cos_sin"] = _table_attr(ctx, "rotary_cos_sin", rope.get("cos_sin"))
-        attn = call(
+        attn = insert_op(
             graph,
             torch.ops.ditto.gpt_attention.default,
             tuple(tensors[name] for name in TENSOR_INPUTS),
             params.as_dict(),
             name="gpt_attention",
         )
-        rows = call(graph, aten.reshape.default, (attn, [1, -1, num_heads, head_size]))
-        heads_first = call(graph, aten.permute.default, (rows, [0, 2, 1, 3]))
+        rows = insert_op(graph, aten.reshape.default, (attn, [1, -1, num_heads, head_size]))
+        heads_first = insert_op(graph, aten.permute.default, (rows, [0, 2, 1, 3]))
     node.replace_all_uses_with(heads_first)
     graph.erase_node(node)
 
@@ -388,8 +388,8 @@ def _to_rows(graph, x: Node, heads: int) -> Node:
     shape = fake(x).shape
     token_axis = next(i for i, d in enumerate(shape) if not isinstance(d, int))
     if token_axis == 2:
-        x = call(graph, aten.permute.default, (x, [0, 2, 1, 3]))
-    return call(graph, aten.reshape.default, (x, [1, -1, heads * int(shape[3])]))
+        x = insert_op(graph, aten.permute.default, (x, [0, 2, 1, 3]))
+    return insert_op(graph, aten.reshape.default, (x, [1, -1, heads * int(shape[3])]))
 
 
 def _table_attr(ctx: PassContext, base: str, table: torch.Tensor | None) -> Node | None:
