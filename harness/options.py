@@ -146,7 +146,7 @@ def _value(config: pytest.Config, opt: Option):
 
 
 def _check_device(device: str) -> None:
-    from ditto.cli.run import check_device
+    from ditto.runtime.request import check_device
     from ditto.errors import DittoError
 
     try:

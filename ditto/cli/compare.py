@@ -35,9 +35,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ditto.comparator import compare_paths, format_table, to_json
+    from ditto.api import compare
+    from ditto.comparator import format_table, to_json
 
-    result = compare_paths(args.a, args.b, atol=args.atol, rtol=args.rtol, aliases=parse_aliases(args.alias))
+    result = compare(args.a, args.b, atol=args.atol, rtol=args.rtol, aliases=parse_aliases(args.alias))
     print(json.dumps(to_json(result), indent=2) if args.json else format_table(result))
     return 0 if result.passed else 1
 

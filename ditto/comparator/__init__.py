@@ -1,7 +1,8 @@
 """Compare step dumps tensor by tensor; results are data, printed by one formatter.
 
 `compare_tensors` -> TensorComparison (one name), `compare_dumps` -> DumpComparison (one
-step), `compare_paths` -> RunComparison (two step files, or two folders step by step).
+step), `compare_paths` -> RunComparison (two step files, or two folders step by step),
+`compare_runs` -> RunComparison (two lists of step dumps in memory).
 `format_table` and `to_json` (ditto.comparator.report) turn any of them into text or JSON.
 
 What fails: a tensor fails when its shapes differ, when either side holds a NaN, or when any
@@ -151,6 +152,22 @@ def compare_paths(
             result.steps.append(compare_dumps(load_step(pa), load_step(files_b[step]), atol, rtol, aliases, label=step))
     result.steps_only_in_a = [s for s in files_a if s not in files_b]
     result.steps_only_in_b = [s for s in files_b if s not in files_a]
+    return result
+
+
+def compare_runs(
+    a: list[dict[str, torch.Tensor]],
+    b: list[dict[str, torch.Tensor]],
+    atol: float | None = None,
+    rtol: float | None = None,
+    aliases: dict[str, str] | None = None,
+) -> RunComparison:
+    """Compare two runs held in memory (lists of step dumps), step i with step i."""
+    result = RunComparison(a="a", b="b")
+    for i, (dump_a, dump_b) in enumerate(zip(a, b)):
+        result.steps.append(compare_dumps(dump_a, dump_b, atol, rtol, aliases, label=f"step{i}"))
+    result.steps_only_in_a = [f"step{i}" for i in range(len(b), len(a))]
+    result.steps_only_in_b = [f"step{i}" for i in range(len(a), len(b))]
     return result
 
 
