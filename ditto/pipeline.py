@@ -13,9 +13,9 @@ from ditto.exporter.export import export_model
 from ditto.exporter.graph import to_graph_module
 from ditto.models.loader import load_model
 from ditto.passes import PIPELINE
-from ditto.passes.replace_attention import refuse_unsupported_rope
-from ditto.passes.manager import PassContext, run_passes
 from ditto.passes.check_supported import check_supported
+from ditto.passes.manager import PassContext, run_passes
+from ditto.passes.replace_attention import refuse_unsupported_rope
 from ditto.probes import probe_modules
 from ditto.program import TrtllmProgram
 from ditto.trtllm.inputs import ENGINE_INPUTS

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from ditto.ops.params import GPTAttentionParams
 from ditto.models.weights import WeightTable
+from ditto.ops.params import GPTAttentionParams
 
 
 @dataclass

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import torch
 
 from ditto.comparator import DumpComparison, RunComparison, TensorComparison, compare_tensors
-
 from harness.models import probe_depth
 
 # inputs every backend must have been fed identically (token forcing)

@@ -146,8 +146,8 @@ def _value(config: pytest.Config, opt: Option):
 
 
 def _check_device(device: str) -> None:
-    from ditto.runtime.request import check_device
     from ditto.errors import DittoError
+    from ditto.runtime.request import check_device
 
     try:
         check_device(device, "--ditto-device")

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from ditto import fsutil
 from ditto.comparator import RunComparison, format_table, to_json
-
 from harness.comparison import FORCED_INPUTS, first_divergence, name_depth
 
 EVENT_SUFFIX = ".json"

@@ -35,7 +35,6 @@ from ditto.comparator.tolerances import CALIBRATED_DTYPES, CalibratedRule, Noise
 from ditto.errors import DittoError
 from ditto.models.loader import DTYPES
 from ditto.runtime.backend import StepDump, StepwiseRequest, available_backends, get_backend
-
 from harness import goldens, reports
 from harness.comparison import compare_runs, compared_names, failure_message, first_divergence, worst_by_name
 from harness.models import ModelUnderTest, builtin_models

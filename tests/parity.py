@@ -15,8 +15,14 @@ import os
 import torch
 
 from ditto.comparator import RunComparison
-from ditto.comparator.tolerances import (CALIBRATED_DTYPES, FIXED_TOLERANCES, ORACLE_DTYPE, CalibratedRule,
-                                      fixed_tolerance, noise_band)
+from ditto.comparator.tolerances import (
+    CALIBRATED_DTYPES,
+    FIXED_TOLERANCES,
+    ORACLE_DTYPE,
+    CalibratedRule,
+    fixed_tolerance,
+    noise_band,
+)
 from ditto.runtime.backend import StepwiseRequest, get_backend
 from harness.comparison import compare_runs, compared_names, failure_message, first_divergence
 

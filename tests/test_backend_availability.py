@@ -6,7 +6,6 @@ Planted bug these kill: `ditto/replay/backend.py` turning every exception into "
 (a typo in `ditto/trt/provider.py` then gave three skips and exit 0).
 """
 
-import pytest
 
 from ditto.runtime.backend import available_backends, get_backend
 from ditto.trt import provider

@@ -11,8 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ditto.comparator import compare_dumps, compare_paths, compare_tensors, format_table, to_json
-from ditto.comparator import stats
+from ditto.comparator import compare_dumps, compare_paths, compare_tensors, format_table, stats, to_json
 from ditto.dumps import save_step, save_steps
 from ditto.errors import DittoError
 

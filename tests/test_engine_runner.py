@@ -56,7 +56,7 @@ def build_for_double(double, model: str, folder, probes=PROBES, **limits):
         return build_module.build(model, folder, probes=tuple(probes), attention="native", **{**LIMITS, **limits})
 
 
-def request_for(model: str, engine_dir=None, probes=PROBES, steps=len(FORCED)) -> StepwiseRequest:
+def request_for(model: str, engine_dir=None, probes=PROBES, steps=len(FORCED)) -> StepwiseRequest:  # noqa: B008 (a constant)
     return StepwiseRequest(model=model, prompts=PROMPTS, steps=steps, forced_tokens=FORCED[:steps], probes=list(probes),
                            engine_dir=None if engine_dir is None else str(engine_dir))
 

@@ -21,12 +21,10 @@ from ditto.exporter.export import forward_arguments
 from ditto.models.loader import load_model
 from ditto.models.tiny import tiny_model_dir
 from ditto.models.weights import Converted, read_source
-from ditto.ops import moe as moe_op
 from ditto.pipeline import load_program
 from ditto.runtime.backend import get_backend
 from ditto.runtime.fx import run_program
 from tests.parity import forced_request, materialized, worst_errors
-
 
 # ---- loading through transformers' conversion -------------------------------------------------------
 
@@ -233,8 +231,8 @@ def test_topk_replay_refuses_ties():
 
 def test_engine_config_carries_tensorrt_llm_moe_fields():
     from ditto.trtllm.config import engine_config
-    from tests.test_trtllm_config import OPTIONS
     from ditto.trtllm.moe import NO_MOE, plugin_unsupported
+    from tests.test_trtllm_config import OPTIONS
 
     program = load_program("tiny-mixtral")
     config = engine_config(program.hf_config, program.attention, OPTIONS, moe=program.moe)

@@ -48,7 +48,7 @@ def _imported_before_inner_runs():
     lazy imports; loading tiny-llama here keeps its modules for every inner run."""
     from harness.models import ModelUnderTest
 
-    ModelUnderTest("tiny-llama").probes
+    _ = ModelUnderTest("tiny-llama").probes
 
 
 @pytest.fixture

@@ -28,8 +28,12 @@ from ditto.trtllm.config import (
     resolve_limits,
 )
 from ditto.trtllm.contract import CONTRACT, fact, release_line
+from ditto.trtllm.gpt_attention_plugin import (
+    create_gpt_attention_plugin,
+    gpt_attention_fields,
+    gpt_attention_input_names,
+)
 from ditto.trtllm.inputs import ENGINE_INPUTS
-from ditto.trtllm.gpt_attention_plugin import create_gpt_attention_plugin, gpt_attention_fields, gpt_attention_input_names
 from ditto.trtllm.schema import validate_config
 from harness import trtllm as harness_trtllm
 from tests.test_trtllm_plugin import LLAMA, OPTIONS, FakeTrt

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
+from ditto.comparator import stats
 from ditto.comparator.report import format_table, to_json
 from ditto.comparator.results import DumpComparison, RunComparison, TensorComparison
-from ditto.comparator import stats
 from ditto.comparator.stats import count_nonfinite, elementwise_stats
 from ditto.comparator.tolerances import FIXED_TOLERANCES, default_tolerance, fixed_tolerance
 from ditto.dumps import list_step_files, load_step

@@ -10,8 +10,8 @@ after:  f = stack([ones * cos(angles), ones * sin(angles)], -1);  c = reshape(q,
         o = flatten(stack([c.re f.re - c.im f.im, c.re f.im + c.im f.re], -1), 3)
 
 Handled: polar, view_as_complex, view_as_real, mul (complex by complex or by a real number),
-unsqueeze, slice, select, view/reshape/expand, casts between complex types, clone (and export's dtype assertions, dropped). Any other op on a complex value is refused,
-naming the node and its model source line.
+unsqueeze, slice, select, view/reshape/expand, casts between complex types, clone (and export's
+dtype assertions, dropped). Any other op on a complex value is refused, naming the node and its model source line.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from torch._dynamo.source import ConstantSource
 from torch.fx.experimental.symbolic_shapes import DimDynamic
 
 from ditto.errors import DittoError
-from ditto.graph.insert import insert_op, fake_empty, fake_mode_of
+from ditto.graph.insert import fake_empty, fake_mode_of, insert_op
 from ditto.passes.manager import PassContext, register_pass
 from ditto.trtllm.inputs import ENGINE_INPUTS
 

@@ -15,7 +15,7 @@ import torch
 from torch.fx import Node
 
 from ditto.errors import DittoError
-from ditto.graph.insert import insert_op, fake_value
+from ditto.graph.insert import fake_value, insert_op
 from ditto.graph.nodes import fake, is_call
 from ditto.passes.manager import PassContext, register_pass
 

@@ -26,8 +26,8 @@ import torch
 from torch.fx import Node
 
 from ditto.errors import DittoError
-from ditto.graph.insert import insert_op, fake_empty
 from ditto.graph.evaluate import evaluate
+from ditto.graph.insert import fake_empty, insert_op
 from ditto.graph.nodes import fake, is_call, source_line
 from ditto.models.weights import InMemoryTensor, WeightSpec
 from ditto.ops import gpt_attention as _op  # noqa: F401  (registers torch.ops.ditto.gpt_attention)
@@ -423,7 +423,8 @@ def _max_positions(config) -> int:
     return 2048
 
 
-_SCALE_TYPES = {"default": "none", "linear": "linear", "dynamic": "dynamic", "llama3": "llama3", "yarn": "yarn", "longrope": "longrope", "su": "longrope"}
+_SCALE_TYPES = {"default": "none", "linear": "linear", "dynamic": "dynamic", "llama3": "llama3", "yarn": "yarn",
+                "longrope": "longrope", "su": "longrope"}
 
 
 def _rope_config(config, inv_freq: torch.Tensor, dim: int) -> dict:

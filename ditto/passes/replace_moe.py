@@ -30,8 +30,8 @@ import torch
 from torch.fx import Node
 
 from ditto.errors import DittoError
-from ditto.graph.insert import insert_op
 from ditto.graph.evaluate import evaluate
+from ditto.graph.insert import insert_op
 from ditto.graph.nodes import fake, is_call, source_line
 from ditto.models.weights import Concat, Narrow, Transposed, WeightSpec
 from ditto.ops import moe as moe_op

@@ -16,7 +16,6 @@ import torch
 
 from ditto.ops.gpt_attention import TENSOR_INPUTS
 from ditto.ops.gpt_attention_batched import batched_gpt_attention_unchecked, unsupported
-
 from ditto.probes import check_probes, fx_probe_nodes
 from ditto.runtime.backend import StepDump, StepwiseRequest, env_choice, register_backend
 from ditto.runtime.paged_cache import PagedKVCache

@@ -21,12 +21,10 @@ import inspect
 import torch
 
 from ditto.errors import DittoError
-
 from ditto.models.loader import dtype_kwarg, load_config, resolve_model_dir
 from ditto.probes import check_probes, probe_modules
 from ditto.runtime.backend import StepDump, StepwiseRequest, env_choice, register_backend
 from ditto.runtime.stepwise import next_tokens
-
 
 MODES = ("batched", "eager")
 

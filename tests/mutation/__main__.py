@@ -208,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     if missing and not (args.full or args.harness or args.select):
         print(f"targeted selections name test files that do not exist: {', '.join(missing)}", file=sys.stderr)
         return 2
-    mode = f"pytest {args.select}" if args.select else "full suite" if args.full else f"harness {args.harness} {args.backends}" if args.harness else "targeted tests"
+    mode = (f"pytest {args.select}" if args.select else "full suite" if args.full
+            else f"harness {args.harness} {args.backends}" if args.harness else "targeted tests")
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ditto-mutation-") as tmp:
         work = Path(tmp)

@@ -7,7 +7,6 @@ Python numbers become constants of that dtype. Broadcasting first aligns ranks.
 
 from __future__ import annotations
 
-
 import torch
 
 from ditto.trt.converters import converter
