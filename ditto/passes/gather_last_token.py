@@ -16,7 +16,7 @@ from torch.fx import Node
 
 from ditto.errors import DittoError
 from ditto.graph.insert import fake_value, insert_op
-from ditto.graph.nodes import fake, is_call
+from ditto.graph.nodes import SLICE_END, fake, is_call
 from ditto.passes.manager import PassContext, register_pass
 
 aten = torch.ops.aten
@@ -47,7 +47,7 @@ def gather_last_token(ctx: PassContext) -> int:
         head = head.args[0]
     hidden_arg = 1 if head.target == aten.addmm.default else 0
     hidden = head.args[hidden_arg]
-    while is_call(hidden, aten.slice.Tensor) and hidden.args[2:] in ((0, None), (0, 9223372036854775807)):
+    while is_call(hidden, aten.slice.Tensor) and hidden.args[2:] in ((0, None), (0, SLICE_END)):
         hidden = hidden.args[0]  # HF's hidden_states[:, slice(-0, None)]
     width = fake(hidden).shape[-1]
     last = ctx.engine_inputs["last_token_ids"]
