@@ -19,6 +19,7 @@ from ditto import fsutil
 from ditto.debug.artifacts import artifacts_dir
 from ditto.errors import DittoError
 from ditto.pipeline import load_program
+from ditto.probes import program_probe_nodes
 from ditto.progress import Progress, Stages, or_log
 from ditto.trt.engine import build_engine
 from ditto.trt.network import NetworkLimits, build_network, resolve_attention
@@ -82,12 +83,8 @@ def build(
         gpt_attention_plugin=attention == "plugin",
     )
     extra = {name: name for name in add_output}
-    if probes:  # probes by meaning (layers.3.mlp, ...) -> their FX nodes, outputs named by meaning
-        from ditto.probes import check_probes, fx_probe_nodes
-
-        wanted = check_probes(list(probes), program.probe_modules, model)
-        found = fx_probe_nodes(program.graph_module.graph, {p: program.probe_modules[p] for p in wanted})
-        extra.update({probe: node.name for probe, node in found.items()})
+    # probes by meaning (layers.3.mlp, ...) -> their FX nodes, outputs named by meaning
+    extra.update({probe: node.name for probe, node in program_probe_nodes(program, probes, model).items()})
     limits = NetworkLimits(max_batch_size=options.max_batch_size, max_seq_len=options.max_seq_len,
                            max_num_tokens=options.max_num_tokens, max_input_len=options.max_input_len)
     engine_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -74,7 +74,8 @@ def test_run_feeds_forced_tokens():
 @pytest.mark.parametrize("kwargs, match", [
     (dict(steps=-1), "steps must be >= 0"),
     (dict(dtype="float64"), "not one of float32"),
-    (dict(device="tpu"), "device tpu: ditto runs on cpu or cuda"),
+    (dict(device="tpu"), "device 'tpu' is not a torch device"),
+    (dict(device="meta"), "device meta: ditto runs on cpu or cuda"),
     (dict(backend="nope"), "nope"),
 ])
 def test_run_refuses_bad_requests(kwargs, match):

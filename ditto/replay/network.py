@@ -28,10 +28,10 @@ from ditto.replay.registry import (
     REPLAYS,
     LayerCall,
     ReplayError,
-    concrete_classes,
     own_attributes,
     torch_dtype,
 )
+from ditto.trt.layer_types import typed_layer
 
 
 def replay_network(
@@ -221,16 +221,6 @@ def _sources_before_first_use(layers: list) -> list:
         order.append(layer)
     placed = {id(layer) for layer in order}
     return order + [layer for layer in layers if id(layer) not in placed]
-
-
-def typed_layer(trt, layer):
-    """(LayerType name, the layer cast to its concrete class); the type is read first because
-    some concrete classes (IActivationLayer) reuse `type` for their own attribute."""
-    kind = layer.type.name
-    cls = concrete_classes(trt).get(kind.replace("_", "").lower())
-    if cls is not None and not isinstance(layer, cls):
-        layer.__class__ = cls
-    return kind, layer
 
 
 def _checked(trt, layer):

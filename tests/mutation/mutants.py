@@ -208,6 +208,11 @@ MUTANTS: tuple[Mutant, ...] = (
            "result.mean_abs = e.sum_abs / a.numel() if a.numel() else 0.0", "mean |a - b| counts NaN positions", COMPARE + VERDICTS),
     Mutant("compare_only_in_b_ignored", "ditto/comparator/results.py", "and not self.only_in_a and not self.only_in_b", "and not self.only_in_a",
            "a name only in B passes", COMPARE + VERDICTS),
+    Mutant("compare_runs_extra_steps_of_b_ignored", "ditto/comparator/__init__.py",
+           'result.steps_only_in_b = [f"step{i}" for i in range(len(a), len(b))]', "result.steps_only_in_b = []",
+           "a run shorter than its reference passes", ("tests/test_api.py",)),
+    Mutant("layer_class_conditional_missing", "ditto/trt/layer_types.py", "classes[key[2:]] = cls", "pass",
+           "if-conditional layers read as bare ILayer", ("tests/trt/test_layer_types.py",)),
     # ---- goldens -------------------------------------------------------------------------------
     Mutant("golden_steps_not_identity", "harness/goldens.py", '    "steps": "steps",\n', "",
            "a golden of another step count is compared", GOLDENS),
