@@ -42,7 +42,7 @@ def write_checkpoint(folder: Path, layers: int) -> int:
         match = re.match(r"model\.layers\.(\d+)\.", key)
         groups.setdefault(f"layer{match.group(1)}" if match else "other", []).append(key)
     weight_map, total = {}, 0
-    for i, (group, keys) in enumerate(groups.items()):
+    for i, keys in enumerate(groups.values()):
         file = f"model-{i:05d}.safetensors"
         tensors = {k: (torch.randn(shapes[k], generator=gen) * 0.02).half() for k in keys}
         save_file(tensors, folder / file)

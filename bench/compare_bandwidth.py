@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from ditto.compare import compare_paths, stats
+from ditto.comparator import compare_paths, stats
 from ditto.dumps import load_step, save_step
 
 HIDDEN = 4096

@@ -5,7 +5,7 @@ fixture, with the same fresh `--ditto-engine-cache`. The build-heavy part is tha
 setup, read from the junit XML (the test body is empty); the whole process's wall time is
 shown beside it. One run each, as the issue asks.
 
-The builder is ditto's (`ditto.build`) when this checkout has it; otherwise `--builder export`
+The builder is ditto's (`ditto.builder`) when this checkout has it; otherwise `--builder export`
 stands in: ditto's real pipeline up to the TensorRT network (`load_program`: load, export, all
 passes, materialised weights) written to the engine folder, which is what the cache must
 skip on a warm run.
@@ -41,7 +41,7 @@ from harness.engines import EngineBuilder, register_engine_builder
 
 
 def export_build(model, folder, options):
-    """ditto's pipeline up to the TensorRT network, written out: the stand-in for ditto.build."""
+    """ditto's pipeline up to the TensorRT network, written out: the stand-in for ditto.builder."""
     import torch
     from ditto.debug.artifacts import graph_table
     from ditto.pipeline import load_program
@@ -58,7 +58,7 @@ register_engine_builder("ditto", EngineBuilder(export_build))
 
 def run_once(project: Path, models: list[str], cache: Path) -> tuple[float, dict[str, float]]:
     junit = project / f"junit-{time.monotonic_ns()}.xml"
-    args = [sys.executable, "-m", "pytest", "-p", "harness.plugin", "-p", "no:cacheprovider", "-q", "test_engine.py",
+    args = [sys.executable, "-m", "pytest", "-p", "harness.pytest_plugin", "-p", "no:cacheprovider", "-q", "test_engine.py",
             f"--ditto-engine-cache={cache}", f"--junitxml={junit}", *[f"--ditto-model={m}" for m in models]]
     start = time.perf_counter()
     done = subprocess.run(args, cwd=project, capture_output=True, text=True)
@@ -74,7 +74,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=sorted(TINY_MODELS))
-    has_build = importlib.util.find_spec("ditto.build") is not None
+    has_build = importlib.util.find_spec("ditto.builder") is not None
     parser.add_argument("--builder", choices=("ditto", "export"), default="ditto" if has_build else "export")
     args = parser.parse_args()
 

@@ -9,12 +9,12 @@ import torch
 
 from ditto.debug.artifacts import write_graph_artifacts
 from ditto.errors import DittoError
-from ditto.export.export import export_model
-from ditto.export.graph import to_graph_module
+from ditto.exporter.export import export_model
+from ditto.exporter.graph import to_graph_module
 from ditto.models.loader import load_model
-from ditto.passes.attention import refuse_unsupported_rope
+from ditto.passes.check_supported import check_supported
 from ditto.passes.manager import PassContext, run_passes
-from ditto.passes.unsupported import check_supported
+from ditto.passes.replace_attention import refuse_unsupported_rope
 from ditto.probes import probe_modules
 from ditto.program import TrtllmProgram
 from ditto.trtllm.inputs import ENGINE_INPUTS
@@ -51,7 +51,7 @@ def load_program(
         input_dims=input_dims,
         pass_log=log,
         probe_modules=probe_modules(loaded.model, num_layers),
-        moe=list(ctx.memo.get("moe", [])),
+        moe=list(ctx.moe),
     )
     write_graph_artifacts(program)
     return program

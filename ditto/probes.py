@@ -114,3 +114,13 @@ def check_probes(requested: list[str], available: dict[str, str], model: str) ->
     if unknown:
         raise DittoError(f"probes {unknown} do not exist in {model}; available: {', '.join(all_probe_names(available))}")
     return [p for p in requested if p != "logits"]
+
+
+def program_probe_nodes(program, requested, model: str) -> dict[str, torch.fx.Node]:
+    """The FX nodes of a program's probes, by probe name, in the order asked (logits left out:
+    it is every backend's output anyway); unknown names are an error listing the known ones.
+    The one probe lookup of the fx and replay backends and the builder."""
+    names = check_probes(list(requested), program.probe_modules, model)
+    if not names:
+        return {}
+    return fx_probe_nodes(program.graph_module.graph, {p: program.probe_modules[p] for p in names})

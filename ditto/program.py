@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from ditto.ops.params import GPTAttentionParams
 from ditto.models.weights import WeightTable
+from ditto.ops.params import GPTAttentionParams
 
 
 @dataclass
@@ -33,7 +33,7 @@ class TrtllmProgram:
     probe_modules: dict[str, str] = field(default_factory=dict)
     # what each pass did, in order: (pass name, number of places it rewrote)
     pass_log: list[tuple[str, int]] = field(default_factory=list)
-    # the recognised `ditto.moe` layers, in graph order (see ditto.passes.moe)
+    # the recognised `ditto.moe` layers, in graph order (see ditto.passes.replace_moe)
     moe: list[dict] = field(default_factory=list)
 
     def materialize(self, device: str | torch.device = "cpu") -> torch.fx.GraphModule:

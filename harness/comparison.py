@@ -1,7 +1,7 @@
 """Two runs of one model compared step by step, probe by probe, shallowest probe first.
 
-Built on ditto.compare (one TensorComparison per step and name, so `format_table` and `to_json`
-print the full result); this module applies a rule of ditto.compare.tolerances (the fixed
+Built on ditto.comparator (one TensorComparison per step and name, so `format_table` and `to_json`
+print the full result); this module applies a rule of ditto.comparator.tolerances (the fixed
 rule, or the calibrated rule's noise band, per step and name), adds the order by depth, and
 the verdict people read first: the first diverging probe, i.e. the earliest step that fails
 and, inside it, the shallowest failing probe (token ids first, then layer 0's attention, MLP,
@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ditto.compare import DumpComparison, RunComparison, TensorComparison, compare_tensors
-
+from ditto.comparator import DumpComparison, RunComparison, TensorComparison, compare_tensors
 from harness.models import probe_depth
 
 # inputs every backend must have been fed identically (token forcing)
@@ -39,7 +38,7 @@ def name_depth(name: str) -> tuple:
 def compare_runs(candidate: list[dict], reference: list[dict], tolerance, a: str, b: str) -> RunComparison:
     """`candidate` (A) against `reference` (B), both lists of step dumps holding the same names.
 
-    `tolerance`: a FixedTolerance or a NoiseBand (ditto.compare.tolerances), asked per step and name.
+    `tolerance`: a FixedTolerance or a NoiseBand (ditto.comparator.tolerances), asked per step and name.
     """
     run = RunComparison(a=a, b=b)
     for i, (got, want) in enumerate(zip(candidate, reference)):

@@ -2,7 +2,7 @@
 
 A builder writes one engine directory for a model; `build_engine` runs it at most once per
 model content, options and versions (harness.engine_cache). Adding a builder is one
-`register_engine_builder(name, EngineBuilder(...))`; `ditto` (ditto.build) and `trtllm`
+`register_engine_builder(name, EngineBuilder(...))`; `ditto` (ditto.builder) and `trtllm`
 (harness.trtllm) are built in.
 """
 
@@ -70,7 +70,7 @@ def build_engine(name: str, model: ModelUnderTest, cache_dir: Path, options: dic
 
 
 def _ditto_build(model: ModelUnderTest, folder: Path, options: dict) -> None:
-    from ditto.build import build
+    from ditto.builder import build
 
     build(str(model.directory), folder, dtype=options["dtype"], max_batch_size=options["max_batch_size"],
           max_input_len=options["max_input_len"], max_seq_len=options["max_seq_len"],
@@ -79,8 +79,8 @@ def _ditto_build(model: ModelUnderTest, folder: Path, options: dict) -> None:
 
 
 def _ditto_unavailable() -> str | None:
-    if importlib.util.find_spec("ditto.build") is None:
-        return "ditto.build is not part of this ditto checkout"
+    if importlib.util.find_spec("ditto.builder") is None:
+        return "ditto.builder is not part of this ditto checkout"
     if importlib.util.find_spec("tensorrt") is None and importlib.util.find_spec("tensorrt_rtx") is None:
         return "neither tensorrt nor tensorrt_rtx is installed on this machine"
     return None

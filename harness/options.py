@@ -43,7 +43,7 @@ OPTIONS = [
     Option("golden_format", "--golden-format", "full tensors or compact fingerprints (default: auto, "
            "fingerprints for models over 1 GiB of weights)", choices=GOLDEN_FORMATS),
     Option("ditto_atol", "--ditto-atol", "absolute tolerance for every probe, instead of the default rule "
-           "(ditto/compare/tolerances.py: fixed per dtype in float32, calibrated against an oracle in half precision)",
+           "(ditto/comparator/tolerances.py: fixed per dtype in float32, calibrated against an oracle in half precision)",
            "float"),
     Option("ditto_rtol", "--ditto-rtol", "relative tolerance for every probe, instead of the default rule", "float"),
     Option("ditto_oracle_device", "--ditto-oracle-device", "where the float32 oracle of a float16/bfloat16 run "
@@ -146,8 +146,8 @@ def _value(config: pytest.Config, opt: Option):
 
 
 def _check_device(device: str) -> None:
-    from ditto.cli.run import check_device
     from ditto.errors import DittoError
+    from ditto.runtime.request import check_device
 
     try:
         check_device(device, "--ditto-device")

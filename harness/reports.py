@@ -1,8 +1,8 @@
 """Reports: a JSON + text file per comparison, a PNG per model, the end-of-session summary.
 
-Every comparison writes `<report dir>/<model key>/<label>.json` (ditto.compare's JSON plus
+Every comparison writes `<report dir>/<model key>/<label>.json` (ditto.comparator's JSON plus
 the verdict and a per-step error table; under the calibrated rule also hf's noise and the
-error allowed, per step and probe) and `<label>.txt` (ditto.compare's table). The PNG
+error allowed, per step and probe) and `<label>.txt` (ditto.comparator's table). The PNG
 and the summary are made from those files, so they also work under `pytest -n N`, where
 the comparisons ran in other processes.
 """
@@ -14,8 +14,7 @@ import math
 from pathlib import Path
 
 from ditto import fsutil
-from ditto.compare import RunComparison, format_table, to_json
-
+from ditto.comparator import RunComparison, format_table, to_json
 from harness.comparison import FORCED_INPUTS, first_divergence, name_depth
 
 EVENT_SUFFIX = ".json"

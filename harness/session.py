@@ -4,7 +4,7 @@ Token forcing: `hf` runs first, greedy; its tokens are then fed to every backend
 step, so all runs see the same token ids and one early difference cannot cascade. hf's own
 greedy run is its forced run (it was fed exactly those tokens), so it is reused.
 
-Verdicts (ditto.compare.tolerances has the rules and their reasons): a float32 run compares
+Verdicts (ditto.comparator.tolerances has the rules and their reasons): a float32 run compares
 backends pairwise with the fixed rule. A float16/bfloat16 run also runs the oracle (hf in
 float32, on `--ditto-oracle-device`, the same forced tokens) and judges every backend by its
 distance from the oracle against hf's own noise, per probe and step (`X-vs-hf`).
@@ -30,12 +30,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from ditto.compare import RunComparison
-from ditto.compare.tolerances import CALIBRATED_DTYPES, CalibratedRule, NoiseBand, fixed_tolerance, noise_band
+from ditto.comparator import RunComparison
+from ditto.comparator.tolerances import CALIBRATED_DTYPES, CalibratedRule, NoiseBand, fixed_tolerance, noise_band
 from ditto.errors import DittoError
 from ditto.models.loader import DTYPES
 from ditto.runtime.backend import StepDump, StepwiseRequest, available_backends, get_backend
-
 from harness import goldens, reports
 from harness.comparison import compare_runs, compared_names, failure_message, first_divergence, worst_by_name
 from harness.models import ModelUnderTest, builtin_models

@@ -28,7 +28,6 @@ import tempfile
 from pathlib import Path
 
 from ditto.errors import DittoError
-
 from harness.engines import EngineBuilder, register_engine_builder
 from harness.models import ModelUnderTest
 

@@ -1,6 +1,6 @@
 """Helpers for parity tests: run two backends on the same forced tokens and judge or measure errors.
 
-Every bound comes from ditto.compare.tolerances (the project's one tolerance module):
+Every bound comes from ditto.comparator.tolerances (the project's one tolerance module):
 `verdict` applies its rule as the harness does (fixed against hf in float32; in float16 and
 bfloat16 against the float32 oracle within hf's own noise band), `worst_errors` measures
 max |a - b| / max(1, max |b|), which the fixed rule bounds by its atol (plus rtol, which only
@@ -14,9 +14,15 @@ import os
 
 import torch
 
-from ditto.compare import RunComparison
-from ditto.compare.tolerances import (CALIBRATED_DTYPES, FIXED_TOLERANCES, ORACLE_DTYPE, CalibratedRule,
-                                      fixed_tolerance, noise_band)
+from ditto.comparator import RunComparison
+from ditto.comparator.tolerances import (
+    CALIBRATED_DTYPES,
+    FIXED_TOLERANCES,
+    ORACLE_DTYPE,
+    CalibratedRule,
+    fixed_tolerance,
+    noise_band,
+)
 from ditto.runtime.backend import StepwiseRequest, get_backend
 from harness.comparison import compare_runs, compared_names, failure_message, first_divergence
 

@@ -9,7 +9,7 @@ import torch
 from ditto.errors import DittoError
 from ditto.pipeline import load_program
 from ditto.runtime.backend import get_backend
-from ditto.trtllm.plugin import PluginOptions, gpt_attention_fields
+from ditto.trtllm.gpt_attention_plugin import PluginOptions, gpt_attention_fields
 from tests.parity import forced_request, worst_errors
 
 _SMALL = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -81,7 +81,7 @@ def test_yarn_attention_factor_kept_by_native_refused_by_plugin(tmp_path):
     # issue 9 defect 4: YaRN scales cos/sin by its attention factor (0.1 ln 4 + 1 = 1.139 here).
     # fx/native use the probed table (factor included); the plugin's generation kernel rebuilds
     # RoPE from inv_freq (atan2 of the table: factor lost) times m_scale 1.0, so it is refused.
-    from ditto.trtllm.plugin import plugin_rotary_cos_sin
+    from ditto.trtllm.gpt_attention_plugin import plugin_rotary_cos_sin
 
     rope = dict(rope_type="yarn", rope_theta=10000.0, factor=4.0, original_max_position_embeddings=64)
     path = save_tiny(tmp_path, "llama", **_SMALL, rope_parameters=rope)

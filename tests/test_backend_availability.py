@@ -6,7 +6,6 @@ Planted bug these kill: `ditto/replay/backend.py` turning every exception into "
 (a typo in `ditto/trt/provider.py` then gave three skips and exit 0).
 """
 
-import pytest
 
 from ditto.runtime.backend import available_backends, get_backend
 from ditto.trt import provider
@@ -45,7 +44,7 @@ def test_harness_fails_a_backend_that_cannot_load(pytester):
     """In a subprocess: the planted typo must not leak into this session."""
     pytester.makeconftest(TYPO_CONFTEST)
     result = pytester.runpytest_subprocess(
-        "-p", "harness.plugin", "--ditto-model=tiny-llama", "--ditto-steps=1", "--ditto-backends=hf,replay",
+        "-p", "harness.pytest_plugin", "--ditto-model=tiny-llama", "--ditto-steps=1", "--ditto-backends=hf,replay",
         "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning", "--assert=plain",
         "-k", "agree",
     )

@@ -1,4 +1,4 @@
-"""ditto.compare: identical dumps are clean, a planted difference is found exactly, NaN never passes."""
+"""ditto.comparator: identical dumps are clean, a planted difference is found exactly, NaN never passes."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ditto.compare import compare_dumps, compare_paths, compare_tensors, format_table, to_json
-from ditto.compare import stats
+from ditto.comparator import compare_dumps, compare_paths, compare_tensors, format_table, stats, to_json
 from ditto.dumps import save_step, save_steps
 from ditto.errors import DittoError
 

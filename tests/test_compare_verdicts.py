@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ditto.compare import compare_dumps, compare_tensors
+from ditto.comparator import compare_dumps, compare_tensors
 
 
 def test_mean_abs_skips_nan_positions():

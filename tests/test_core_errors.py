@@ -42,7 +42,8 @@ def bad_models(tmp_path):
 
 @pytest.mark.parametrize(
     "case",
-    ["missing directory", "no config.json", "unknown tiny name", "corrupt config", "unknown model_type", "unsupported architecture", "no safetensors"],
+    ["missing directory", "no config.json", "unknown tiny name", "corrupt config", "unknown model_type",
+     "unsupported architecture", "no safetensors"],
 )
 def test_bad_model_is_one_clear_line(bad_models, case):
     path, message = bad_models[case]

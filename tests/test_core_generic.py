@@ -6,9 +6,9 @@ import torch
 
 from ditto.errors import DittoError
 from ditto.pipeline import load_program
-from ditto.runtime.backend import StepwiseRequest, get_backend
+from ditto.runtime.backend import get_backend
 from ditto.runtime.fx import run_program
-from tests.parity import FLOAT32_BOUND, PROMPTS, forced_request, materialized, worst_errors
+from tests.parity import FLOAT32_BOUND, forced_request, materialized, worst_errors
 
 _COMMON = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                max_position_embeddings=256)

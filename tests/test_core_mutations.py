@@ -47,7 +47,8 @@ def swapped_fused_parts(ctx):
 
 
 def positions_from_tokens(ctx):
-    cast = next(n for n in ctx.graph.nodes if n.op == "call_function" and n.args and getattr(n.args[0], "target", None) == aten.unsqueeze.default and n.args[0].args[0].name == "position_ids")
+    cast = next(n for n in ctx.graph.nodes if n.op == "call_function" and n.args
+                and getattr(n.args[0], "target", None) == aten.unsqueeze.default and n.args[0].args[0].name == "position_ids")
     unsqueeze = cast.args[0]
     unsqueeze.args = (ctx.engine_inputs["input_ids"], 0)
 

@@ -1,5 +1,5 @@
 """A sliding window shorter than the sequences, end to end: the window is recognised from the
-exported mask (ditto/passes/attention.py), kept by the reference op (fx) and by the native
+exported mask (ditto/passes/replace_attention.py), kept by the reference op (fx) and by the native
 TensorRT lowering (replay), and both match Hugging Face on prompts and generations longer
 than the window. No built-in tiny model has such a window.
 

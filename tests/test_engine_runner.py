@@ -19,7 +19,7 @@ import types
 import pytest
 import torch
 
-import ditto.build as build_module
+import ditto.builder as build_module
 import ditto.runtime.engine as engine_module
 from ditto.errors import DittoError
 from ditto.models.tiny import TINY_MODELS
@@ -56,7 +56,7 @@ def build_for_double(double, model: str, folder, probes=PROBES, **limits):
         return build_module.build(model, folder, probes=tuple(probes), attention="native", **{**LIMITS, **limits})
 
 
-def request_for(model: str, engine_dir=None, probes=PROBES, steps=len(FORCED)) -> StepwiseRequest:
+def request_for(model: str, engine_dir=None, probes=PROBES, steps=len(FORCED)) -> StepwiseRequest:  # noqa: B008 (a constant)
     return StepwiseRequest(model=model, prompts=PROMPTS, steps=steps, forced_tokens=FORCED[:steps], probes=list(probes),
                            engine_dir=None if engine_dir is None else str(engine_dir))
 
@@ -186,7 +186,7 @@ def test_unavailable_reasons_name_what_is_missing(monkeypatch, installed, cuda, 
 
 
 def test_engine_backends_are_registered_and_say_why_they_skip_here():
-    from harness.plugin import _check_backends
+    from harness.pytest_plugin import _check_backends
 
     reasons = available_backends()
     assert {"ditto", "trtllm"} <= set(BACKENDS)

@@ -758,7 +758,7 @@ def test_two_processes_create_one_tiny_model(tmp_path):
 # --- the plugin ------------------------------------------------------------------------------------
 
 pytest_plugins = ["pytester"]
-PLUGIN = ["-p", "harness.plugin", "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
+PLUGIN = ["-p", "harness.pytest_plugin", "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
 
 
 def test_plugin_malformed_config_is_one_usage_error(pytester, model_copy):

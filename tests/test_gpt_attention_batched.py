@@ -24,8 +24,8 @@ import pytest
 import torch
 
 from ditto.ops import gpt_attention as reference_module  # noqa: F401  (registers the op)
-from ditto.ops.gpt_attention_batched import batched_gpt_attention, unsupported
 from ditto.ops.gpt_attention import _SIGNATURE
+from ditto.ops.gpt_attention_batched import batched_gpt_attention, unsupported
 from ditto.ops.kv_cache import block_offset, register_pool, unregister_pool
 from ditto.ops.params import GPTAttentionParams
 

@@ -6,11 +6,11 @@ import shutil
 import pytest
 import torch
 
+from ditto.comparator.tolerances import FIXED_TOLERANCES, CalibratedRule, FixedTolerance, fixed_tolerance, noise_band
 from ditto.errors import DittoError
 from harness import goldens, gpu, models, trtllm
 from harness.comparison import compare_runs, first_divergence
 from harness.models import ModelUnderTest, content_hash, sort_probes
-from ditto.compare.tolerances import FIXED_TOLERANCES, CalibratedRule, FixedTolerance, fixed_tolerance, noise_band
 from harness.options import Settings
 from harness.session import tolerance_rule
 
@@ -277,7 +277,7 @@ def test_trtllm_probe_layers_are_the_last_layer_under_each_module():
 def test_trtllm_commands(tmp_path):
     from ditto.models.tiny import TINY_MODELS
 
-    for name, (_, kwargs) in TINY_MODELS.items():  # every built-in model has a convert script
+    for _, kwargs in TINY_MODELS.values():  # every built-in model has a convert script
         if kwargs["model_type"] == "glm":  # not mapped yet: unchecked whether a TensorRT-LLM script converts HF Glm
             continue
         command = trtllm.convert_command(kwargs["model_type"], tmp_path / "hf", tmp_path / "ckpt", "float16",

@@ -23,8 +23,8 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-import ditto.build as build_module
-from ditto.build import build
+import ditto.builder as build_module
+from ditto.builder import build
 from ditto.models.tiny import TINY_MODELS, tiny_model_dir
 from ditto.pipeline import load_program
 

@@ -17,16 +17,14 @@ import pytest
 import torch
 
 from ditto.errors import DittoError
-from ditto.export.export import forward_arguments
+from ditto.exporter.export import forward_arguments
 from ditto.models.loader import load_model
 from ditto.models.tiny import tiny_model_dir
 from ditto.models.weights import Converted, read_source
-from ditto.ops import moe as moe_op
 from ditto.pipeline import load_program
 from ditto.runtime.backend import get_backend
 from ditto.runtime.fx import run_program
 from tests.parity import forced_request, materialized, worst_errors
-
 
 # ---- loading through transformers' conversion -------------------------------------------------------
 
@@ -91,7 +89,7 @@ def test_a_model_taking_use_cache_through_kwargs_exports(tmp_path):
     AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path)
     loaded = load_model(str(tmp_path))
     assert "use_cache" not in inspect.signature(loaded.model.forward).parameters
-    from ditto.export.export import export_model
+    from ditto.exporter.export import export_model
 
     exported = export_model(loaded)
     assert [s.arg.name for s in exported.graph_signature.input_specs if s.kind.name == "USER_INPUT"][:1] == ["input_ids"]
@@ -233,8 +231,8 @@ def test_topk_replay_refuses_ties():
 
 def test_engine_config_carries_tensorrt_llm_moe_fields():
     from ditto.trtllm.config import engine_config
-    from tests.test_trtllm_config import OPTIONS
     from ditto.trtllm.moe import NO_MOE, plugin_unsupported
+    from tests.test_trtllm_config import OPTIONS
 
     program = load_program("tiny-mixtral")
     config = engine_config(program.hf_config, program.attention, OPTIONS, moe=program.moe)
@@ -263,7 +261,7 @@ def test_only_dense_routing_top_k_passes_the_leftover_check():
     """A top-k whose indices only scatter its values back (Llama 4's router: every expert is
     computed densely) converts op by op; indices used any other way are expert dispatch no
     pattern matched. Kills: `_dense_routing` accepting any top-k (the second graph would pass)."""
-    from ditto.passes.unsupported import _dense_routing
+    from ditto.passes.check_supported import _dense_routing
 
     def dense(x):
         values, ids = torch.topk(x, 2, dim=1)
@@ -296,7 +294,7 @@ def test_routing_region_is_found_below_a_deep_graph():
     the graph above it, and what it reads besides the logits gets a probe value. Kills: a
     bounded backward search from the outputs (it wanders up the deep side input, gives up,
     and leaves the region empty, so probing reaches the model's inputs)."""
-    from ditto.passes.moe import _side_inputs
+    from ditto.passes.replace_moe import _side_inputs
 
     class Deep(torch.nn.Module):
         def forward(self, x):
@@ -319,7 +317,7 @@ def test_routing_probe_evaluates_a_bias_computed_from_parameters():
     parameter only, so probing evaluates it (the bias is then recognised) rather than feeding it
     a random value that picks other experts than the bias would. Kills: side values for every
     non-parameter node (ERNIE-4.5-MoE refused: "the routing computes none of the known routers")."""
-    from ditto.passes.moe import _side_inputs
+    from ditto.passes.replace_moe import _side_inputs
 
     class Biased(torch.nn.Module):
         def __init__(self):

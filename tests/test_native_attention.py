@@ -20,7 +20,18 @@ from ditto.replay import replay_network
 from ditto.runtime.paged_cache import PagedKVCache
 from ditto.trt import attention_native
 from ditto.trt.context import ConversionContext
-from tests.test_ops_reference import CASES, D, H, KV, MAX_SEQ_LEN, PROMPTS, STEPS, TOLERANCE, cos_sin_table, dense_attention
+from tests.test_ops_reference import (
+    CASES,
+    KV,
+    MAX_SEQ_LEN,
+    PROMPTS,
+    STEPS,
+    TOLERANCE,
+    D,
+    H,
+    cos_sin_table,
+    dense_attention,
+)
 
 trt = pytest.importorskip("tensorrt_rtx", reason="tensorrt_rtx is not installed")
 TOKENS_PER_BLOCK = 4

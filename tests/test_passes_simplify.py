@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from ditto.passes.simplify import simplify_shuffles
+from ditto.passes.simplify_shuffles import simplify_shuffles
 
 aten = torch.ops.aten
 

@@ -367,9 +367,10 @@ def test_scripts_without_tensorrt_llm_fail_cleanly(script):
 
 @pytest.mark.skipif(not HAS_TRTLLM, reason=NO_TRTLLM)
 def test_patches_apply_to_installed_tensorrt_llm():
-    import ditto.patches
     from tensorrt_llm.builder import Builder
     from tensorrt_llm.runtime.generation import GenerationSession
+
+    import ditto.patches
 
     assert ditto.patches.TRTLLM_LINE in ("1.2.x", "0.20.x")
     assert hasattr(Builder.build_engine, "__ditto_original__")

@@ -15,7 +15,7 @@ import torch
 
 from ditto.models.tiny import TINY_MODELS
 from ditto.pipeline import load_program
-from ditto.probes import fx_probe_nodes
+from ditto.probes import program_probe_nodes
 from ditto.replay.network import replay_network
 from ditto.runtime.backend import StepwiseRequest, get_backend
 from ditto.runtime.fx import max_seq_len_for, run_program
@@ -45,7 +45,7 @@ def _forced(model: str, dtype=torch.float32, prompts=LONG_PROMPTS, steps=STEPS, 
 def run_replay(program, request: StepwiseRequest) -> list[dict]:
     """What the replay backend does, on a program loaded with other KV blocks than the backend's:
     the network built as `ditto build` builds it, replayed stepwise over a paged pool in torch."""
-    nodes = fx_probe_nodes(program.graph_module.graph, {p: program.probe_modules[p] for p in request.probes})
+    nodes = program_probe_nodes(program, request.probes, request.model)
     max_seq_len = max_seq_len_for(request)
     limits = NetworkLimits(max_batch_size=len(request.prompts), max_seq_len=max_seq_len,
                            max_num_tokens=sum(len(p) for p in request.prompts))

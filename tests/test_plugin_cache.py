@@ -48,7 +48,7 @@ def _imported_before_inner_runs():
     lazy imports; loading tiny-llama here keeps its modules for every inner run."""
     from harness.models import ModelUnderTest
 
-    ModelUnderTest("tiny-llama").probes
+    _ = ModelUnderTest("tiny-llama").probes
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def _builds(pytester) -> list[str]:
 
 
 def _args(pytester):
-    return ["-p", "harness.plugin", "--ditto-model=tiny-llama", f"--ditto-engine-cache={pytester.path / 'cache'}",
+    return ["-p", "harness.pytest_plugin", "--ditto-model=tiny-llama", f"--ditto-engine-cache={pytester.path / 'cache'}",
             "test_engine.py", "-p", "no:cacheprovider", "-s"]
 
 

@@ -14,7 +14,7 @@ from ditto.dumps import load_step, save_step
 
 pytest_plugins = ["pytester"]
 
-BASE = ["-p", "harness.plugin", "--ditto-model=tiny-llama", "--ditto-backends=hf", "--ditto-steps=1",
+BASE = ["-p", "harness.pytest_plugin", "--ditto-model=tiny-llama", "--ditto-backends=hf", "--ditto-steps=1",
         "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning", "--assert=plain", "-k", "golden"]
 
 

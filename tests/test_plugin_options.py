@@ -10,13 +10,13 @@ import harness
 
 pytest_plugins = ["pytester"]
 
-PLUGIN = ["-p", "harness.plugin", "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
+PLUGIN = ["-p", "harness.pytest_plugin", "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
 
 SHOW_SETTINGS = """
 import json
 from dataclasses import asdict
 
-from harness.plugin import harness_of
+from harness.pytest_plugin import harness_of
 
 
 def test_show(pytestconfig):

@@ -12,7 +12,7 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-COMMON = ["-p", "harness.plugin", "--ditto-model=tiny-llama", "--ditto-steps=3", "-p", "no:cacheprovider",
+COMMON = ["-p", "harness.pytest_plugin", "--ditto-model=tiny-llama", "--ditto-steps=3", "-p", "no:cacheprovider",
           "-W", "ignore::pytest.PytestAssertRewriteWarning", "--assert=plain"]
 
 FAKE_BACKENDS = """
@@ -121,7 +121,7 @@ def test_a_backend_that_cannot_run_is_skipped_with_its_reason(pytester):
 
 def test_trtllm_engine_is_skipped_without_tensorrt_llm(pytester):
     pytester.makepyfile(test_engine="def test_needs_engine(trtllm_engine):\n    raise AssertionError\n")
-    result = pytester.runpytest("-p", "harness.plugin", "--ditto-model=tiny-llama", "test_engine.py", "-rs")
+    result = pytester.runpytest("-p", "harness.pytest_plugin", "--ditto-model=tiny-llama", "test_engine.py", "-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*TensorRT-LLM is not installed on this machine*"])
 

@@ -55,12 +55,12 @@ NEW_FILES = {
         import torch
 
         from ditto.trt.converters import converter
-        from ditto.trt.converters.elementwise import binary, float_input, unary
+        from ditto.trt.converters.elementwise import binary, in_result_dtype, unary
 
 
         @converter(torch.ops.aten.exp2.default)
         def exp2(ctx, x):
-            return unary(ctx, binary(ctx, float_input(ctx, x), math.log(2.0), "PROD"), "EXP")
+            return unary(ctx, binary(ctx, in_result_dtype(ctx, x), math.log(2.0), "PROD"), "EXP")
     ''',
     "runtime/echo.py": '''
         """The `echo` backend: logits that put all weight on the token fed (a stand-in runtime)."""
@@ -124,7 +124,6 @@ def test_without_the_new_files_none_of_them_exists():
     """The control: the three names are new (the copy test is not passing on something built in)."""
     from ditto.passes import PIPELINE
     from ditto.runtime.backend import available_backends
-
     from ditto.trt.converters import CONVERTERS
 
     assert "fold_double_negation" not in PIPELINE
@@ -133,6 +132,6 @@ def test_without_the_new_files_none_of_them_exists():
 
 
 def test_import_all_imports_every_module_of_the_folder_in_name_order():
-    assert import_all("ditto.passes")[:3] == ["ditto.passes.attention", "ditto.passes.cleanup", "ditto.passes.complex_to_real"]
+    assert import_all("ditto.passes")[:3] == ["ditto.passes.check_supported", "ditto.passes.complex_to_real", "ditto.passes.eager_attention_to_sdpa"]
     with pytest.raises(ModuleNotFoundError, match="ditto.no_such_folder"):
         import_all("ditto.no_such_folder")

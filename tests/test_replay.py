@@ -6,6 +6,7 @@ networks built by hand, are in test_replay_layers.py.
 import pytest
 import torch
 
+from ditto.graph.nodes import SLICE_END
 from ditto.models.tiny import TINY_MODELS
 from ditto.runtime.backend import get_backend
 from tests.parity import FLOAT32_BOUND, forced_request, worst_errors
@@ -34,7 +35,7 @@ def _wrong_permutation(original):
 
 def _wrong_slice(original):
     def slice_tensor(ctx, x, dim=0, start=None, end=None, step=1):
-        if start and end not in (None, 9223372036854775807):
+        if start and end not in (None, SLICE_END):
             return original(ctx, x, dim, start - 1, end - 1, step)
         return original(ctx, x, dim, start, end, step)
 

@@ -51,7 +51,8 @@ class Net:
         return tensor
 
     def run(self, outputs=None, **inputs):
-        return {k: v.numpy() for k, v in replay_network(self.network, {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}, outputs).items()}
+        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
+        return {k: v.numpy() for k, v in replay_network(self.network, tensors, outputs).items()}
 
     def builds(self) -> bool:
         return self.builder.build_serialized_network(self.network, self.builder.create_builder_config()) is not None
@@ -310,7 +311,8 @@ def test_scatter_nd_and_element():
 def test_scatter_writing_one_element_twice_is_refused():
     data = randn(4, 3)
     net = Net()
-    layer = net.network.add_scatter(net.input("data", data), net.const(np.array([[1], [1]], dtype=np.int32)), net.const(np.ones((2, 3), np.float32)), trt.ScatterMode.ND)
+    layer = net.network.add_scatter(net.input("data", data), net.const(np.array([[1], [1]], dtype=np.int32)),
+                                    net.const(np.ones((2, 3), np.float32)), trt.ScatterMode.ND)
     net.out(layer)
     with pytest.raises(ReplayError, match="twice"):
         net.run(data=data)
@@ -515,7 +517,8 @@ def test_matrix_multiply_operations(op0, op1):
     shape1 = {"NONE": (1, 6, k, n), "TRANSPOSE": (1, 6, n, k), "VECTOR": (1, 6, k)}[op1]
     a, b = randn(*shape0), randn(*shape1)
     net = Net()
-    net.out(net.network.add_matrix_multiply(net.input("a", a), getattr(trt.MatrixOperation, op0), net.input("b", b), getattr(trt.MatrixOperation, op1)))
+    net.out(net.network.add_matrix_multiply(net.input("a", a), getattr(trt.MatrixOperation, op0),
+                                            net.input("b", b), getattr(trt.MatrixOperation, op1)))
     x = {"NONE": a, "TRANSPOSE": np.swapaxes(a, -1, -2), "VECTOR": a[..., None, :]}[op0]
     y = {"NONE": b, "TRANSPOSE": np.swapaxes(b, -1, -2), "VECTOR": b[..., :, None]}[op1]
     expected = np.matmul(x.astype(np.float64), y)
@@ -634,7 +637,8 @@ def _numpy_attention(q, k, v, allowed):
 def test_attention_padded_gqa(causal):
     q, k, v = randn(2, 4, 3, 8), randn(2, 2, 5, 8), randn(2, 2, 5, 8)
     net = Net()
-    att = net.network.add_attention_v2(net.input("q", q), net.input("k", k), net.input("v", v), trt.AttentionNormalizationOp.SOFTMAX, getattr(trt.CausalMaskKind, causal))
+    att = net.network.add_attention_v2(net.input("q", q), net.input("k", k), net.input("v", v),
+                                       trt.AttentionNormalizationOp.SOFTMAX, getattr(trt.CausalMaskKind, causal))
     att.decomposable = True
     net.out(att)
     rows, cols = np.arange(3)[:, None], np.arange(5)[None, :]
@@ -648,7 +652,8 @@ def test_attention_padded_key_value_lengths():
     q, k, v = randn(2, 2, 3, 4), randn(2, 2, 5, 4), randn(2, 2, 5, 4)
     lengths = np.array([5, 2], dtype=np.int32)
     net = Net()
-    att = net.network.add_attention_v2(net.input("q", q), net.input("k", k), net.input("v", v), trt.AttentionNormalizationOp.SOFTMAX, trt.CausalMaskKind.NONE)
+    att = net.network.add_attention_v2(net.input("q", q), net.input("k", k), net.input("v", v),
+                                       trt.AttentionNormalizationOp.SOFTMAX, trt.CausalMaskKind.NONE)
     att.key_value_lengths = net.input("lengths", lengths)
     net.out(att)
     out = net.run(q=q, k=k, v=v, lengths=lengths)["out"]
@@ -666,7 +671,8 @@ def test_attention_masks(kind):
     allowed = np.array([[True, False, True], [True, True, False], [False, True, True]])
     mask = allowed[None, None] if kind == "bool" else np.where(allowed, 0, -1e9).astype(np.float32)[None, None]
     net = Net()
-    att = net.network.add_attention_v2(net.input("q", q), net.input("k", k), net.input("v", v), trt.AttentionNormalizationOp.SOFTMAX, trt.CausalMaskKind.NONE)
+    att = net.network.add_attention_v2(net.input("q", q), net.input("k", k), net.input("v", v),
+                                       trt.AttentionNormalizationOp.SOFTMAX, trt.CausalMaskKind.NONE)
     att.mask = net.input("mask", mask)
     net.out(att)
     np.testing.assert_allclose(net.run(q=q, k=k, v=v, mask=mask)["out"][0], _numpy_attention(q[0], k[0], v[0], allowed), rtol=1e-5, atol=1e-5)
@@ -677,7 +683,8 @@ def test_attention_packed_sequences():
     q, k, v = randn(sum(q_len), 4, 8), randn(sum(kv_len), 2, 8), randn(sum(kv_len), 2, 8)
     q_cum, kv_cum = np.cumsum([0] + q_len).astype(np.int32), np.cumsum([0] + kv_len).astype(np.int32)
     net = Net()
-    att = net.network.add_attention_v2(net.input("q", q), net.input("k", k), net.input("v", v), trt.AttentionNormalizationOp.SOFTMAX, trt.CausalMaskKind.LOWER_RIGHT)
+    att = net.network.add_attention_v2(net.input("q", q), net.input("k", k), net.input("v", v),
+                                       trt.AttentionNormalizationOp.SOFTMAX, trt.CausalMaskKind.LOWER_RIGHT)
     att.query_form = trt.AttentionIOForm.PACKED_NHD
     att.key_value_form = trt.AttentionIOForm.PACKED_NHD
     att.query_lengths = net.input("ql", q_cum)

@@ -16,7 +16,8 @@ operator(s) that define the same function:
 | SHUFFLE, SLICE | Transpose + Reshape + Transpose; Slice, and Pad (wrap, edge, reflect, constant) + Slice for WRAP, CLAMP, REFLECT, FILL |
 | GATHER, SCATTER | Gather, GatherElements, GatherND; ScatterElements, ScatterND |
 | TOPK | TopK (values, and indices cast to TensorRT's index type) |
-| CONCATENATION, SELECT, CAST, CONSTANT, IDENTITY, SHAPE, SQUEEZE, UNSQUEEZE, FILL | Concat, Where, Cast, Constant, Identity, Shape, Squeeze, Unsqueeze, Range (1-D LINSPACE) |
+| CONCATENATION, SELECT, CAST, CONSTANT, IDENTITY | Concat, Where, Cast, Constant, Identity |
+| SHAPE, SQUEEZE, UNSQUEEZE, FILL | Shape, Squeeze, Unsqueeze, Range (1-D LINSPACE) |
 | ROTARY_EMBEDDING, ATTENTION_INPUT/OUTPUT, KV_CACHE_UPDATE | RotaryEmbedding (23), Attention (23, scale 1), TensorScatter (24) |
 
 Without an ONNX counterpart (checked in test_replay_layers.py against numpy instead):
@@ -175,7 +176,8 @@ def test_elementwise(op, data):
     net = Net()
     net.out(net.network.add_elementwise(net.input("a", a), net.input("b", b), getattr(trt.ElementWiseOperation, op)))
     if op == "FLOOR_DIV":
-        nodes = [helper.make_node("Div", ["a", "b"], ["q"])] + ([helper.make_node("Floor", ["q"], ["y"])] if not integer else [helper.make_node("Identity", ["q"], ["y"])])
+        last = helper.make_node("Identity" if integer else "Floor", ["q"], ["y"])
+        nodes = [helper.make_node("Div", ["a", "b"], ["q"]), last]
     else:
         nodes = [helper.make_node(_BINARY[op], ["a", "b"], ["y"])]
     agree(net, nodes)

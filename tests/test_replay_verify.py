@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from ditto.errors import DittoError
+from ditto.graph.nodes import SLICE_END
 from ditto.models.tiny import TINY_MODELS
 from ditto.pipeline import load_program
 from ditto.replay.verify import verify_build
@@ -60,7 +61,7 @@ def test_verify_shows_a_wrong_slice(monkeypatch):
     original = converters.CONVERTERS[torch.ops.aten.slice.Tensor]
 
     def off_by_one(ctx, x, dim=0, start=None, end=None, step=1):
-        shifted = start and end not in (None, 9223372036854775807)
+        shifted = start and end not in (None, SLICE_END)
         return original(ctx, x, dim, start - 1, end - 1, step) if shifted else original(ctx, x, dim, start, end, step)
 
     monkeypatch.setitem(converters.CONVERTERS, torch.ops.aten.slice.Tensor, off_by_one)

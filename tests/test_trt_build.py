@@ -12,8 +12,8 @@ import os
 import pytest
 import torch
 
-import ditto.build as build_module
-from ditto.build import build
+import ditto.builder as build_module
+from ditto.builder import build
 from ditto.errors import DittoError
 from ditto.models.tiny import TINY_MODELS
 from ditto.pipeline import load_program
@@ -155,7 +155,7 @@ class _PluginNetwork:
 
 
 def test_plugin_lowering_inputs_in_plugin_order_with_trtllm_io(qwen2, monkeypatch):
-    from ditto.trtllm import plugin as plugin_module
+    from ditto.trtllm import gpt_attention_plugin as plugin_module
 
     params = qwen2.attention[0]
     created = []

@@ -16,7 +16,7 @@ from torch.export import Dim
 
 from ditto.errors import DittoError
 from ditto.passes.complex_to_real import complex_to_real_graph
-from ditto.passes.functionalize import functionalize_graph
+from ditto.passes.functionalize_inplace import functionalize_graph
 from ditto.replay.network import replay_network
 from ditto.trt.context import ConversionContext
 from ditto.trt.network import convert_graph

@@ -43,7 +43,7 @@ def _resident_kib(address: int) -> int:
         if "-" in head and all(c in "0123456789abcdef-" for c in head):
             start, end = (int(x, 16) for x in head.split("-"))
             if start <= address < end:
-                rss = next(l for l in lines[i + 1 :] if l.startswith("Rss:"))
+                rss = next(line for line in lines[i + 1 :] if line.startswith("Rss:"))
                 return int(rss.split()[1])
     raise AssertionError(f"no mapping holds {address:#x}")
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, Qwen2Config
 
-import ditto.build as build_module
+import ditto.builder as build_module
 from ditto.errors import DittoError
 from ditto.ops.params import GPTAttentionParams
 from ditto.runtime.paged_cache import PagedKVCache
@@ -28,8 +28,12 @@ from ditto.trtllm.config import (
     resolve_limits,
 )
 from ditto.trtllm.contract import CONTRACT, fact, release_line
+from ditto.trtllm.gpt_attention_plugin import (
+    create_gpt_attention_plugin,
+    gpt_attention_fields,
+    gpt_attention_input_names,
+)
 from ditto.trtllm.inputs import ENGINE_INPUTS
-from ditto.trtllm.plugin import create_gpt_attention_plugin, gpt_attention_fields, gpt_attention_input_names
 from ditto.trtllm.schema import validate_config
 from harness import trtllm as harness_trtllm
 from tests.test_trtllm_plugin import LLAMA, OPTIONS, FakeTrt

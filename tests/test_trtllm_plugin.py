@@ -4,7 +4,7 @@ TensorRT-LLM's plugin library cannot be loaded on this machine, so `create_gpt_a
 is exercised against a TEST DOUBLE of the TensorRT module (`FakeTrt`: plugin registry, creator,
 PluginField/PluginFieldCollection) that records what ditto hands to TensorRT. The expected
 tables below are written out from TensorRT-LLM 1.2's `functional.gpt_attention()` (see
-ditto/trtllm/plugin.py for the files read). Running the plugin on a GPU node is not exercised here.
+ditto/trtllm/gpt_attention_plugin.py for the files read). Running the plugin on a GPU node is not exercised here.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 from ditto.errors import DittoError
 from ditto.ops.params import GPTAttentionParams
-from ditto.trtllm.plugin import (
+from ditto.trtllm.gpt_attention_plugin import (
     PluginOptions,
     create_gpt_attention_plugin,
     gpt_attention_fields,

@@ -54,7 +54,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ditto.build import build
+    from ditto.api import build
+    from ditto.cli.progress import show
 
     path = build(
         args.model,
@@ -72,6 +73,7 @@ def run(args) -> int:
         trt_provider=args.trt_provider,
         trust_remote_code=args.trust_remote_code,
         verify=args.verify,
+        progress=show,
     )
     print(f"engine: {path}")
     return 0

@@ -5,7 +5,7 @@ Per tensor present on both sides: shape and dtype, max and mean abs error, max r
 error, cosine similarity, share of elements out of tolerance, the worst element's index
 and values, NaN/Inf counts. B is the reference: an element passes when
 |a - b| <= atol + rtol * |b|. Default tolerances per dtype (float32 1e-4, float16 1e-2,
-bfloat16 5e-2, integers exact; ditto.compare.tolerances), atol times max(1, max |b|) of the
+bfloat16 5e-2, integers exact; ditto.comparator.tolerances), atol times max(1, max |b|) of the
 tensor; --atol/--rtol are taken as given. Exit status: 0 when everything is within tolerance; 1 when
 any tensor is out of tolerance, holds a NaN or differs in shape, or when a name or step is
 present on one side only (use --alias for renamed tensors); 2 on bad input (missing file,
@@ -35,9 +35,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ditto.compare import compare_paths, format_table, to_json
+    from ditto.api import compare
+    from ditto.comparator import format_table, to_json
 
-    result = compare_paths(args.a, args.b, atol=args.atol, rtol=args.rtol, aliases=parse_aliases(args.alias))
+    result = compare(args.a, args.b, atol=args.atol, rtol=args.rtol, aliases=parse_aliases(args.alias))
     print(json.dumps(to_json(result), indent=2) if args.json else format_table(result))
     return 0 if result.passed else 1
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ditto.cli.progress import stage
-
 
 def add_arguments(parser) -> None:
     parser.add_argument("model", help="HF model directory, hub id in the local cache, or a built-in tiny name (tiny-llama, ...)")
@@ -19,14 +17,11 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ditto.debug.artifacts import write_graph_artifacts
-    from ditto import fsutil
-    from ditto.pipeline import load_program
+    from ditto.api import export
+    from ditto.cli.progress import show
 
-    if args.artifacts:
-        fsutil.check_output_dir(args.artifacts, "--artifacts")  # before the export, whose work would be lost
-    with stage("load, export, passes"):
-        program = load_program(args.model, args.dtype, trust_remote_code=args.trust_remote_code)
+    program = export(args.model, args.dtype, trust_remote_code=args.trust_remote_code, artifacts_dir=args.artifacts,
+                     progress=show)
     for name, count in program.pass_log:
         print(f"{name}: {count}")
     first = program.attention[0]
@@ -36,6 +31,5 @@ def run(args) -> int:
         + (f" (rotary dim {first.rotary_embedding_dim})" if first.has_rope else "")
     )
     if args.artifacts:
-        args.artifacts.mkdir(parents=True, exist_ok=True)
-        print(f"artifacts: {write_graph_artifacts(program, args.artifacts)}")
+        print(f"artifacts: {args.artifacts}")
     return 0

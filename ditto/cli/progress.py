@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
-import time
+
+from ditto.progress import Stages
 
 
-@contextlib.contextmanager
-def stage(name: str):
-    print(f"[ditto] {name} ...", file=sys.stderr, flush=True)
-    start = time.perf_counter()
-    yield
-    print(f"[ditto] {name} done in {time.perf_counter() - start:.1f}s", file=sys.stderr, flush=True)
+def show(line: str) -> None:
+    """One progress line on stderr (the `progress` callback the CLI gives ditto's functions)."""
+    print(f"[ditto] {line}", file=sys.stderr, flush=True)
+
+
+stage = Stages(show)  # `with stage("name"): ...`

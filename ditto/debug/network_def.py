@@ -15,13 +15,14 @@ statement assigns (the names `TRTLLM_ADD_OUTPUT` takes). `t["name"]` is the tens
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from ditto.trt.layer_types import typed_layer
 
 # Arrays with at most this many elements are written out in full (scales, epsilons, shapes).
 MAX_INLINE_ELEMENTS = 16
@@ -61,7 +62,7 @@ def network_definition_text(network) -> str:
             args.append(f"location={_enum(location)}")
         lines.append(f"{_ref(tensor)} = INPUT({', '.join(args)})")
     for i in range(network.num_layers):
-        layer = typed_layer(network, network.get_layer(i))
+        _, layer = typed_layer(sys.modules[type(network).__module__], network.get_layer(i))
         lines += ["", f"# {layer.name}", _layer_statement(layer)]
     lines += ["", "# outputs", "OUTPUTS = ["]
     outputs = [network.get_output(i) for i in range(network.num_outputs)]
@@ -70,40 +71,11 @@ def network_definition_text(network) -> str:
     return "\n".join(lines) + "\n"
 
 
-def typed_layer(network, layer):
-    """`layer` as its concrete `I*Layer` class, so its type-specific attributes can be read.
-
-    `INetworkDefinition.get_layer` returns a bare `ILayer`; the Python bindings expose a
-    layer's own attributes (`op0`, `reshape_dims`, ...) only on its concrete class.
-    """
-    cls = _layer_classes(sys.modules[type(network).__module__]).get(_key(layer.type.name))
-    if cls is not None and not isinstance(layer, cls):
-        layer.__class__ = cls
-    return layer
-
-
 def dtype_name(dtype) -> str:
     """TensorRT `DataType` as the torch-style name people read (`HALF` -> `float16`)."""
     return _DTYPE_NAMES.get(dtype.name, dtype.name.lower())
 
 
-@functools.cache
-def _layer_classes(trt) -> dict[str, type]:
-    """`I*Layer` classes of the module, keyed like `LayerType` names (`IIfConditionalInputLayer` too)."""
-    base = trt.ILayer
-    classes = {}
-    for name in dir(trt):
-        cls = getattr(trt, name)
-        if name.endswith("Layer") and isinstance(cls, type) and issubclass(cls, base) and cls is not base:
-            key = _key(name[1:-len("Layer")])
-            classes[key] = cls
-            if key.startswith("if"):  # LayerType.CONDITIONAL_INPUT is IIfConditionalInputLayer
-                classes[key[2:]] = cls
-    return classes
-
-
-def _key(name: str) -> str:
-    return name.replace("_", "").lower()
 
 
 def _layer_statement(layer) -> str:

@@ -17,8 +17,8 @@ import contextlib
 import io
 import json
 import os
-import shutil
 import re
+import shutil
 import zipfile
 from pathlib import Path
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 from torch.fx import Node
 
+# `end` of a slice that runs to the end: export records x[a:] as slice(x, dim, a, 2**63 - 1)
+SLICE_END = 9223372036854775807
+
 
 def fake(node) -> torch.Tensor | None:
     val = node.meta.get("val") if isinstance(node, Node) else None

@@ -142,7 +142,7 @@ def load_model(
 def _export_friendly_experts(model) -> None:
     """transformers 5 lets MoE experts pick their implementation; `batched_mm` computes every
     (token, chosen expert) pair with static shapes, which exports on the meta device and which
-    `ditto.passes.moe` recognises. Models without the choice keep their own forward."""
+    `ditto.passes.replace_moe` recognises. Models without the choice keep their own forward."""
     can_set = getattr(model, "_can_set_experts_implementation", None)
     if can_set is not None and can_set():
         model.set_experts_implementation("batched_mm")

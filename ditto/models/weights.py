@@ -12,8 +12,8 @@ transformers' checkpoint converters (per-expert tensors stacked into 3-D, see
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import torch
 

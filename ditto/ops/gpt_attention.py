@@ -9,7 +9,7 @@ Semantics follow the plugin in its "remove input padding + paged KV cache" mode:
   `past + i` where `past = sequence_length[b] - new_tokens` (the plugin ignores
   `position_ids`); cos/sin come from `rotary_cos_sin` [max_positions, rotary_dim] float32,
   first half cos, second half sin. (The plugin wants the same values interleaved per
-  frequency as [1, max_positions * rotary_dim]; `ditto.trtllm.plugin.plugin_rotary_cos_sin`
+  frequency as [1, max_positions * rotary_dim]; `ditto.trtllm.gpt_attention_plugin.plugin_rotary_cos_sin`
   converts when lowering.)
 - K and V are written into the paged cache (see `ditto.ops.kv_cache`), then each query
   attends causally to its own sequence's keys (optionally within a sliding window).
@@ -33,7 +33,7 @@ import torch
 from ditto.ops.kv_cache import layer_unit, pool_at
 from ditto.ops.rope import apply_rope
 
-# The op's tensor inputs, in the plugin's order (see ditto/trtllm/plugin.py for the plugin).
+# The op's tensor inputs, in the plugin's order (see ditto/trtllm/gpt_attention_plugin.py for the plugin).
 TENSOR_INPUTS = (
     "qkv",
     "sequence_length",

@@ -10,8 +10,8 @@ after:  f = stack([ones * cos(angles), ones * sin(angles)], -1);  c = reshape(q,
         o = flatten(stack([c.re f.re - c.im f.im, c.re f.im + c.im f.re], -1), 3)
 
 Handled: polar, view_as_complex, view_as_real, mul (complex by complex or by a real number),
-unsqueeze, slice, select, view/reshape/expand, casts between complex types, clone (and export's dtype assertions, dropped). Any other op on a complex value is refused,
-naming the node and its model source line.
+unsqueeze, slice, select, view/reshape/expand, casts between complex types, clone (and export's
+dtype assertions, dropped). Any other op on a complex value is refused, naming the node and its model source line.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 from torch.fx import Node
 
 from ditto.errors import DittoError
-from ditto.graph.build import call
+from ditto.graph.insert import insert_op
 from ditto.graph.nodes import source_line
 from ditto.passes.manager import PassContext, register_pass
 
@@ -66,17 +66,17 @@ def _lower(graph, node: Node, real: dict) -> Node:
     target, args = node.target, node.args
 
     def part(x, i):
-        return call(graph, aten.select.int, (x, -1, i))
+        return insert_op(graph, aten.select.int, (x, -1, i))
 
     def stack(a, b):
-        return call(graph, aten.stack.default, ([a, b], -1))
+        return insert_op(graph, aten.stack.default, ([a, b], -1))
 
     if target == aten._assert_tensor_metadata.default:
         return None  # export's dtype check of the complex value: nothing to compute
     if target == aten.polar.default:
         magnitude, angle = args
-        return stack(call(graph, aten.mul.Tensor, (magnitude, call(graph, aten.cos.default, (angle,)))),
-                     call(graph, aten.mul.Tensor, (magnitude, call(graph, aten.sin.default, (angle,)))))
+        return stack(insert_op(graph, aten.mul.Tensor, (magnitude, insert_op(graph, aten.cos.default, (angle,)))),
+                     insert_op(graph, aten.mul.Tensor, (magnitude, insert_op(graph, aten.sin.default, (angle,)))))
     if target == aten.view_as_complex.default:
         return args[0]
     if target == aten.view_as_real.default:
@@ -86,27 +86,27 @@ def _lower(graph, node: Node, real: dict) -> Node:
         if _is_complex(a) and _is_complex(b):
             a, b = real[a], real[b]
             ar, ai, br, bi = part(a, 0), part(a, 1), part(b, 0), part(b, 1)
-            re = call(graph, aten.sub.Tensor, (call(graph, aten.mul.Tensor, (ar, br)), call(graph, aten.mul.Tensor, (ai, bi))))
-            im = call(graph, aten.add.Tensor, (call(graph, aten.mul.Tensor, (ar, bi)), call(graph, aten.mul.Tensor, (ai, br))))
+            re = insert_op(graph, aten.sub.Tensor, (insert_op(graph, aten.mul.Tensor, (ar, br)), insert_op(graph, aten.mul.Tensor, (ai, bi))))
+            im = insert_op(graph, aten.add.Tensor, (insert_op(graph, aten.mul.Tensor, (ar, bi)), insert_op(graph, aten.mul.Tensor, (ai, br))))
             return stack(re, im)
         value, factor = (a, b) if _is_complex(a) else (b, a)
         if isinstance(factor, (int, float)) and not isinstance(factor, bool):
-            return call(graph, aten.mul.Tensor, (real[value], factor))
+            return insert_op(graph, aten.mul.Tensor, (real[value], factor))
         _fail(node, "a complex value multiplied by a real tensor")
     if target == aten.unsqueeze.default:
         x, dim = args
         rank = len(node.meta["val"].shape)
-        return call(graph, aten.unsqueeze.default, (real[x], dim % rank))
+        return insert_op(graph, aten.unsqueeze.default, (real[x], dim % rank))
     if target in (aten.slice.Tensor, aten.select.int) and _is_complex(args[0]):
         rank = len(args[0].meta["val"].shape)
         dim = (args[1] if len(args) > 1 else 0) % rank  # the complex dim keeps its index; [2] is last
-        return call(graph, target, (real[args[0]], dim, *args[2:]), dict(node.kwargs))
+        return insert_op(graph, target, (real[args[0]], dim, *args[2:]), dict(node.kwargs))
     if target in (aten.view.default, aten.reshape.default, aten._unsafe_view.default, aten.expand.default):
-        return call(graph, target, (real[args[0]], [*args[1], 2]))
+        return insert_op(graph, target, (real[args[0]], [*args[1], 2]))
     if target in _CASTS and _is_complex(args[0]):
         dtype = node.kwargs.get("dtype", args[1] if len(args) > 1 and isinstance(args[1], torch.dtype) else None)
         if dtype is None or dtype.is_complex:
-            return call(graph, aten._to_copy.default, (real[args[0]],), {"dtype": _REAL[dtype or node.meta["val"].dtype]})
+            return insert_op(graph, aten._to_copy.default, (real[args[0]],), {"dtype": _REAL[dtype or node.meta["val"].dtype]})
     if target in (aten.clone.default, aten.alias.default) and _is_complex(args[0]):
         return real[args[0]]
     _fail(node, f"complex values through {target}")

@@ -17,7 +17,7 @@ from torch._dynamo.source import ConstantSource
 from torch.fx.experimental.symbolic_shapes import DimDynamic
 
 from ditto.errors import DittoError
-from ditto.graph.build import call, fake_empty, fake_mode_of
+from ditto.graph.insert import fake_empty, fake_mode_of, insert_op
 from ditto.passes.manager import PassContext, register_pass
 from ditto.trtllm.inputs import ENGINE_INPUTS
 
@@ -52,9 +52,9 @@ def engine_inputs(ctx: PassContext) -> int:
             continue
         hf_input = old[name]
         with graph.inserting_after(ctx.engine_inputs[ENGINE_INPUTS[-1].name]):
-            row = call(graph, aten.unsqueeze.default, (ctx.engine_inputs[name], 0))
+            row = insert_op(graph, aten.unsqueeze.default, (ctx.engine_inputs[name], 0))
             with graph.inserting_after(row):
-                cast = call(graph, aten._to_copy.default, (row,), {"dtype": hf_input.meta["val"].dtype})
+                cast = insert_op(graph, aten._to_copy.default, (row,), {"dtype": hf_input.meta["val"].dtype})
         hf_input.replace_all_uses_with(cast)
         graph.erase_node(hf_input)
         ctx.engine_inputs[name].name = name

@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 
 from ditto.errors import DittoError
-from ditto.graph.build import fake_empty
+from ditto.graph.insert import fake_empty
 from ditto.models.loader import LoadedModel
 from ditto.models.weights import WeightSpec, WeightTable
 from ditto.ops.params import GPTAttentionParams
@@ -32,8 +32,10 @@ class PassContext:
     attention: list[GPTAttentionParams] = field(default_factory=list)
     # engine input name -> placeholder node, once the TRT-LLM inputs exist
     engine_inputs: dict = field(default_factory=dict)
-    # results passes share between matches (e.g. one RoPE identification for all layers)
-    memo: dict = field(default_factory=dict)
+    # the recognised MoE layers (ditto.passes.replace_moe), in graph order, as config fields
+    moe: list[dict] = field(default_factory=list)
+    # RoPE identified per rotation signature: layers with the same rotation share one identification
+    identified_rope: dict = field(default_factory=dict)
 
     @property
     def graph(self) -> torch.fx.Graph:

@@ -1,4 +1,8 @@
-"""Replays of TensorRT's transformer layers: attention, rotary embedding, KV-cache update.
+"""Replays of TensorRT's IAttention, RotaryEmbedding and KVCacheUpdate layers, which ditto's converters never create.
+
+Only tests build them (tests/test_replay_layers.py, tests/test_replay_onnx.py): replay interprets
+any TensorRT network, and these are TensorRT's own transformer layers, kept for networks built
+with them and checked against ONNX Runtime's Attention, RotaryEmbedding and TensorScatter.
 
 Written from `NvInfer.h` (IAttention, IAttentionInputLayer, CausalMaskKind, AttentionIOForm,
 IRotaryEmbeddingLayer, IKVCacheUpdateLayer, addRotaryEmbedding, addKVCacheUpdate), the

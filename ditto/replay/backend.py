@@ -12,7 +12,7 @@ import functools
 
 import torch
 
-from ditto.probes import check_probes, fx_probe_nodes
+from ditto.probes import program_probe_nodes
 from ditto.replay.network import ReplayPlan
 from ditto.runtime.backend import StepDump, StepwiseRequest, register_backend
 from ditto.runtime.fx import max_seq_len_for
@@ -78,12 +78,11 @@ def prepared(model: str, dtype: torch.dtype, limits: tuple[int, int, int], probe
     from ditto.trt.network import NetworkLimits, build_network
 
     program = load_program(model, dtype, tokens_per_block=32)
-    names = check_probes(list(probes), program.probe_modules, model)
-    nodes = fx_probe_nodes(program.graph_module.graph, {p: program.probe_modules[p] for p in names}) if names else {}
+    nodes = program_probe_nodes(program, probes, model)
     max_batch_size, max_seq_len, max_num_tokens = limits
     built = build_network(program, _trt(), NetworkLimits(max_batch_size=max_batch_size, max_seq_len=max_seq_len,
                                                          max_num_tokens=max_num_tokens),
                           {p: node.name for p, node in nodes.items()})
     plan = ReplayPlan(built.network, device=device)
     plan.keep_alive = built  # the network's constants point into the built network's host tensors
-    return program, plan, names
+    return program, plan, list(nodes)

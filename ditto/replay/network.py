@@ -24,10 +24,10 @@ from ditto.replay.registry import (
     REPLAYS,
     LayerCall,
     ReplayError,
-    concrete_classes,
     own_attributes,
     torch_dtype,
 )
+from ditto.trt.layer_types import typed_layer
 
 
 def replay_network(
@@ -42,7 +42,7 @@ def replay_network(
     `outputs` may name any tensor of the network (layer outputs too); None means the
     network's marked outputs. Only the layers they depend on are computed (and assertions).
     `plugin_fields` maps a plugin layer's name to the fields its plugin was created with
-    (IPluginV2 objects do not expose them; see `ditto.replay.plugins`). Inputs are used as
+    (IPluginV2 objects do not expose them; see `ditto.replay.plugin_layers`). Inputs are used as
     they are, except that a KV-cache-update layer writes into its cache input in place, as
     the engine does. To run one network many times, prepare a `ReplayPlan` once.
     """
@@ -217,16 +217,6 @@ def _sources_before_first_use(layers: list) -> list:
         order.append(layer)
     placed = {id(layer) for layer in order}
     return order + [layer for layer in layers if id(layer) not in placed]
-
-
-def typed_layer(trt, layer):
-    """(LayerType name, the layer cast to its concrete class); the type is read first because
-    some concrete classes (IActivationLayer) reuse `type` for their own attribute."""
-    kind = layer.type.name
-    cls = concrete_classes(trt).get(kind.replace("_", "").lower())
-    if cls is not None and not isinstance(layer, cls):
-        layer.__class__ = cls
-    return kind, layer
 
 
 def _checked(trt, layer):

@@ -148,17 +148,6 @@ def _show(value) -> str:
 
 
 @functools.cache
-def concrete_classes(trt) -> dict[str, type]:
-    """`I*Layer` classes of the module keyed by their LayerType name without underscores, lower case."""
-    classes = {}
-    for attr in dir(trt):
-        cls = getattr(trt, attr)
-        if attr.startswith("I") and attr.endswith("Layer") and isinstance(cls, type) and issubclass(cls, trt.ILayer):
-            classes[attr[1 : -len("Layer")].lower()] = cls
-    return classes
-
-
-@functools.cache
 def own_attributes(trt, cls: type) -> frozenset:
     """Public attributes `cls` adds to `ILayer`, methods included (plugins' set_* are refused too)."""
     return frozenset(a for a in dir(cls) if not a.startswith("_")) - frozenset(dir(trt.ILayer))

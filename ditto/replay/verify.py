@@ -38,7 +38,7 @@ def verify_build(
 
     `extra_outputs`: network output name -> FX node name (ditto build's --add-output and
     probes). `trt` is not needed (replay reads the module from the network); it is accepted
-    because `ditto.build` passes it. `plugin_fields`: see `replay_network`.
+    because `ditto.builder` passes it. `plugin_fields`: see `replay_network`.
     """
     prompts = [p for p in PROMPTS if len(p) + steps <= max_seq_len] or [[1]]
     gm = program.materialize()

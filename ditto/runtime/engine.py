@@ -126,7 +126,7 @@ class EngineConfig:
 
 def load_trtllm_plugins(trt) -> None:
     """Load TensorRT-LLM's plugin library into `trt`'s registry, or say exactly what is missing."""
-    from ditto.trtllm.plugin import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
+    from ditto.trtllm.gpt_attention_plugin import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
     if trt.__name__ != "tensorrt":
         raise DittoError(f"the engine has TensorRT-LLM plugin layers, which {trt.__name__} cannot run; "

@@ -16,8 +16,7 @@ import torch
 
 from ditto.ops.gpt_attention import TENSOR_INPUTS
 from ditto.ops.gpt_attention_batched import batched_gpt_attention_unchecked, unsupported
-
-from ditto.probes import check_probes, fx_probe_nodes
+from ditto.probes import program_probe_nodes
 from ditto.runtime.backend import StepDump, StepwiseRequest, env_choice, register_backend
 from ditto.runtime.paged_cache import PagedKVCache
 from ditto.runtime.stepwise import run_steps
@@ -107,8 +106,7 @@ class FxBackend:
 def run_program(program, request: StepwiseRequest) -> list[StepDump]:
     """Run a materialised program stepwise (the fx backend without its program cache)."""
     gm = program.graph_module
-    probes = check_probes(request.probes, program.probe_modules, request.model)
-    nodes = fx_probe_nodes(gm.graph, {p: program.probe_modules[p] for p in probes}) if probes else {}
+    nodes = program_probe_nodes(program, request.probes, request.model)
     cache = PagedKVCache(program.attention, max_seq_len_for(request), len(request.prompts), program.dtype, request.device)
     names = [n.name for n in gm.graph.nodes if n.op == "placeholder"]
     runnable = runnable_graph(gm, nodes, attention_kernel())

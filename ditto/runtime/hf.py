@@ -30,12 +30,10 @@ import logging
 import torch
 
 from ditto.errors import DittoError
-
 from ditto.models.loader import dtype_kwarg, load_config, resolve_model_dir
 from ditto.probes import check_probes, probe_modules
 from ditto.runtime.backend import StepDump, StepwiseRequest, env_choice, register_backend
 from ditto.runtime.stepwise import next_tokens
-
 
 MODES = ("batched", "eager")
 _log = logging.getLogger(__name__)

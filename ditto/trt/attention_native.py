@@ -121,7 +121,8 @@ def lower(ctx: ConversionContext, params: GPTAttentionParams, inputs: dict, stat
 
     # which sequence each token belongs to, its block and slot
     ones = _ew(ctx, _ew(ctx, positions, _int(ctx, 0), "PROD"), _int(ctx, 1), "SUM")
-    cumulative = ctx.network.add_cumulative(ones, ctx.constant(torch.tensor(0, dtype=torch.int32), keep_0d=True), trt.CumulativeOperation.SUM, True, False)
+    axis = ctx.constant(torch.tensor(0, dtype=torch.int32), keep_0d=True)
+    cumulative = ctx.network.add_cumulative(ones, axis, trt.CumulativeOperation.SUM, True, False)
     index = ctx.out(cumulative, "token_index")  # 0..T-1
     last = ctx.cast(state["last_token_ids"], torch.int32)
     before = _ew(ctx, ctx.reshape(last, [1, ctx.dim(last, 0)]), ctx.reshape(index, [tokens, 1]), "LESS")

@@ -6,7 +6,7 @@ TensorRT-LLM's own single profile sets them); get_attr weights become constants 
 weight files (`ditto.trt.weights`); every other node goes through `ditto.trt.converters`,
 except `gpt_attention`, which one of two lowerings turns into layers:
 
-- `plugin`: TensorRT-LLM's GPTAttention plugin per layer (`ditto.trtllm.plugin`), inputs in
+- `plugin`: TensorRT-LLM's GPTAttention plugin per layer (`ditto.trtllm.gpt_attention_plugin`), inputs in
   the plugin's order. The engine's I/O is exactly the FX graph's (trtllm-build's): inputs =
   the placeholders, outputs = `logits` then each added output.
 - `native`: TensorRT's own layers (`ditto.trt.attention_native`). TensorRT cannot follow
@@ -76,7 +76,7 @@ def resolve_attention(trt, requested: str = "auto") -> str:
 def _plugin_unavailable(trt) -> str | None:
     import importlib.util
 
-    from ditto.trtllm.plugin import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
+    from ditto.trtllm.gpt_attention_plugin import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
     if not hasattr(trt.INetworkDefinition, "add_plugin_v2"):
         return f"{trt.__name__} has no IPluginV2 layers"
@@ -242,7 +242,7 @@ class _PluginAttention:
 
     def __init__(self, ctx: ConversionContext, program: TrtllmProgram, limits: NetworkLimits, store: WeightStore,
                  options=None):
-        from ditto.trtllm.plugin import PluginOptions
+        from ditto.trtllm.gpt_attention_plugin import PluginOptions
 
         self.ctx, self.store = ctx, store
         self.options = options or PluginOptions(
@@ -253,7 +253,7 @@ class _PluginAttention:
         self.cos_sin: dict[str, object] = {}  # get_attr target -> the table in the plugin's layout
 
     def __call__(self, node: Node):
-        from ditto.trtllm.plugin import create_gpt_attention_plugin
+        from ditto.trtllm.gpt_attention_plugin import create_gpt_attention_plugin
 
         ctx = self.ctx
         params = attention_params(node)
@@ -263,9 +263,7 @@ class _PluginAttention:
 
     def inputs(self, node: Node, params: GPTAttentionParams) -> list:
         """The plugin's input tensors in its order (`gpt_attention_input_names`)."""
-        from ditto.trtllm.plugin import gpt_attention_input_names
-
-        from ditto.trtllm.plugin import refuse_unmapped_inputs
+        from ditto.trtllm.gpt_attention_plugin import gpt_attention_input_names, refuse_unmapped_inputs
 
         ctx, args = self.ctx, _tensor_args(node)
         refuse_unmapped_inputs(params.layer_idx, set(args))
@@ -282,7 +280,7 @@ class _PluginAttention:
         return tensors
 
     def _plugin_cos_sin(self, table: Node):
-        from ditto.trtllm.plugin import plugin_rotary_cos_sin
+        from ditto.trtllm.gpt_attention_plugin import plugin_rotary_cos_sin
 
         if table.target not in self.cos_sin:
             values = self.store.tensor(table.target, torch.float32).numpy()

@@ -27,7 +27,6 @@ import torch
 
 from ditto import fsutil
 from ditto.errors import DittoError
-
 from ditto.models.weights import CheckpointTensor, WeightTable
 
 # safetensors dtype names

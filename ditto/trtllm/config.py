@@ -45,7 +45,7 @@ import torch
 from ditto import fsutil
 from ditto.errors import DittoError
 from ditto.ops.params import GPTAttentionParams
-from ditto.trtllm.plugin import PluginOptions
+from ditto.trtllm.gpt_attention_plugin import PluginOptions
 from ditto.trtllm.schema import validate_config
 
 TARGET_TRTLLM_VERSION = "1.2.1"

@@ -81,7 +81,7 @@ PLUGIN_ACTIVATIONS = {name: FACTS["activation_ids"]["value"][name]
                       for name in ("gelu", "relu", "silu", "swiglu", "geglu", "identity")}
 PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE = FACTS["plugin_creator"]["value"]
 _MODES = FACTS["normalization_modes"]["value"]
-TRT_DATA_TYPE_IDS = {"float32": 0, "float16": 1, "bfloat16": 7}  # int(tensorrt.DataType.X), as ditto.trtllm.plugin
+TRT_DATA_TYPE_IDS = {"float32": 0, "float16": 1, "bfloat16": 7}  # int(tensorrt.DataType.X), as ditto.trtllm.gpt_attention_plugin
 _UNIFORM_KEYS = ("num_experts", "top_k", "normalization_mode", "scoring", "activation", "routed_scaling",
                  "has_expert_bias", "selection", "n_group", "topk_group", "group_top", "sparse_mixer_epsilon",
                  "activation_params")

@@ -1,9 +1,9 @@
-"""ditto.compare.tolerances: the calibrated rule's noise is a distance, whichever side hf errs on."""
+"""ditto.comparator.tolerances: the calibrated rule's noise is a distance, whichever side hf errs on."""
 
 import pytest
 import torch
 
-from ditto.compare.tolerances import CalibratedRule, noise_band
+from ditto.comparator.tolerances import CalibratedRule, noise_band
 
 
 def test_noise_is_the_largest_absolute_error_below_the_oracle_too():

@@ -217,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     if missing and not (args.full or args.harness or args.select):
         print(f"targeted selections name test files that do not exist: {', '.join(missing)}", file=sys.stderr)
         return 2
-    mode = f"pytest {args.select}" if args.select else "full suite" if args.full else f"harness {args.harness} {args.backends}" if args.harness else "targeted tests"
+    mode = (f"pytest {args.select}" if args.select else "full suite" if args.full
+            else f"harness {args.harness} {args.backends}" if args.harness else "targeted tests")
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ditto-mutation-") as tmp:
         work = Path(tmp)
@@ -245,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.json:
         Path(args.json).write_text(json.dumps(
-            [{"name": o.mutant.name, "area": o.mutant.area, "unlisted": o.mutant.unlisted, "path": o.mutant.path, "status": o.status, "seconds": round(o.seconds, 1),
+            [{"name": o.mutant.name, "area": o.mutant.area, "unlisted": o.mutant.unlisted, "path": o.mutant.path,
+              "status": o.status, "seconds": round(o.seconds, 1),
               "why": o.mutant.why, "detail": o.detail} for o in outcomes], indent=1) + "\n")
     stale = any(o.status in ("stale", "invalid") for o in outcomes)
     return 1 if stale or any(o.status == "survived" for o in outcomes) else 0

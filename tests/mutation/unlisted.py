@@ -23,7 +23,7 @@ CONVERTERS_MORE = ("tests/trt/test_converters_dtypes_and_sizes.py",)  # dtypes o
 LOADING = ("tests/test_core_loading.py", "tests/test_moe.py")
 
 _B = "ditto/ops/gpt_attention_batched.py"
-_TOL = "ditto/compare/tolerances.py"
+_TOL = "ditto/comparator/tolerances.py"
 _VERDICT = "harness/comparison.py"
 _GOLD = "harness/goldens.py"
 _LAYERS = "ditto/replay/layers.py"

@@ -9,7 +9,7 @@ import torch
 
 from ditto.errors import DittoError
 from ditto.pipeline import load_program
-from ditto.trtllm.plugin import PluginOptions, gpt_attention_input_names
+from ditto.trtllm.gpt_attention_plugin import PluginOptions, gpt_attention_input_names
 from tests.test_attention_variants import assert_backends_match_hf, plugin_field, save_tiny
 
 # standard ALiBi slopes for 4 heads: 2 ** (-8 * h / 4), h = 1..4 (BLOOM and MPT with alibi_bias_max 8)
@@ -38,7 +38,7 @@ def test_alibi_is_a_parameter(tmp_path, model_type, size):
 def test_a_score_bias_that_is_not_alibi_is_refused():
     from torch.fx import Graph
 
-    from ditto.passes.attention import _alibi_slopes
+    from ditto.passes.replace_attention import _alibi_slopes
 
     t = 8
     graph = Graph()

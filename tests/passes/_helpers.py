@@ -21,8 +21,8 @@ from types import SimpleNamespace
 
 import torch
 
-from ditto.export.export import export_model
-from ditto.export.graph import to_graph_module
+from ditto.exporter.export import export_model
+from ditto.exporter.graph import to_graph_module
 from ditto.models.loader import LoadedModel, load_model
 from ditto.models.weights import InMemoryTensor
 from ditto.passes.manager import PassContext, required, run_passes

@@ -9,7 +9,7 @@ import torch
 
 from ditto.errors import DittoError
 from ditto.pipeline import load_program
-from ditto.trtllm.plugin import refuse_unmapped_inputs
+from ditto.trtllm.gpt_attention_plugin import refuse_unmapped_inputs
 from tests.ops.test_attention_sinks import save_sweep_model
 from tests.test_attention_variants import assert_backends_match_hf
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from ditto.passes.functionalize import is_inplace
+from ditto.passes.functionalize_inplace import is_inplace
 from tests.passes._helpers import EXACT, check_pass, module_context
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ditto.errors import DittoError
-from ditto.passes.functionalize import functionalize_graph
+from ditto.passes.functionalize_inplace import functionalize_graph
 
 aten = torch.ops.aten
 

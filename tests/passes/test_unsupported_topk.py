@@ -8,7 +8,7 @@ import torch
 from torch.export import Dim
 
 from ditto.errors import DittoError
-from ditto.passes.unsupported import check_supported
+from ditto.passes.check_supported import check_supported
 
 
 class _Ctx:

@@ -197,7 +197,7 @@ def test_build_says_which_moe_lowering_it_used(tmp_path, capsys):
     import importlib.util
     import json
 
-    from ditto.build import build
+    from ditto.builder import build
     from tests.test_model_derived import LIMITS
 
     if importlib.util.find_spec("tensorrt_llm") is not None:

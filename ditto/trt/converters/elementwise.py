@@ -7,7 +7,6 @@ Python numbers become constants of that dtype. Broadcasting first aligns ranks.
 
 from __future__ import annotations
 
-
 import torch
 
 from ditto.trt.converters import converter
@@ -58,8 +57,9 @@ def activation(ctx, x, kind: str):
     return ctx.out(ctx.network.add_activation(x, getattr(ctx.trt.ActivationType, kind)), kind.lower())
 
 
-def float_input(ctx, x):
-    """x cast to the node's floating-point result dtype (torch promotes ints for exp, sqrt, ...)."""
+def in_result_dtype(ctx, x):
+    """x cast to the dtype of the node's result: torch computes in it (ints become floats for exp,
+    sqrt, mean, ...; float16 sums stay float16), so the TensorRT layer takes its input in it too."""
     return ctx.cast(x, result_dtype(ctx, ctx.torch_dtype(x.dtype)))
 
 
@@ -266,7 +266,7 @@ def masked_fill(ctx, x, mask, value):
 
 # ---- unary functions ----------------------------------------------------------------------------
 def _unary_converter(target, op):
-    converter(target)(lambda ctx, x: unary(ctx, float_input(ctx, x), op))
+    converter(target)(lambda ctx, x: unary(ctx, in_result_dtype(ctx, x), op))
 
 
 for _target, _op in {
@@ -305,36 +305,36 @@ def sign(ctx, x):
 
 @converter(aten.log1p.default)
 def log1p(ctx, x):
-    return unary(ctx, binary(ctx, float_input(ctx, x), 1.0, "SUM"), "LOG")
+    return unary(ctx, binary(ctx, in_result_dtype(ctx, x), 1.0, "SUM"), "LOG")
 
 
 @converter(aten.expm1.default)
 def expm1(ctx, x):
-    return binary(ctx, unary(ctx, float_input(ctx, x), "EXP"), 1.0, "SUB")
+    return binary(ctx, unary(ctx, in_result_dtype(ctx, x), "EXP"), 1.0, "SUB")
 
 
 @converter(aten.trunc.default)
 def trunc(ctx, x):
     """Round toward zero: floor for x >= 0, ceil below."""
-    x = float_input(ctx, x)
+    x = in_result_dtype(ctx, x)
     positive = _compare(ctx, x, 0.0, ("GREATER", "EQUAL"))
     return ctx.out(ctx.network.add_select(positive, unary(ctx, x, "FLOOR"), unary(ctx, x, "CEIL")), "trunc")
 
 
 @converter(aten.rsqrt.default)
 def rsqrt(ctx, x):
-    return unary(ctx, unary(ctx, float_input(ctx, x), "SQRT"), "RECIP")
+    return unary(ctx, unary(ctx, in_result_dtype(ctx, x), "SQRT"), "RECIP")
 
 
 # ---- activations ----------------------------------------------------------------------------------
 @converter(aten.tanh.default)
 def tanh(ctx, x):
-    return activation(ctx, float_input(ctx, x), "TANH")
+    return activation(ctx, in_result_dtype(ctx, x), "TANH")
 
 
 @converter(aten.sigmoid.default)
 def sigmoid(ctx, x):
-    return activation(ctx, float_input(ctx, x), "SIGMOID")
+    return activation(ctx, in_result_dtype(ctx, x), "SIGMOID")
 
 
 def _parametrised(ctx, x, kind: str, alpha: float = 0.0, beta: float = 0.0):
@@ -362,7 +362,7 @@ def elu(ctx, x, alpha=1.0, scale=1, input_scale=1):
 @converter(aten.softplus.default)
 def softplus(ctx, x, beta=1, threshold=20):
     """log(1 + exp(beta x)) / beta; torch's linear region above `threshold` differs by < 2e-9 x."""
-    return _parametrised(ctx, float_input(ctx, x), "SOFTPLUS", 1.0 / beta, beta)
+    return _parametrised(ctx, in_result_dtype(ctx, x), "SOFTPLUS", 1.0 / beta, beta)
 
 
 @converter(aten.hardtanh.default)

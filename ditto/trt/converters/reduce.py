@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from ditto.trt.converters import converter
-from ditto.trt.converters.elementwise import binary, result_dtype, unary
+from ditto.trt.converters.elementwise import binary, in_result_dtype, result_dtype, unary
 
 aten = torch.ops.aten
 
@@ -29,28 +29,24 @@ def reduce(ctx, x, op: str, dims, keepdim: bool, name: str):
     return ctx.out(layer, name)
 
 
-def _in_result_dtype(ctx, x):
-    return ctx.cast(x, result_dtype(ctx, ctx.torch_dtype(x.dtype)))
-
-
 @converter(aten.mean.dim)
 def mean(ctx, x, dims, keepdim=False, dtype=None):
-    return reduce(ctx, _in_result_dtype(ctx, x), "AVG", dims, keepdim, "mean")
+    return reduce(ctx, in_result_dtype(ctx, x), "AVG", dims, keepdim, "mean")
 
 
 @converter(aten.mean.default)
 def mean_all(ctx, x, dtype=None):
-    return reduce(ctx, _in_result_dtype(ctx, x), "AVG", None, False, "mean")
+    return reduce(ctx, in_result_dtype(ctx, x), "AVG", None, False, "mean")
 
 
 @converter(aten.sum.dim_IntList)
 def sum_dims(ctx, x, dims, keepdim=False, dtype=None):
-    return reduce(ctx, _in_result_dtype(ctx, x), "SUM", dims, keepdim, "sum")
+    return reduce(ctx, in_result_dtype(ctx, x), "SUM", dims, keepdim, "sum")
 
 
 @converter(aten.sum.default)
 def sum_all(ctx, x, dtype=None):
-    return reduce(ctx, _in_result_dtype(ctx, x), "SUM", None, False, "sum")
+    return reduce(ctx, in_result_dtype(ctx, x), "SUM", None, False, "sum")
 
 
 @converter(aten.amax.default)
@@ -65,7 +61,7 @@ def amin(ctx, x, dims=(), keepdim=False):
 
 @converter(aten._softmax.default, aten.softmax.int)
 def softmax(ctx, x, dim, half_to_float_or_dtype=None):
-    x = _in_result_dtype(ctx, x)
+    x = in_result_dtype(ctx, x)
     layer = ctx.network.add_softmax(x)
     layer.axes = 1 << (dim % len(x.shape))
     return ctx.out(layer, "softmax")
@@ -130,7 +126,7 @@ def var_dim(ctx, x, dims=None, unbiased=True, keepdim=False):
 @converter(aten.var.correction, supports=_var_supported)
 def var(ctx, x, dims=None, correction=None, keepdim=False):
     """Mean squared deviation over `dims`, divided by count - correction (default 1)."""
-    x = _in_result_dtype(ctx, x)
+    x = in_result_dtype(ctx, x)
     centred = binary(ctx, x, reduce(ctx, x, "AVG", dims, True, "mean"), "SUB")
     total = reduce(ctx, binary(ctx, centred, centred, "PROD"), "SUM", dims, keepdim, "sum_sq")
     count = 1
@@ -141,7 +137,7 @@ def var(ctx, x, dims=None, correction=None, keepdim=False):
 
 @converter(aten.prod.dim_int)
 def prod(ctx, x, dim, keepdim=False, dtype=None):
-    return reduce(ctx, _in_result_dtype(ctx, x), "PROD", dim, keepdim, "prod")
+    return reduce(ctx, in_result_dtype(ctx, x), "PROD", dim, keepdim, "prod")
 
 
 # ---- top-k ---------------------------------------------------------------------------------

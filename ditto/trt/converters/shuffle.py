@@ -42,11 +42,6 @@ def _axes(ctx, axes: list[int]):
     return ctx.constant(torch.tensor(axes, dtype=torch.int64), "axes")
 
 
-@converter(aten.view_as.default)
-def view_as(ctx, x, other):
-    return ctx.reshape(x, dims_of(ctx, other))
-
-
 @converter(aten.unsqueeze.default)
 def unsqueeze(ctx, x, dim):
     axes = _axes(ctx, [dim % (len(x.shape) + 1)])

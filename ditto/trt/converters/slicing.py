@@ -10,13 +10,13 @@ import operator
 
 import torch
 
+from ditto.graph.nodes import SLICE_END
 from ditto.trt.converters import converter
 from ditto.trt.converters.elementwise import result_dtype
 from ditto.trt.converters.shuffle import dims_of, unsqueeze
 from ditto.trt.converters.symbolic import size_op, size_tensor
 
 aten = torch.ops.aten
-END = 9223372036854775807  # torch's "to the end"
 
 
 def _bound(ctx, value, size):
@@ -38,7 +38,7 @@ def slice_dim(ctx, x, dim: int, start=None, end=None, step: int = 1):
     dims = dims_of(ctx, x)
     size = dims[dim]
     begin = _bound(ctx, 0 if start is None else start, size)
-    stop = _bound(ctx, END if end is None else end, size)
+    stop = _bound(ctx, SLICE_END if end is None else end, size)
     span = size_op(ctx, size_op(ctx, stop, begin, "SUB"), step - 1, "SUM")
     dims[dim] = size_op(ctx, size_op(ctx, span, step, "FLOOR_DIV"), 0, "MAX")
     strides = tuple(step if i == dim else 1 for i in range(rank))

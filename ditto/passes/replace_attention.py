@@ -32,15 +32,15 @@ import torch
 from torch.fx import Node
 
 from ditto.errors import DittoError
-from ditto.graph.build import call, fake_empty
 from ditto.graph.evaluate import evaluate
+from ditto.graph.insert import fake_empty, insert_op
 from ditto.graph.nodes import fake, is_call, source_line
 from ditto.models.weights import InMemoryTensor, WeightSpec
 from ditto.ops import gpt_attention as _op  # noqa: F401  (registers torch.ops.ditto.gpt_attention)
 from ditto.ops.gpt_attention import OPTIONAL_TENSOR_INPUTS, TENSOR_INPUTS
 from ditto.ops.params import GPTAttentionParams
 from ditto.ops.rope import GPTJ, NEOX, RopeInfo, apply_rope, no_rope_fields
-from ditto.passes.eager_attention import SINKS_META, SOFTCAP_META
+from ditto.passes.eager_attention_to_sdpa import SINKS_META, SOFTCAP_META
 from ditto.passes.manager import PassContext, register_pass
 
 aten = torch.ops.aten
@@ -101,9 +101,9 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
         # layers whose RoPE has the same ops and cos/sin values share one identification;
         # each layer is still verified on its own
         key = _rope_signature(ctx, q_raw, *q_operands)
-        if key not in ctx.memo:
-            ctx.memo[key] = _identify_rope(ctx, q_raw, q, num_heads, head_size, node)
-        rope = ctx.memo[key]
+        if key not in ctx.identified_rope:
+            ctx.identified_rope[key] = _identify_rope(ctx, q_raw, q, num_heads, head_size, node)
+        rope = ctx.identified_rope[key]
         _verify_rope(ctx, q_raw, q, rope, node)
         _verify_rope(ctx, k_raw, k, rope, node)
     if rope is not None and alibi_slopes is not None:
@@ -131,8 +131,8 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
         parts = [_to_rows(graph, x, heads) for x, heads in ((q_raw, num_heads), (k_raw, num_kv_heads), (v, num_kv_heads))]
         if k_tiled:  # query head i * KV + j reads KV head j: regroup as head j * G + i (TensorRT-LLM's GQA)
             parts[0] = _regroup_heads(graph, parts[0], num_heads // num_kv_heads, num_kv_heads, head_size)
-        packed = call(graph, aten.cat.default, (parts, -1))
-        qkv = call(graph, aten.reshape.default, (packed, [-1, params.qkv_width]))
+        packed = insert_op(graph, aten.cat.default, (parts, -1))
+        qkv = insert_op(graph, aten.reshape.default, (packed, [-1, params.qkv_width]))
         tensors = {name: ctx.engine_inputs.get(name) for name in TENSOR_INPUTS}
         tensors["qkv"] = qkv
         tensors["rotary_inv_freq"] = _table_attr(ctx, "rotary_inv_freq", rope.inv_freq if rope else None)
@@ -141,7 +141,7 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
         tensors["attention_sinks"] = _table_attr(ctx, "attention_sinks", _sinks(node, num_heads))
         tensors["query_position_scale"] = _table_attr(ctx, "query_position_scale", query_scale)
         variants = {name: tensors[name] for name in OPTIONAL_TENSOR_INPUTS if tensors[name] is not None}
-        attn = call(
+        attn = insert_op(
             graph,
             torch.ops.ditto.gpt_attention.default,
             tuple(tensors[name] for name in TENSOR_INPUTS),
@@ -150,8 +150,8 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
         )
         if k_tiled:  # back to the model's head order
             attn = _regroup_heads(graph, attn, num_kv_heads, num_heads // num_kv_heads, head_size)
-        rows = call(graph, aten.reshape.default, (attn, [1, -1, num_heads, head_size]))
-        heads_first = call(graph, aten.permute.default, (rows, [0, 2, 1, 3]))
+        rows = insert_op(graph, aten.reshape.default, (attn, [1, -1, num_heads, head_size]))
+        heads_first = insert_op(graph, aten.permute.default, (rows, [0, 2, 1, 3]))
     node.replace_all_uses_with(heads_first)
     graph.erase_node(node)
 
@@ -189,10 +189,10 @@ def _strip_tiled_kv(x: Node) -> tuple[Node, bool]:
 
 def _regroup_heads(graph, rows: Node, outer: int, inner: int, head_size: int) -> Node:
     """[.., outer * inner * D] with head o * inner + i -> head i * outer + o."""
-    split = call(graph, aten.reshape.default, (rows, [-1, outer, inner, head_size]))
-    swapped = call(graph, aten.permute.default, (split, [0, 2, 1, 3]))
+    split = insert_op(graph, aten.reshape.default, (rows, [-1, outer, inner, head_size]))
+    swapped = insert_op(graph, aten.permute.default, (split, [0, 2, 1, 3]))
     width = outer * inner * head_size
-    return call(graph, aten.reshape.default, (swapped, [1, -1, width] if len(fake(rows).shape) == 3 else [-1, width]))
+    return insert_op(graph, aten.reshape.default, (swapped, [1, -1, width] if len(fake(rows).shape) == 3 else [-1, width]))
 
 
 def _strip_repeat_kv(x: Node) -> Node:
@@ -513,8 +513,8 @@ def _to_rows(graph, x: Node, heads: int) -> Node:
     shape = fake(x).shape
     token_axis = next(i for i, d in enumerate(shape) if not isinstance(d, int))
     if token_axis == 2:
-        x = call(graph, aten.permute.default, (x, [0, 2, 1, 3]))
-    return call(graph, aten.reshape.default, (x, [1, -1, heads * int(shape[3])]))
+        x = insert_op(graph, aten.permute.default, (x, [0, 2, 1, 3]))
+    return insert_op(graph, aten.reshape.default, (x, [1, -1, heads * int(shape[3])]))
 
 
 def _table_attr(ctx: PassContext, base: str, table: torch.Tensor | None) -> Node | None:
@@ -548,7 +548,8 @@ def _max_positions(config) -> int:
     return 2048
 
 
-_SCALE_TYPES = {"default": "none", "linear": "linear", "dynamic": "dynamic", "llama3": "llama3", "yarn": "yarn", "longrope": "longrope", "su": "longrope"}
+_SCALE_TYPES = {"default": "none", "linear": "linear", "dynamic": "dynamic", "llama3": "llama3", "yarn": "yarn",
+                "longrope": "longrope", "su": "longrope"}
 
 
 def _rope_config(config, inv_freq: torch.Tensor, dim: int) -> dict:

@@ -15,7 +15,7 @@ def fake_mode_of(graph: Graph):
     raise ValueError("graph has no fake values; was it produced by torch.export?")
 
 
-def call(graph: Graph, target, args: tuple, kwargs: dict | None = None, name: str | None = None) -> Node:
+def insert_op(graph: Graph, target, args: tuple, kwargs: dict | None = None, name: str | None = None) -> Node:
     """Insert `target(*args, **kwargs)` at the graph's insertion point, with its fake value."""
     kwargs = kwargs or {}
     node = graph.call_function(target, args, kwargs)

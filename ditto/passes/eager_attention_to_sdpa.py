@@ -24,7 +24,7 @@ import operator
 import torch
 from torch.fx import Node
 
-from ditto.graph.build import call
+from ditto.graph.insert import insert_op
 from ditto.graph.nodes import fake, is_call
 from ditto.passes.manager import PassContext, register_pass
 
@@ -50,7 +50,7 @@ def eager_attention_to_sdpa(ctx: PassContext) -> int:
             sinks, scaled = lse_sink
             scaled.replace_all_uses_with(out)
         with ctx.graph.inserting_before(out):
-            sdpa = call(ctx.graph, aten.scaled_dot_product_attention.default, (q, k, v, mask), {"scale": scale})
+            sdpa = insert_op(ctx.graph, aten.scaled_dot_product_attention.default, (q, k, v, mask), {"scale": scale})
         if "stack_trace" in softmax.meta:  # errors about this attention name the model's line
             sdpa.meta["stack_trace"] = softmax.meta["stack_trace"]
         if softcap:
@@ -299,7 +299,7 @@ def _match_baddbmm(scores: Node):
         return None
     graph = scores.graph
     with graph.inserting_before(scores):
-        k_t = call(graph, aten.transpose.int, (k, -2, -1))
+        k_t = insert_op(graph, aten.transpose.int, (k, -2, -1))
         bias = None
         if not (beta == 0 or _is_zeros(base)):
             bias = _bias_as_scores(graph, base, float(beta), scores)
@@ -315,8 +315,8 @@ def _bias_as_scores(graph, base: Node, beta: float, scores: Node) -> Node | None
     if len(shape) != 3 or len(size) != 4:
         return None
     rows = 1 if isinstance(shape[1], int) and shape[1] == 1 else size[2]
-    bias = call(graph, aten.reshape.default, (base, [size[0], size[1], rows, -1]))
-    return bias if beta == 1 else call(graph, aten.mul.Tensor, (bias, beta))
+    bias = insert_op(graph, aten.reshape.default, (base, [size[0], size[1], rows, -1]))
+    return bias if beta == 1 else insert_op(graph, aten.mul.Tensor, (bias, beta))
 
 
 def _add_term(mask, term: Node, softmax: Node) -> Node:
@@ -324,7 +324,7 @@ def _add_term(mask, term: Node, softmax: Node) -> Node:
     if mask is None:
         return term
     with softmax.graph.inserting_before(softmax):
-        return call(softmax.graph, aten.add.Tensor, (mask, term))
+        return insert_op(softmax.graph, aten.add.Tensor, (mask, term))
 
 
 _MASKED = -1e4  # a fill value at or below this removes the score (finfo.min, -inf, -1e9, ...)
@@ -338,7 +338,7 @@ def _peel_masked_fill(scores: Node, softmax: Node):
     if not isinstance(value, (int, float)) or value > _MASKED or fake(blocked).dtype != torch.bool:
         return scores, None
     with softmax.graph.inserting_before(softmax):
-        additive = call(softmax.graph, aten.where.Scalar, (blocked, float(value), 0.0))
+        additive = insert_op(softmax.graph, aten.where.Scalar, (blocked, float(value), 0.0))
     return _skip_casts(x), additive
 
 
@@ -358,7 +358,7 @@ def _peel_where_mask(scores: Node, mask, softmax: Node):
     graph = scores.graph
     with graph.inserting_before(softmax):
         target = aten.where.ScalarSelf if isinstance(blocked, Node) else aten.where.Scalar
-        additive = call(graph, target, (allowed, 0.0, blocked))
+        additive = insert_op(graph, target, (allowed, 0.0, blocked))
         if mask is not None:
-            additive = call(graph, aten.add.Tensor, (additive, mask))
+            additive = insert_op(graph, aten.add.Tensor, (additive, mask))
     return kept, additive

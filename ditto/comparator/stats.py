@@ -216,5 +216,5 @@ def _run_compiled(x, y, atol, rtol) -> torch.Tensor:
             return _compiled_kernel()(x, y, atol, rtol)
         except Exception as e:  # no C++ compiler, unsupported platform: the eager path gives the same numbers
             _compile_failed = True
-            warnings.warn(f"ditto compare: torch.compile failed ({type(e).__name__}: {e}); comparing eagerly, slower")
+            warnings.warn(f"ditto compare: torch.compile failed ({type(e).__name__}: {e}); comparing eagerly, slower", stacklevel=2)
     return _finite_stats(x, y, atol, rtol)

@@ -1,6 +1,6 @@
 """The ditto pytest plugin: options, fixtures, the regression module, reports.
 
-Loaded by the `pytest11` entry point `harness.plugin` (pip-installed ditto) or by the
+Loaded by the `pytest11` entry point `harness.pytest_plugin` (pip-installed ditto) or by the
 top-level conftest.py of a checkout. When the command line names no test paths (plain
 `pytest`, testpaths or the current folder), the plugin adds its regression module
 (harness/regression.py) to the run; it then runs for every `--ditto-model` (default: every

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from ditto.compare.results import DumpComparison, RunComparison, TensorComparison
+from ditto.comparator.results import DumpComparison, RunComparison, TensorComparison
 
 Result = TensorComparison | DumpComparison | RunComparison
 

@@ -1,12 +1,13 @@
 """Compare step dumps tensor by tensor; results are data, printed by one formatter.
 
 `compare_tensors` -> TensorComparison (one name), `compare_dumps` -> DumpComparison (one
-step), `compare_paths` -> RunComparison (two step files, or two folders step by step).
-`format_table` and `to_json` (ditto.compare.report) turn any of them into text or JSON.
+step), `compare_paths` -> RunComparison (two step files, or two folders step by step),
+`compare_runs` -> RunComparison (two lists of step dumps in memory).
+`format_table` and `to_json` (ditto.comparator.report) turn any of them into text or JSON.
 
 What fails: a tensor fails when its shapes differ, when either side holds a NaN, or when any
 element is out of tolerance (`|a - b| > atol + rtol * |b|`, B is the reference; by default
-the fixed rule of ditto.compare.tolerances, whose atol is scaled by max(1, max |b|)).
+the fixed rule of ditto.comparator.tolerances, whose atol is scaled by max(1, max |b|)).
 Different dtypes alone do not fail: a float16 run compared with a float32 run is the point;
 they are shown and the looser tolerance applies. A dump fails when any tensor fails or a
 name is only on one side (a missing probe is a difference; pair renamed ones with
@@ -21,11 +22,11 @@ from pathlib import Path
 
 import torch
 
-from ditto.compare.report import format_table, to_json
-from ditto.compare.results import DumpComparison, RunComparison, TensorComparison
-from ditto.compare import stats
-from ditto.compare.stats import count_nonfinite, elementwise_stats
-from ditto.compare.tolerances import FIXED_TOLERANCES, default_tolerance, fixed_tolerance
+from ditto.comparator import stats
+from ditto.comparator.report import format_table, to_json
+from ditto.comparator.results import DumpComparison, RunComparison, TensorComparison
+from ditto.comparator.stats import count_nonfinite, elementwise_stats
+from ditto.comparator.tolerances import FIXED_TOLERANCES, default_tolerance, fixed_tolerance
 from ditto.dumps import list_step_files, load_step
 from ditto.errors import DittoError
 
@@ -55,7 +56,7 @@ def compare_tensors(
 ) -> TensorComparison:
     """Compare `a` with the reference `b`; tolerances default to the fixed rule for their dtypes.
 
-    `compiled`: run the fused compiled kernel (ditto.compare.stats); None decides by size.
+    `compiled`: run the fused compiled kernel (ditto.comparator.stats); None decides by size.
     """
     for side, t in (("A", a), ("B", b)):
         if not isinstance(t, torch.Tensor):
@@ -151,6 +152,22 @@ def compare_paths(
             result.steps.append(compare_dumps(load_step(pa), load_step(files_b[step]), atol, rtol, aliases, label=step))
     result.steps_only_in_a = [s for s in files_a if s not in files_b]
     result.steps_only_in_b = [s for s in files_b if s not in files_a]
+    return result
+
+
+def compare_runs(
+    a: list[dict[str, torch.Tensor]],
+    b: list[dict[str, torch.Tensor]],
+    atol: float | None = None,
+    rtol: float | None = None,
+    aliases: dict[str, str] | None = None,
+) -> RunComparison:
+    """Compare two runs held in memory (lists of step dumps), step i with step i."""
+    result = RunComparison(a="a", b="b")
+    for i, (dump_a, dump_b) in enumerate(zip(a, b)):
+        result.steps.append(compare_dumps(dump_a, dump_b, atol, rtol, aliases, label=f"step{i}"))
+    result.steps_only_in_a = [f"step{i}" for i in range(len(b), len(a))]
+    result.steps_only_in_b = [f"step{i}" for i in range(len(a), len(b))]
     return result
 
 

@@ -34,8 +34,8 @@ import torch
 from torch.fx import Node
 
 from ditto.errors import DittoError
-from ditto.graph.build import call
 from ditto.graph.evaluate import evaluate
+from ditto.graph.insert import insert_op
 from ditto.graph.nodes import fake, is_call, source_line
 from ditto.models.weights import Concat, Narrow, Transposed, WeightSpec
 from ditto.ops import moe as moe_op
@@ -127,21 +127,21 @@ def _replace(ctx: PassContext, origin: Node, gathers: list[Node]) -> None:
         b1 = _expert_bias_attr(ctx, fc1, swap_halves=gate_first and activation["name"] in moe_op.GATED)
         b2 = _expert_bias_attr(ctx, fc2, swap_halves=False)
         if routing["expert_bias"] is not None and tuple(fake(routing["expert_bias"]).shape) != (num_experts,):
-            routing["expert_bias"] = call(graph, aten.view.default, (routing["expert_bias"], [num_experts]))
+            routing["expert_bias"] = insert_op(graph, aten.view.default, (routing["expert_bias"], [num_experts]))
         args = (x, router, fc1_w, fc2_w, b1, b2, routing["expert_bias"], num_experts, top_k, routing["mode"],
                 routing["scoring"], activation["name"], routing["scale"], routing["selection"], routing["n_group"],
                 routing["topk_group"], routing["group_top"], routing["sparse_mixer_epsilon"], activation["alpha"],
                 activation["beta"], activation["limit"])
-        node = call(graph, torch.ops.ditto.moe.default, args, name="moe")
+        node = insert_op(graph, torch.ops.ditto.moe.default, args, name="moe")
     node.meta["nn_module_stack"] = out.meta.get("nn_module_stack", {})
     node.meta["stack_trace"] = out.meta.get("stack_trace")
     if fake(out).dtype != fake(node).dtype:
         with graph.inserting_after(node):
-            cast = call(graph, aten.to.dtype, (node, fake(out).dtype))
+            cast = insert_op(graph, aten.to.dtype, (node, fake(out).dtype))
         out.replace_all_uses_with(cast)
     else:
         out.replace_all_uses_with(node)
-    ctx.memo.setdefault("moe", []).append(
+    ctx.moe.append(
         dict(num_experts=num_experts, top_k=top_k, normalization_mode=routing["mode"], scoring=routing["scoring"],
              activation=activation["name"], routed_scaling=routing["scale"], has_expert_bias=routing["expert_bias"] is not None,
              selection=routing["selection"], n_group=routing["n_group"], topk_group=routing["topk_group"],

@@ -1,4 +1,4 @@
-"""What a comparison found, as plain data (printed by ditto.compare.report)."""
+"""What a comparison found, as plain data (printed by ditto.comparator.report)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class TensorComparison:
 
     @property
     def passed(self) -> bool:
-        # A NaN on either side counts as out of tolerance (ditto.compare.stats), so it fails here.
+        # A NaN on either side counts as out of tolerance (ditto.comparator.stats), so it fails here.
         return self.shape_match and self.frac_out_of_tol == 0
 
 

@@ -12,12 +12,11 @@ import operator
 
 import torch
 
-from ditto.graph.nodes import fake, is_call
+from ditto.graph.nodes import SLICE_END, fake, is_call
 from ditto.passes.manager import PassContext, register_pass
 
 aten = torch.ops.aten
 _VIEWS = (aten.view.default, aten.reshape.default, aten._unsafe_view.default)
-_END = 9223372036854775807
 
 
 def _perm(node) -> list[int] | None:
@@ -93,7 +92,7 @@ def _covered_source(cat):
             if start != position:
                 return None
             position = end
-        if position in (_END, None) or position == size:
+        if position in (SLICE_END, None) or position == size:
             return source
         return None
     if all(is_call(p, operator.getitem) for p in parts):

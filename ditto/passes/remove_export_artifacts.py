@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from ditto.graph.nodes import SLICE_END
 from ditto.passes.manager import PassContext, register_pass
 
 aten = torch.ops.aten
@@ -55,24 +56,14 @@ def remove_export_artifacts(ctx: PassContext) -> int:
     return count
 
 
-_END = 9223372036854775807
-
-
 def _is_full_slice(node) -> bool:
     """slice(x, dim, 0, end) that keeps everything (x[:, :, None] indexing leaves these)."""
     args = list(node.args) + [0, 0, None, None, 1][len(node.args) :]
     _, dim, start, end, step = args[:5]
     if start not in (0, None) or step != 1:
         return False
-    if end in (None, _END):
+    if end in (None, SLICE_END):
         return True
     size = node.args[0].meta["val"].shape[dim]
     return isinstance(size, int) and isinstance(end, int) and end >= size
 
-
-# last: removes what every other pass left unused
-@register_pass("eliminate_dead_code", after=("simplify_shuffles",))
-def eliminate_dead_code(ctx: PassContext) -> int:
-    before = len(ctx.graph.nodes)
-    ctx.graph.eliminate_dead_code()
-    return before - len(ctx.graph.nodes)

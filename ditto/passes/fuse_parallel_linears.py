@@ -14,7 +14,7 @@ import os
 
 import torch
 
-from ditto.graph.build import call
+from ditto.graph.insert import insert_op
 from ditto.graph.nodes import fake, is_call
 from ditto.models.weights import Concat, InMemoryTensor, WeightSpec
 from ditto.passes.manager import PassContext, register_pass
@@ -68,10 +68,10 @@ def _fuse(ctx: PassContext, linears: list) -> None:
     first = linears[0]  # collected in graph order
     with graph.inserting_before(first):
         args = (first.args[0], fused_weight) + ((fused_bias,) if fused_bias is not None else ())
-        fused = call(graph, aten.linear.default, args, name=name.removesuffix("_weight"))
+        fused = insert_op(graph, aten.linear.default, args, name=name.removesuffix("_weight"))
         start = 0
         for node, width in zip(linears, widths):
-            part = call(graph, aten.slice.Tensor, (fused, -1, start, start + width))
+            part = insert_op(graph, aten.slice.Tensor, (fused, -1, start, start + width))
             start += width
             part.meta["nn_module_stack"] = node.meta.get("nn_module_stack", {})
             node.replace_all_uses_with(part)

@@ -15,8 +15,8 @@ import torch
 from torch.fx import Node
 
 from ditto.errors import DittoError
-from ditto.graph.build import call, fake_value
-from ditto.graph.nodes import fake, is_call
+from ditto.graph.insert import fake_value, insert_op
+from ditto.graph.nodes import SLICE_END, fake, is_call
 from ditto.passes.manager import PassContext, register_pass
 
 aten = torch.ops.aten
@@ -48,20 +48,20 @@ def gather_last_token(ctx: PassContext) -> int:
         head = head.args[0]
     hidden_arg = 1 if head.target == aten.addmm.default else 0
     hidden = head.args[hidden_arg]
-    while is_call(hidden, aten.slice.Tensor) and hidden.args[2:] in ((0, None), (0, 9223372036854775807)):
+    while is_call(hidden, aten.slice.Tensor) and hidden.args[2:] in ((0, None), (0, SLICE_END)):
         hidden = hidden.args[0]  # HF's hidden_states[:, slice(-0, None)]
     width = fake(hidden).shape[-1]
     last = ctx.engine_inputs["last_token_ids"]
     with graph.inserting_before(head):
-        rows = call(graph, aten.reshape.default, (hidden, [-1, width]))
-        index = call(graph, aten.sub.Tensor, (last, 1))
-        picked = call(graph, aten.index_select.default, (rows, 0, index))
+        rows = insert_op(graph, aten.reshape.default, (hidden, [-1, width]))
+        index = insert_op(graph, aten.sub.Tensor, (last, 1))
+        picked = insert_op(graph, aten.index_select.default, (rows, 0, index))
     head.replace_input_with(head.args[hidden_arg], picked)
     _refresh_shapes(graph, head, logits)
     with graph.inserting_before(output):
         result = logits
         if fake(logits).dtype != torch.float32:
-            result = call(graph, aten._to_copy.default, (logits,), {"dtype": torch.float32})
+            result = insert_op(graph, aten._to_copy.default, (logits,), {"dtype": torch.float32})
         result = _flatten_to_rows(graph, result)
     result.meta["gathered_last_token"] = True
     result.name = "logits"
@@ -93,4 +93,4 @@ def _flatten_to_rows(graph, node: Node) -> Node:
     shape = fake(node).shape
     if len(shape) == 2:
         return node
-    return call(graph, aten.reshape.default, (node, [-1, int(shape[-1])]))
+    return insert_op(graph, aten.reshape.default, (node, [-1, int(shape[-1])]))

@@ -30,7 +30,7 @@ import torch
 from torch.fx import Graph, Node
 
 from ditto.errors import DittoError
-from ditto.graph.build import call
+from ditto.graph.insert import insert_op
 from ditto.graph.nodes import fake, source_line
 from ditto.passes.manager import PassContext, register_pass
 
@@ -122,7 +122,7 @@ def _slice_of(graph: Graph, base: Node, dim: int, start: int, end: int) -> list[
             offset += size
         if aligned and pieces:
             return pieces
-    return [call(graph, aten.slice.Tensor, (base, dim, start, end))]
+    return [insert_op(graph, aten.slice.Tensor, (base, dim, start, end))]
 
 
 def _write_through_slices(graph: Graph, node: Node, outplace, chain: list[Node]) -> None:
@@ -138,7 +138,7 @@ def _write_through_slices(graph: Graph, node: Node, outplace, chain: list[Node])
         if same and fake(src).dtype == fake(node.args[0]).dtype:
             written = src  # copy_ of a same-shaped value: the slice holds that value now
         else:
-            written = call(graph, outplace, node.args, node.kwargs)
+            written = insert_op(graph, outplace, node.args, node.kwargs)
             written.meta = {**node.meta, "val": written.meta["val"]}
         value = written
         for parent, view in zip(reversed(chain[:-1]), reversed(chain[1:])):
@@ -164,14 +164,14 @@ def _write_through_slices(graph: Graph, node: Node, outplace, chain: list[Node])
 def _put_back(graph: Graph, parent: Node, value: Node, view: Node) -> Node:
     """`parent` with the region `view` takes from it replaced by `value`."""
     if view.target == aten.select.int:
-        return call(graph, aten.select_scatter.default, (parent, value, view.args[1], view.args[2]))
+        return insert_op(graph, aten.select_scatter.default, (parent, value, view.args[1], view.args[2]))
     dim, start, end, step = _bounds(view)
     if step != 1:
-        return call(graph, aten.slice_scatter.default, (parent, value, dim, start, end, step))
+        return insert_op(graph, aten.slice_scatter.default, (parent, value, dim, start, end, step))
     size = int(fake(parent).shape[dim])
     pieces = (_slice_of(graph, parent, dim, 0, start) if start > 0 else []) + [value]
     pieces += _slice_of(graph, parent, dim, end, size) if end < size else []
-    return call(graph, aten.cat.default, (pieces, dim)) if len(pieces) > 1 else pieces[0]
+    return insert_op(graph, aten.cat.default, (pieces, dim)) if len(pieces) > 1 else pieces[0]
 
 
 def _aliases(base: Node) -> list[Node]:
@@ -195,7 +195,7 @@ def _retake(graph: Graph, alias: Node, base: Node, new_base: Node) -> Node:
         node = node.args[0]
     value = new_base
     for view in reversed(path):
-        value = call(graph, view.target, (value, *view.args[1:]), dict(view.kwargs))
+        value = insert_op(graph, view.target, (value, *view.args[1:]), dict(view.kwargs))
     return value
 
 

@@ -1,25 +1,26 @@
-"""`ditto.build`: model -> TensorRT-LLM engine directory, stage by stage with progress.
+"""Model -> TensorRT-LLM engine directory, stage by stage (the public entry point is `ditto.build`).
 
 Stages: load + export + passes (ditto.pipeline), network (ditto.trt.network), build
 (TensorRT's builder), write (config.json + rank0.engine, atomically). With
 DEBUG_ARTIFACTS_DIR set: graph files, `trt_network_def.py` and `build_report.json`.
+Progress (each stage's start and time, `--verify`'s differences) goes to a `progress`
+callback, one line per call (the CLI prints them), else to the `ditto` logger at INFO.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import mmap
 import os
-import time
 from collections import Counter
 from pathlib import Path
 
 from ditto import fsutil
-from ditto.cli.progress import stage
 from ditto.debug.artifacts import artifacts_dir
 from ditto.errors import DittoError
 from ditto.pipeline import load_program
+from ditto.probes import program_probe_nodes
+from ditto.progress import Progress, Stages, or_log
 from ditto.trt.engine import build_engine
 from ditto.trt.network import NetworkLimits, build_network, resolve_attention
 from ditto.trt.provider import trt_module
@@ -51,8 +52,13 @@ def build(
     trt_provider: str | None = None,
     trust_remote_code: bool = False,
     verify: bool = False,
+    progress: Progress | None = None,
 ) -> Path:
-    """Limits left None get trtllm-build 1.2's defaults for the model (ditto.trtllm.config.resolve_limits)."""
+    """Limits left None get trtllm-build 1.2's defaults for the model (ditto.trtllm.config.resolve_limits).
+
+    `progress(line)` is called at each stage's start and end (default: the `ditto` logger at INFO).
+    """
+    progress = or_log(progress)
     engine_dir = Path(engine_dir)
     given = dict(max_batch_size=max_batch_size, max_input_len=max_input_len, max_seq_len=max_seq_len,
                  max_num_tokens=max_num_tokens, tokens_per_block=tokens_per_block)
@@ -61,7 +67,7 @@ def build(
     folder = artifacts_dir()  # checked writable now, for the same reason
     trt = trt_module(trt_provider)
     attention = resolve_attention(trt, attention)
-    stages = _Stages()
+    stages = Stages(progress)
     with stages("load, export, passes"):
         program = load_program(model, dtype, tokens_per_block=tokens_per_block or TRTLLM_BUILD_DEFAULTS["tokens_per_block"],
                                trust_remote_code=trust_remote_code)
@@ -77,12 +83,8 @@ def build(
         gpt_attention_plugin=attention == "plugin",
     )
     extra = {name: name for name in add_output}
-    if probes:  # probes by meaning (layers.3.mlp, ...) -> their FX nodes, outputs named by meaning
-        from ditto.probes import check_probes, fx_probe_nodes
-
-        wanted = check_probes(list(probes), program.probe_modules, model)
-        found = fx_probe_nodes(program.graph_module.graph, {p: program.probe_modules[p] for p in wanted})
-        extra.update({probe: node.name for probe, node in found.items()})
+    # probes by meaning (layers.3.mlp, ...) -> their FX nodes, outputs named by meaning
+    extra.update({probe: node.name for probe, node in program_probe_nodes(program, probes, model).items()})
     limits = NetworkLimits(max_batch_size=options.max_batch_size, max_seq_len=options.max_seq_len,
                            max_num_tokens=options.max_num_tokens, max_input_len=options.max_input_len)
     moe = "native"
@@ -111,7 +113,7 @@ def build(
             with stages("verify (replay vs fx)"):
                 report = verify_build(program, built.network, trt, extra, options.max_seq_len)
             for name, diff in report.items():
-                print(f"verify: {name}: max abs difference replay vs fx {diff:.3g}")
+                progress(f"verify: {name}: max abs difference replay vs fx {diff:.3g}")
         built.weights.release_pages()  # the network's weights are no longer needed in memory
         with stages("write"):
             trtllm_config = engine_config(program.hf_config, program.attention, options, moe=program.moe)
@@ -126,20 +128,6 @@ def build(
     if folder is not None:
         _write_report(built, stages.seconds, folder)
     return path
-
-
-class _Stages:
-    """Progress display per stage (ditto.cli.progress) and each stage's wall time."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def __call__(self, name: str):
-        start = time.perf_counter()
-        with stage(name):
-            yield
-        self.seconds[name] = round(time.perf_counter() - start, 3)
 
 
 def check_engine_target(engine_dir: Path, force: bool) -> None:
