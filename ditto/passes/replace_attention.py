@@ -100,12 +100,18 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
             _fail(node, "RoPE is applied to the key only")
         # layers whose RoPE has the same ops and cos/sin values share one identification;
         # each layer is still verified on its own
-        key = _rope_signature(ctx, q_raw, *q_operands)
-        if key not in ctx.identified_rope:
-            ctx.identified_rope[key] = _identify_rope(ctx, q_raw, q, num_heads, head_size, node)
-        rope = ctx.identified_rope[key]
-        _verify_rope(ctx, q_raw, q, rope, node)
-        _verify_rope(ctx, k_raw, k, rope, node)
+        try:
+            key = _rope_signature(ctx, q_raw, *q_operands)
+            if key not in ctx.identified_rope:
+                ctx.identified_rope[key] = _identify_rope(ctx, q_raw, q, num_heads, head_size, node)
+            rope = ctx.identified_rope[key]
+            _verify_rope(ctx, q_raw, q, rope, node)
+            _verify_rope(ctx, k_raw, k, rope, node)
+        except DittoError:
+            moved = _rope_before_post_transform(ctx, ((q_raw, q), (k_raw, k)), num_heads, head_size, node, position_only)
+            if moved is None:
+                raise
+            rope, (q_raw, k_raw) = moved
     if rope is not None and alibi_slopes is not None:
         _fail(node, "the scores carry both RoPE and an ALiBi bias; TensorRT-LLM's position_embedding_type is one of them")
 
@@ -154,6 +160,88 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
         heads_first = insert_op(graph, aten.permute.default, (rows, [0, 2, 1, 3]))
     node.replace_all_uses_with(heads_first)
     graph.erase_node(node)
+
+
+def _rope_before_post_transform(ctx: PassContext, pairs, num_heads: int, head_size: int, sdpa: Node,
+                                position_only: set):
+    """QK-norm (or a per-channel scale) applied AFTER RoPE: attention input = P(rope(raw)) with P
+    position-independent. -> (rope, [P(raw) for each pair]) when P commutes with the rotation (verified
+    by probing: RMSNorm's 1/rms is rotation-invariant, so an RMSNorm whose weight is equal within each
+    rotated pair commutes, as does such a per-channel scale); the op then rotates P(raw) itself.
+    None when no RoPE output with a transform after it is found; fails when P does not commute
+    (TensorRT-LLM's GPTAttention applies RoPE inside the op, after any QK-norm: it has no field for a
+    norm after RoPE)."""
+    cuts = [_rope_output(raw, out, position_only) for raw, out in pairs]
+    if all(cut is None or cut is out for cut, (_, out) in zip(cuts, pairs)) or any(cut is None for cut in cuts):
+        return None
+    rope = _identify_rope(ctx, pairs[0][0], cuts[0], num_heads, head_size, sdpa)
+    moved = []
+    for (raw, out), cut in zip(pairs, cuts):
+        _verify_rope(ctx, raw, cut, rope, sdpa)
+        if cut is out:
+            moved.append(raw)
+            continue
+        after = _clone_between(ctx.graph, cut, out, raw)
+        _verify_commutes(ctx, raw, out, after, rope, sdpa)
+        moved.append(after)
+    return rope, moved
+
+
+def _ancestors(node: Node, stop: set) -> set[Node]:
+    seen, stack = {node}, [node]
+    while stack:
+        for n in stack.pop().all_input_nodes:
+            if n not in seen and n not in stop:
+                seen.add(n)
+                stack.append(n)
+    return seen
+
+
+def _rope_output(raw: Node, out: Node, position_only: set) -> Node | None:
+    """The earliest node between `raw` and `out` through which all of `out`'s position dependence
+    flows (the RoPE's last add), or None."""
+    between = _ancestors(out, {raw})
+    order = {n: i for i, n in enumerate(out.graph.nodes)}
+    for cut in sorted((n for n in between if n not in position_only and order[n] > order[raw]), key=order.get):
+        if not (_ancestors(cut, {raw}) & position_only):
+            continue  # before RoPE
+        if not (_ancestors(out, {raw, cut}) & position_only):
+            return cut
+    return None
+
+
+def _clone_between(graph, cut: Node, out: Node, raw: Node) -> Node:
+    """Copies of the nodes from `cut` to `out` (the transform after RoPE), reading `raw` instead of `cut`."""
+    inside = _ancestors(out, {cut}) - {cut}
+    order = [n for n in graph.nodes if n in inside and cut in _ancestors(n, set())]
+    env = {cut: raw}
+    with graph.inserting_before(out):
+        for n in order:
+            env[n] = graph.node_copy(n, lambda a: env.get(a, a))
+    return env[out]
+
+
+def _verify_commutes(ctx: PassContext, raw: Node, out: Node, moved: Node, rope: RopeInfo, sdpa: Node) -> None:
+    """The graph's out(raw) must equal RoPE applied to the transform moved before it, on random probes."""
+    shape = fake(raw).shape
+    head_axis, token_axis = _layout(raw, int(shape[3]))
+    heads, head_size, dtype = int(shape[head_axis]), int(shape[3]), fake(raw).dtype
+    gen = torch.Generator().manual_seed(1)
+    positions = torch.randint(0, rope.cos_sin.shape[0], (6,), generator=gen)
+    x = torch.randn(len(positions), heads, head_size, generator=gen).to(dtype)
+    known = {
+        raw: _arrange(x, head_axis, token_axis),
+        ctx.engine_inputs["position_ids"]: positions.to(torch.int32),
+        ctx.engine_inputs["input_ids"]: torch.zeros(len(positions), dtype=torch.int32),
+    }
+    got, before = (_unarrange(v.float(), head_axis, token_axis) for v in evaluate([out, moved], known, ctx.weights.load))
+    want = apply_rope(before, rope.cos_sin[positions], rope.dim, rope.style)
+    tolerance = 1e-4 if dtype == torch.float32 else 5e-2
+    error = (got - want).abs().max().item()
+    if not error <= tolerance * max(1.0, want.abs().max().item()):
+        _fail(sdpa, f"a transform between RoPE and attention on {raw.name} (QK-norm or a scale after RoPE) does not "
+                    f"commute with the rotation (off by {error:.3g}; e.g. norm weights that differ within a rotated "
+                    "pair); TensorRT-LLM's GPTAttention applies RoPE inside the op and has no field for a norm after it")
 
 
 def _sinks(node: Node, num_heads: int) -> torch.Tensor | None:
