@@ -205,7 +205,7 @@ def _rope_output(raw: Node, out: Node, position_only: set) -> Node | None:
     for cut in sorted((n for n in between if n not in position_only and order[n] > order[raw]), key=order.get):
         if not (_ancestors(cut, {raw}) & position_only):
             continue  # before RoPE
-        if not (_ancestors(out, {raw, cut}) & position_only):
+        if cut is out or not (_ancestors(out, {raw, cut}) & position_only):
             return cut
     return None
 
