@@ -1,0 +1,54 @@
+"""QK-norm AFTER RoPE (HunYuan dense/MoE: q = RMSNorm(rope(q)) per head): RMSNorm's 1/rms is
+invariant under the rotation, so with a norm weight equal within each rotated pair the norm commutes
+with RoPE; `replace_attention` verifies that by probing and moves the transform before RoPE (the op
+rotates its result). On tiny random HunYuan models with pair-constant random norm weights: hf vs fx
+vs replay logits in float32 within 1e-4 of the largest logit. Weights that differ within a pair do
+not commute: refused with a DittoError naming the construct (TensorRT-LLM's GPTAttention rotates
+inside the op and has no field for a norm after RoPE)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from ditto.errors import DittoError
+from ditto.pipeline import load_program
+from tests.test_attention_variants import assert_backends_match_hf
+
+_SWEEP = Path(__file__).resolve().parents[2] / "scripts" / "arch_sweep.py"
+
+
+def _save_hunyuan(tmp_path, model_type: str, pair_constant: bool) -> str:
+    from transformers import AutoModelForCausalLM
+
+    spec = importlib.util.spec_from_file_location("arch_sweep", _SWEEP)
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(sweep.tiny_config(model_type)).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.2)
+            elif "query_layernorm" in name or "key_layernorm" in name:
+                half = p.numel() // 2  # NeoX-style RoPE rotates feature j with feature j + half
+                pair = torch.rand(half) + 0.5
+                p.copy_(torch.cat([pair, pair]) if pair_constant else torch.rand(p.numel()) * 2 + 0.1)
+    model.save_pretrained(tmp_path)
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize("model_type", ["hunyuan_v1_dense", "hunyuan_v1_moe"])
+def test_qk_norm_after_rope_commuting_converts(tmp_path, model_type):
+    path = _save_hunyuan(tmp_path, model_type, pair_constant=True)
+    program = load_program(path)
+    assert len(program.attention) == 2
+    assert all(p.position_embedding_type == "rope_gpt_neox" for p in program.attention)
+    assert_backends_match_hf(path)
+
+
+def test_qk_norm_after_rope_not_commuting_is_refused(tmp_path):
+    path = _save_hunyuan(tmp_path, "hunyuan_v1_dense", pair_constant=False)
+    with pytest.raises(DittoError, match=r"between RoPE and attention[\s\S]*does not commute"):
+        load_program(path)
