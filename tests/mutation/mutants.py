@@ -57,6 +57,8 @@ GRANITE_SINK = ("tests/test_attention_variants.py::test_attention_sink_through_l
 VARIANT_OPS = ("tests/ops/test_gpt_attention_variants.py",)  # ALiBi, sinks, query scale in the op vs dense attention
 QUERY_SCALE = ("tests/passes/test_attention_query_scale.py",)  # Beam's per-position query scale, hf vs fx vs replay  # K/V heads tiled (JetMoE style), regrouped for GQA
 SINKS = ("tests/ops/test_attention_sinks.py",)  # sinks on tiny FLINT, XGLM's eager attention, hf vs fx vs replay  # gpt_attention / paged cache against an SDPA reference
+QK_NORM_AFTER_ROPE = ("tests/passes/test_attention_qk_norm_after_rope.py",)  # HunYuan, norm after RoPE, hf vs fx vs replay
+OPENAI_GPT = ("tests/passes/test_eager_attention_openai_gpt.py",)  # permuted key, 0/1 multiplicative mask
 REPLAY_MODELS = ("tests/test_replay.py::test_replay_matches_fx_and_hf",)  # replay vs fx and hf, every tiny model
 CONVERTERS = ("tests/test_trt_converters.py",)
 EDGES = ("tests/test_trt_converters_edges.py",)
@@ -153,6 +155,19 @@ LISTED: tuple[Mutant, ...] = (
     Mutant("pass_lse_sink_scale_kept", "ditto/passes/eager_attention_to_sdpa.py", "            scaled.replace_all_uses_with(out)\n",
            "            pass\n", "logsumexp sink scaling kept beside an op that already has the sink (applied twice)",
            GRANITE_SINK),
+    Mutant("pass_post_rope_commute_unchecked", "ditto/passes/replace_attention.py",
+           "        _verify_commutes(ctx, raw, out, after, rope, sdpa)\n", "",
+           "a transform after RoPE moved before it without checking that it commutes (QK-norm weights that differ "
+           "within a rotated pair converted to wrong numbers)", QK_NORM_AFTER_ROPE),
+    Mutant("pass_post_rope_moved_reads_rotated", "ditto/passes/replace_attention.py", "    env = {cut: raw}\n",
+           "    env = {}\n", "the transform moved before RoPE still reads the rotated tensor (rotated twice)",
+           QK_NORM_AFTER_ROPE),
+    Mutant("pass_multiplicative_mask_not_zero_one", "ditto/passes/eager_attention_to_sdpa.py",
+           "    return bool(((value == 0) | (value == 1)).all())", "    return True",
+           "x * b + c * (1 - b) taken as a mask for a b that is not 0/1 (scores scaled, not masked)", OPENAI_GPT),
+    Mutant("pass_multiplicative_mask_dropped", "ditto/passes/eager_attention_to_sdpa.py",
+           "        return _skip_casts(x), _add_term(mask, term, softmax)", "        return _skip_casts(x), mask",
+           "OpenAI-GPT's multiplicative causal mask peeled but not added back as an additive mask", OPENAI_GPT),
     Mutant("pass_inplace_view_base_readers_ignored", "ditto/passes/functionalize_inplace.py", "if user is not node and order[user] > order[node] and user is not mutated:",
            "if False:", "an in-place update of a view rewritten although its base is read again",
            ("tests/passes/test_functionalize_views.py",)),
