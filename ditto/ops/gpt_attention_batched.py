@@ -57,6 +57,8 @@ _IMPLEMENTED = {
     "alibi_slopes": None,  # a float mask: slope_h * (key - query) where allowed, -inf elsewhere
     "attention_sinks": {None},  # SDPA has no sink logit: the reference adds it to the denominator
     "query_position_scale": {None},  # per-position query scale: the reference applies it
+    "query_norm_after_rope": {None},  # RMSNorm after RoPE: the reference applies it
+    "key_norm_after_rope": {None},
     "sliding_window": None,
     "tokens_per_block": None,
 }

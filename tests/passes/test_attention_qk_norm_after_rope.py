@@ -3,8 +3,10 @@ invariant under the rotation, so with a norm weight equal within each rotated pa
 with RoPE; `replace_attention` verifies that by probing and moves the transform before RoPE (the op
 rotates its result). On tiny random HunYuan models with pair-constant random norm weights: hf vs fx
 vs replay logits in float32 within 1e-4 of the largest logit. Weights that differ within a pair do
-not commute: refused with a DittoError naming the construct (TensorRT-LLM's GPTAttention rotates
-inside the op and has no field for a norm after RoPE)."""
+not commute: the RMSNorm (weight and eps fitted by probing) becomes the op's `query_norm_after_rope` /
+`key_norm_after_rope`, computed by the reference op and the native lowering (fx and replay match hf);
+the GPTAttention plugin lowering refuses it (TensorRT-LLM applies RoPE inside the op, with no field
+for a norm after it)."""
 
 import importlib.util
 from pathlib import Path
@@ -14,6 +16,7 @@ import torch
 
 from ditto.errors import DittoError
 from ditto.pipeline import load_program
+from ditto.trtllm.gpt_attention_plugin import refuse_unmapped_inputs
 from tests.test_attention_variants import assert_backends_match_hf
 
 _SWEEP = Path(__file__).resolve().parents[2] / "scripts" / "arch_sweep.py"
@@ -48,7 +51,30 @@ def test_qk_norm_after_rope_commuting_converts(tmp_path, model_type):
     assert_backends_match_hf(path)
 
 
-def test_qk_norm_after_rope_not_commuting_is_refused(tmp_path):
+def _norm_weights(program, name):
+    return [program.weights.load(n).float() for n in program.weights.names() if n.startswith(name)]
+
+
+def test_qk_norm_after_rope_not_commuting_is_a_parameter(tmp_path):
     path = _save_hunyuan(tmp_path, "hunyuan_v1_dense", pair_constant=False)
-    with pytest.raises(DittoError, match=r"between RoPE and attention[\s\S]*does not commute"):
-        load_program(path)
+    program = load_program(path)
+    head_size = program.attention[0].head_size
+    attention = [n for n in program.graph_module.graph.nodes if n.target == torch.ops.ditto.gpt_attention.default]
+    assert len(attention) == 2
+    assert all(n.kwargs.get("query_norm_after_rope") is not None and n.kwargs.get("key_norm_after_rope") is not None
+               for n in attention)
+    # the fitted weight and eps: the model's query_layernorm of layer 0 and its rms_norm_eps
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path)
+    norm = program.weights.load(attention[0].kwargs["query_norm_after_rope"].target).float()
+    layer = model.model.layers[0].self_attn
+    assert norm.shape == (head_size + 1,)
+    torch.testing.assert_close(norm[:-1], layer.query_layernorm.weight.float(), rtol=1e-4, atol=1e-5)
+    assert norm[-1].item() == pytest.approx(layer.query_layernorm.variance_epsilon, rel=1e-2)
+    assert_backends_match_hf(path)
+
+
+def test_plugin_lowering_refuses_norm_after_rope():
+    with pytest.raises(DittoError, match=r"AFTER RoPE[\s\S]*no field or input"):
+        refuse_unmapped_inputs(0, {"qkv", "query_norm_after_rope"})
