@@ -22,14 +22,17 @@ from tests.test_attention_variants import assert_backends_match_hf
 _SWEEP = Path(__file__).resolve().parents[2] / "scripts" / "arch_sweep.py"
 
 
-def _save_hunyuan(tmp_path, model_type: str, pair_constant: bool) -> str:
+def _save_hunyuan(tmp_path, model_type: str, pair_constant: bool, eps: float | None = None) -> str:
     from transformers import AutoModelForCausalLM
 
     spec = importlib.util.spec_from_file_location("arch_sweep", _SWEEP)
     sweep = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sweep)
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(sweep.tiny_config(model_type)).eval()
+    config = sweep.tiny_config(model_type)
+    if eps is not None:
+        config.rms_norm_eps = eps
+    model = AutoModelForCausalLM.from_config(config).eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
             if p.dim() > 1:
@@ -56,7 +59,7 @@ def _norm_weights(program, name):
 
 
 def test_qk_norm_after_rope_not_commuting_is_a_parameter(tmp_path):
-    path = _save_hunyuan(tmp_path, "hunyuan_v1_dense", pair_constant=False)
+    path = _save_hunyuan(tmp_path, "hunyuan_v1_dense", pair_constant=False, eps=0.1)  # an eps that matters
     program = load_program(path)
     head_size = program.attention[0].head_size
     attention = [n for n in program.graph_module.graph.nodes if n.target == torch.ops.ditto.gpt_attention.default]
