@@ -51,6 +51,10 @@ def test_qk_norm_after_rope_commuting_converts(tmp_path, model_type):
     program = load_program(path)
     assert len(program.attention) == 2
     assert all(p.position_embedding_type == "rope_gpt_neox" for p in program.attention)
+    attention = [n for n in program.graph_module.graph.nodes if n.target == torch.ops.ditto.gpt_attention.default]
+    # the norm moved before RoPE in the graph: the op gets no norm after RoPE (a plugin engine can take it)
+    assert all(n.kwargs.get("query_norm_after_rope") is None and n.kwargs.get("key_norm_after_rope") is None
+               for n in attention)
     assert_backends_match_hf(path)
 
 
