@@ -19,6 +19,8 @@ Semantics follow the plugin in its "remove input padding + paged KV cache" mode:
   scores (after any soft-cap). Equal, after softmax, to any bias slope_h * key_pos + c(query).
 - Attention sinks (`attention_sinks` [num_heads] float32, gpt-oss style): a learned logit per head
   joins the softmax's denominator and attends to nothing: probs = softmax([scores, sink])[:-1].
+- RMSNorm after RoPE (`query_norm_after_rope` / `key_norm_after_rope` [head_size + 1] float32, HunYuan's
+  QK-norm): each rotated head y becomes y * rsqrt(mean(y^2) + eps) * weight (weight first, eps last).
 
 The output is [num_tokens, num_heads * head_size] in the dtype of `qkv`.
 """

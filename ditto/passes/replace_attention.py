@@ -20,7 +20,10 @@ Recognition is by what the subgraphs compute, not by their spelling:
 - variants, each a parameter of the one op: a finite additive score bias in the mask must be ALiBi
   (slope_h * (key - query), position_embedding_type "alibi" + `alibi_slopes`); sinks recorded by
   `eager_attention_to_sdpa` become `attention_sinks`; a position-dependent transform of the query
-  alone must be a per-position scale (`query_position_scale`, Beam's NoPE layers).
+  alone must be a per-position scale (`query_position_scale`, Beam's NoPE layers); a position-independent
+  transform between RoPE and the attention (QK-norm after RoPE, HunYuan) is moved before RoPE when it
+  commutes with the rotation (verified by probing), else must be an RMSNorm over each head
+  (`query_norm_after_rope` / `key_norm_after_rope`, weight and eps fitted by probing and verified).
 """
 
 from __future__ import annotations

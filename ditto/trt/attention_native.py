@@ -9,6 +9,7 @@ input is the plugin engine's. Per layer, with T packed tokens and S = max(sequen
 - sequence of each token: the number of `last_token_ids` at or below its index;
 - RoPE at `position_ids` (TensorRT-LLM's runtime feeds past + i there, the position the
   plugin derives from the sequence lengths), from the same cos/sin table as the reference op;
+  then an RMSNorm over each head when the op has `query_norm_after_rope` / `key_norm_after_rope`;
 - the new K/V are scattered into their (block unit, slot), units as in `ditto.ops.kv_cache`;
 - each token gathers its sequence's keys/values for positions 0..S-1 and attends to those at
   or before its own position (within the sliding window if any), scores and softmax float32;
