@@ -187,9 +187,11 @@ NOT_PLUGIN_INPUTS = {
                             "cpp/tensorrt_llm/kernels/unfusedAttentionKernels; store id 634291217, commit not "
                             "reported), not by its position, so ditto does not map it",
     "query_norm_after_rope": "an RMSNorm of the query AFTER RoPE (HunYuan's QK-norm): the GPTAttention plugin "
-                             "applies RoPE inside the op and has no field or input for a norm after it",
+                             "applies RoPE inside the op and has no field or input for a norm after it (no field of "
+                             "functional.gpt_attention() at 0071496d, listed in gpt_attention_fields, is one)",
     "key_norm_after_rope": "an RMSNorm of the key AFTER RoPE (HunYuan's QK-norm): the GPTAttention plugin applies "
-                           "RoPE inside the op and has no field or input for a norm after it",
+                           "RoPE inside the op and has no field or input for a norm after it (no field of "
+                           "functional.gpt_attention() at 0071496d, listed in gpt_attention_fields, is one)",
 }
 
 
