@@ -110,10 +110,14 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
             rope = ctx.identified_rope[key]
             _verify_rope(ctx, q_raw, q, rope, node)
             _verify_rope(ctx, k_raw, k, rope, node)
-        except DittoError:
-            moved = _rope_before_post_transform(ctx, ((q_raw, q), (k_raw, k)), num_heads, head_size, node, position_only)
+        except DittoError as error:
+            try:
+                moved = _rope_before_post_transform(ctx, ((q_raw, q), (k_raw, k)), num_heads, head_size, node,
+                                                    position_only)
+            except (ValueError, RuntimeError, IndexError, KeyError):
+                moved = None  # the layout the transform after RoPE needs is not there: the first reason stands
             if moved is None:
-                raise
+                raise error
             rope, (q_raw, k_raw), norms_after_rope = moved
     if rope is not None and alibi_slopes is not None:
         _fail(node, "the scores carry both RoPE and an ALiBi bias; TensorRT-LLM's position_embedding_type is one of them")
