@@ -159,6 +159,11 @@ LISTED: tuple[Mutant, ...] = (
            "            if _commutes(ctx, raw, out, after, rope):", "            if True:",
            "a transform after RoPE moved before it without checking that it commutes (QK-norm weights that differ "
            "within a rotated pair converted to wrong numbers)", QK_NORM_AFTER_ROPE),
+    Mutant("pass_norm_after_rope_fit_unverified", "ditto/passes/replace_attention.py",
+           "    if not error <= tolerance * max(1.0, want.abs().max().item()):\n        _fail(sdpa, f\"a transform between RoPE and attention on {raw.name} neither",
+           "    if False:\n        _fail(sdpa, f\"a transform between RoPE and attention on {raw.name} neither",
+           "a transform after RoPE taken as an RMSNorm without verifying the fit (a LayerNorm converted wrongly)",
+           QK_NORM_AFTER_ROPE),
     Mutant("op_norm_after_rope_eps_dropped", _OPS, "torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm[-1])",
            "torch.rsqrt(x.pow(2).mean(-1, keepdim=True))", "RMSNorm after RoPE without its epsilon", QK_NORM_AFTER_ROPE),
     Mutant("native_norm_after_rope_key_skipped", _NATIVE, "        k = _rms_norm_after_rope(ctx, k, inputs[\"key_norm_after_rope\"], D)",

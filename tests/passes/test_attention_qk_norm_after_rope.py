@@ -85,3 +85,17 @@ def test_qk_norm_after_rope_not_commuting_is_a_parameter(tmp_path):
 def test_plugin_lowering_refuses_norm_after_rope():
     with pytest.raises(DittoError, match=r"AFTER RoPE[\s\S]*no field or input"):
         refuse_unmapped_inputs(0, {"qkv", "query_norm_after_rope"})
+
+
+def test_layer_norm_after_rope_is_refused(tmp_path, monkeypatch):
+    # a mean-subtracting norm after RoPE neither commutes with the rotation nor is an RMSNorm
+    from transformers.models.hunyuan_v1_dense import modeling_hunyuan_v1_dense as hunyuan
+
+    def layer_norm(self, x):
+        x = x.float() - x.float().mean(-1, keepdim=True)
+        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon))
+
+    path = _save_hunyuan(tmp_path, "hunyuan_v1_dense", pair_constant=True)
+    monkeypatch.setattr(hunyuan.HunYuanDenseV1RMSNorm, "forward", layer_norm)
+    with pytest.raises(DittoError, match=r"neither commutes with the rotation nor is an RMSNorm"):
+        load_program(path)
