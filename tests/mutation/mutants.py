@@ -45,27 +45,27 @@ AREAS = (
 
 # targeted selections: node ids, never -k (a -k filter applies to every file of the selection)
 _TINY = ("tiny-gemma", "tiny-gpt2", "tiny-llama", "tiny-mistral", "tiny-phi3", "tiny-qwen2", "tiny-qwen3")
-PARITY = tuple(f"tests/test_core_parity.py::test_fx_matches_hf[torch.float32-{m}]" for m in _TINY)  # fx vs hf
-GENERIC = ("tests/test_core_generic.py", "tests/test_core_mutations.py")
-ROPE_FIELDS = ("tests/test_core_rope_fields.py",)  # RoPE fields against the HF config
-SIMPLIFY = ("tests/test_passes_simplify.py",)  # shuffle folding on small graphs
-CONFIG = ("tests/test_trtllm_config.py", "tests/test_trtllm_plugin.py")  # what ditto writes for TensorRT-LLM
-OPS = ("tests/test_ops_reference.py",)
+PARITY = tuple(f"tests/pipeline/test_fx_parity.py::test_fx_matches_hf[torch.float32-{m}]" for m in _TINY)  # fx vs hf
+GENERIC = ("tests/pipeline/test_generic_architectures.py", "tests/pipeline/test_broken_passes_caught.py")
+ROPE_FIELDS = ("tests/trtllm/test_rope_fields.py",)  # RoPE fields against the HF config
+SIMPLIFY = ("tests/passes/test_simplify_shuffles_permutations.py",)  # shuffle folding on small graphs
+CONFIG = ("tests/trtllm/test_config.py", "tests/trtllm/test_gpt_attention_plugin.py")  # what ditto writes for TensorRT-LLM
+OPS = ("tests/ops/test_gpt_attention_reference.py",)
 ALIBI = ("tests/ops/test_attention_alibi.py",)  # ALiBi on tiny BLOOM and MPT, hf vs fx vs replay
 TILED = ("tests/passes/test_attention_tiled_kv.py",)
-GRANITE_SINK = ("tests/test_attention_variants.py::test_attention_sink_through_logsumexp_is_a_sink_parameter",)
+GRANITE_SINK = ("tests/pipeline/test_attention_variants.py::test_attention_sink_through_logsumexp_is_a_sink_parameter",)
 VARIANT_OPS = ("tests/ops/test_gpt_attention_variants.py",)  # ALiBi, sinks, query scale in the op vs dense attention
 QUERY_SCALE = ("tests/passes/test_attention_query_scale.py",)  # Beam's per-position query scale, hf vs fx vs replay  # K/V heads tiled (JetMoE style), regrouped for GQA
 SINKS = ("tests/ops/test_attention_sinks.py",)  # sinks on tiny FLINT, XGLM's eager attention, hf vs fx vs replay  # gpt_attention / paged cache against an SDPA reference
-REPLAY_MODELS = ("tests/test_replay.py::test_replay_matches_fx_and_hf",)  # replay vs fx and hf, every tiny model
-CONVERTERS = ("tests/test_trt_converters.py",)
-EDGES = ("tests/test_trt_converters_edges.py",)
-NATIVE = ("tests/test_native_attention.py",)
-WINDOW = ("tests/test_core_sliding_window.py",)  # a model with a window shorter than its prompts, fx and replay
-LAYERS = ("tests/test_replay_layers.py", "tests/test_replay_onnx.py")
-COMPARE = ("tests/test_compare.py", "tests/test_cli_compare.py")
-VERDICTS = ("tests/test_compare_verdicts.py",)
-GOLDENS = ("tests/test_harness_units.py", "tests/test_plugin_goldens.py", "tests/test_goldens_units.py")
+REPLAY_MODELS = ("tests/replay/test_backend.py::test_replay_matches_fx_and_hf",)  # replay vs fx and hf, every tiny model
+CONVERTERS = ("tests/trt/test_converters.py",)
+EDGES = ("tests/trt/test_converters_edges.py",)
+NATIVE = ("tests/trt/test_attention_native.py",)
+WINDOW = ("tests/pipeline/test_sliding_window.py",)  # a model with a window shorter than its prompts, fx and replay
+LAYERS = ("tests/replay/test_layers.py", "tests/replay/test_onnx_oracle.py")
+COMPARE = ("tests/compare/test_comparator.py", "tests/cli/test_compare.py")
+VERDICTS = ("tests/compare/test_verdicts.py",)
+GOLDENS = ("tests/harness/test_units.py", "tests/harness/test_goldens_plugin.py", "tests/harness/test_goldens_units.py")
 
 _OPS = "ditto/ops/gpt_attention.py"
 _ROPE = "ditto/ops/rope.py"
@@ -141,7 +141,7 @@ LISTED: tuple[Mutant, ...] = (
     Mutant("pass_eager_scale_mul_div_swapped", "ditto/passes/eager_attention_to_sdpa.py",
            "scale = float(scores.args[1]) if scores.target == aten.mul.Tensor else 1.0 / float(scores.args[1])",
            "scale = 1.0 / float(scores.args[1]) if scores.target == aten.mul.Tensor else float(scores.args[1])",
-           "eager attention scale inverted", ("tests/test_core_generic.py::test_eager_attention_is_normalised",) + PARITY),
+           "eager attention scale inverted", ("tests/pipeline/test_generic_architectures.py::test_eager_attention_is_normalised",) + PARITY),
     Mutant("pass_baddbmm_bias_dropped", "ditto/passes/eager_attention_to_sdpa.py", "            mask = _add_term(mask, bias, softmax)",
            "            pass", "baddbmm's bias term (BLOOM's ALiBi) dropped from the scores", ALIBI),
     Mutant("pass_sinks_not_recorded", "ditto/passes/eager_attention_to_sdpa.py", "        if sinks is not None:\n            sdpa.meta[SINKS_META]",

@@ -7,7 +7,7 @@ build, and replay against torch on several sizes."""
 import pytest
 import torch
 
-from tests.test_trt_converters import Fn, N, check, rows
+from tests.trt.test_converters import Fn, N, check, rows
 
 EDGES = {
     # <= and >= on values that tie: dropping the EQUAL half of the comparison shows

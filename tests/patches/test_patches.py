@@ -34,7 +34,7 @@ from ditto.errors import DittoError
 
 trt = pytest.importorskip("tensorrt_rtx", reason="tensorrt_rtx is not installed on this machine")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HAS_TRTLLM = importlib.util.find_spec("tensorrt_llm") is not None
 NO_TRTLLM = "TensorRT-LLM is not installed on this machine"
 

@@ -6,7 +6,7 @@ Models (tests/deep_models.py): on a CPU, 24-layer hidden-256 Llama- and Qwen2-sh
 bfloat16 (CI runs the Llama shape, ~25 s of CPU, most of it ditto's export; the Qwen2 shape
 is marked slow). On a GPU, the real shapes, random weights:
 
-    DITTO_TEST_DEVICE=cuda DITTO_DEEP_SHAPES=qwen2.5-1.5b,llama-3.1-8b pytest tests/test_verdicts_at_depth.py
+    DITTO_TEST_DEVICE=cuda DITTO_DEEP_SHAPES=qwen2.5-1.5b,llama-3.1-8b pytest tests/compare/test_verdicts_at_depth.py
 
 (DITTO_DEEP_DTYPE=float16 for float16.) The verdict is Harness.judge, the code the regression
 module's `X-vs-hf` test runs; the harness settings are this session's (its defaults unless

@@ -36,7 +36,7 @@ from ditto.trtllm.gpt_attention_plugin import (
 from ditto.trtllm.inputs import ENGINE_INPUTS
 from ditto.trtllm.schema import validate_config
 from harness import trtllm as harness_trtllm
-from tests.test_trtllm_plugin import LLAMA, OPTIONS, FakeTrt
+from tests.trtllm.test_gpt_attention_plugin import LLAMA, OPTIONS, FakeTrt
 
 NUMPY_TYPES = {"int32": np.int32, "float32": np.float32, "int8": np.int8, "int32 set": np.int32}
 
@@ -152,7 +152,7 @@ def test_sliding_windows_reach_the_python_session_and_the_runner():
 def test_run_py_passes_the_windows(monkeypatch, tmp_path):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("ditto_run_script", Path(__file__).parents[1] / "scripts" / "run.py")
+    spec = importlib.util.spec_from_file_location("ditto_run_script", Path(__file__).parents[2] / "scripts" / "run.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     (tmp_path / "config.json").write_text(json.dumps({"pretrained_config": {"runtime_defaults": {"max_attention_window": [4, 9]}}}))

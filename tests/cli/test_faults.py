@@ -32,7 +32,7 @@ from ditto.cli.main import main
 from ditto.dumps import load_steps, save_step, save_steps
 from ditto.models.tiny import tiny_model_dir
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # --- helpers -------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "nightly"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "nightly"
 
 
 def _nightly():

@@ -1,5 +1,5 @@
 """The native TensorRT lowering of `gpt_attention` (ditto/trt/attention_native.py), layer by
-layer, against the dense reference of tests/test_ops_reference.py.
+layer, against the dense reference of tests/ops/test_gpt_attention_reference.py.
 
 Two attention layers are lowered into one hand-made network (the pool passes from one to the
 next, as in `ditto build`), replayed step by step over a paged cache with 4 tokens per block:
@@ -20,7 +20,7 @@ from ditto.replay import replay_network
 from ditto.runtime.paged_cache import PagedKVCache
 from ditto.trt import attention_native
 from ditto.trt.context import ConversionContext
-from tests.test_ops_reference import (
+from tests.ops.test_gpt_attention_reference import (
     CASES,
     KV,
     MAX_SEQ_LEN,

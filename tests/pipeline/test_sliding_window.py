@@ -11,7 +11,7 @@ import pytest
 from ditto.pipeline import load_program
 from ditto.runtime.backend import get_backend
 from tests.parity import FLOAT32_BOUND, forced_request, worst_errors
-from tests.test_core_generic import _COMMON, _save
+from tests.pipeline.test_generic_architectures import _COMMON, _save
 
 WINDOW = 4  # the parity prompts are 5, 2 and 9 tokens, then 4 more steps
 

@@ -14,7 +14,7 @@ import torch
 from ditto.cli.main import COMMANDS, main
 from ditto.dumps import save_step, save_steps
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -254,7 +254,7 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
 
 def test_config_and_attention_carry_the_hf_config(built, request):
     """Every model-derived field of the float32 build, against the HF config (see test_model_derived.py)."""
-    from tests.test_model_derived import check_build
+    from tests.trtllm.test_model_derived import check_build
 
     program, path, report = built
     config = json.loads((path / "config.json").read_text())

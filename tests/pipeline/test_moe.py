@@ -197,7 +197,7 @@ def test_unknown_routing_is_refused_with_the_source_line(monkeypatch):
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_native_lowering_replays_the_op(name):
-    from tests.test_trt_converters import Fn, N, check
+    from tests.trt.test_converters import Fn, N, check
 
     case, v = CASES[name], _case(CASES[name])
     params = dict(fc1=v["fc1"], fc2=v["fc2"]) | (dict(bias=v["bias"]) if v["bias"] is not None else {})
@@ -232,7 +232,7 @@ def test_topk_replay_refuses_ties():
 def test_engine_config_carries_tensorrt_llm_moe_fields():
     from ditto.trtllm.config import engine_config
     from ditto.trtllm.moe import NO_MOE, plugin_unsupported
-    from tests.test_trtllm_config import OPTIONS
+    from tests.trtllm.test_config import OPTIONS
 
     program = load_program("tiny-mixtral")
     config = engine_config(program.hf_config, program.attention, OPTIONS, moe=program.moe)

@@ -7,7 +7,7 @@ import pytest
 
 from ditto.errors import DittoError
 from ditto.pipeline import load_program
-from tests.test_attention_variants import _SMALL, assert_backends_match_hf, save_tiny
+from tests.pipeline.test_attention_variants import _SMALL, assert_backends_match_hf, save_tiny
 
 CONVERTED = {
     # QK-norm applied on the heads-first layout before RoPE: RoPE found through its cos/sin products
