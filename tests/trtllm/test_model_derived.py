@@ -52,10 +52,11 @@ def expected_attention(name: str, hf) -> dict:
         num_heads=heads,
         num_kv_heads=getattr(hf, "num_key_value_heads", None) or heads,
         head_size=head_size,
-        q_scaling=1.0,  # every tiny model scales scores by 1/sqrt(head_size), TensorRT-LLM's q_scaling 1
+        # scores scale 1/(sqrt(head_size) q_scaling); Gemma-2 scales by query_pre_attn_scalar ** -0.5
+        q_scaling=(getattr(hf, "query_pre_attn_scalar", None) or head_size) ** 0.5 / head_size ** 0.5,
         sliding_window=getattr(hf, "sliding_window", None) or 0,
         rotary_embedding_max_positions=max_positions,
-        attn_logit_softcapping_scale=0.0,
+        attn_logit_softcapping_scale=getattr(hf, "attn_logit_softcapping", None) or 0.0,
     )
     if rope is None:
         out.update(position_embedding_type="learned_absolute", rotary_embedding_dim=0)
@@ -80,7 +81,9 @@ def check_attention(name: str, program, tokens_per_block: int) -> None:
     for index, params in enumerate(program.attention):
         got = params.as_dict()
         assert got["layer_idx"] == index and got["tokens_per_block"] == tokens_per_block
-        for field, value in want.items():
+        layer_type = (getattr(hf, "layer_types", None) or [None] * hf.num_hidden_layers)[index]
+        layer_want = {**want, "sliding_window": 0} if layer_type == "full_attention" else want
+        for field, value in layer_want.items():  # alternating layers (Gemma-2): no window on the full ones
             same = got[field] == (pytest.approx(value, rel=1e-12) if isinstance(value, float) else value)
             assert same, f"{name} layer {index}: {field} {got[field]!r}, HF {value!r}"
 
@@ -108,12 +111,15 @@ def check_config(name: str, config: dict, dtype: torch.dtype, limits: dict) -> N
         "max_position_embeddings": hf.max_position_embeddings,
         # MoE models: the experts' gated activation, as TensorRT-LLM writes it for Mixtral (ditto/trtllm/moe.py)
         "hidden_act": "swiglu" if hf.model_type in ("mixtral", "qwen3_moe")
-        else getattr(hf, "hidden_act", None) or hf.activation_function,
+        else getattr(hf, "hidden_act", None) or getattr(hf, "hidden_activation", None) or hf.activation_function,
         "norm_epsilon": getattr(hf, "rms_norm_eps", None) or hf.layer_norm_epsilon,
         "position_embedding_type": want["position_embedding_type"],
         "rotary_embedding_dim": want["rotary_embedding_dim"],
         "rotary_scaling": scaling,
-        "runtime_defaults": {"max_attention_window": [want["sliding_window"]] * hf.num_hidden_layers}
+        # the window per layer; a full layer of an alternating model (Gemma-2) attends over max_seq_len
+        "runtime_defaults": {"max_attention_window": [
+            limits["max_seq_len"] if layer_type == "full_attention" else want["sliding_window"]
+            for layer_type in (getattr(hf, "layer_types", None) or [None] * hf.num_hidden_layers)]}
         if want["sliding_window"] else None,
     }
     for field, value in expected.items():
