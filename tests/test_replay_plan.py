@@ -116,3 +116,29 @@ def _feed(plan, request):
     feed[POOL_INPUT] = cache.pool
     cache.close()
     return feed
+
+
+def test_layers_of_constants_are_folded_once_and_kept_once(monkeypatch):
+    """A layer fed only by constants (a weight's reshape) is computed at the first run and
+    not again; what is kept is what the per-run layers read, each storage once (a folded
+    reshape keeps a view of its weight, not a second copy)."""
+    replay_backend.prepared.cache_clear()
+    counted = []
+    original = REPLAYS["SHUFFLE"]
+    monkeypatch.setitem(REPLAYS, "SHUFFLE", Replay(lambda call: counted.append(call.layer.name) or original.fn(call),
+                                                   original.reads))
+    request = forced_request("tiny-llama", steps=2, probes=[])
+    first = get_backend("replay").run(request)
+    limits = (len(request.prompts), max(len(p) for p in request.prompts) + request.steps + 1,
+              sum(len(p) for p in request.prompts))
+    _program, plan, _ = replay_backend.prepared(request.model, request.dtype, limits, (), "cpu",
+                                                replay_backend._converters_fingerprint())
+    folded = {s.layer.name for s in plan.steps if s.static and s.kind == "SHUFFLE"}
+    assert folded and plan.folded
+    runs_before = len(counted)
+    second = get_backend("replay").run(request)
+    again = set(counted[runs_before:])
+    assert not again & folded, "a folded layer was computed again"
+    assert max(worst_errors(first, second).values()) == 0.0
+    weights = sum(s.layer.weights.nbytes for s in plan.steps if s.kind == "CONSTANT" and s.outs[0][1].is_floating_point)
+    assert plan.kept_bytes() <= weights * 1.01, (plan.kept_bytes(), weights)
