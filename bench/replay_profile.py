@@ -71,9 +71,16 @@ def main() -> None:
         create_model(config, folder, device, torch.bfloat16)
         backend = get_backend("replay")
         request = StepwiseRequest(model=folder, prompts=prompts, steps=args.steps, dtype=torch.bfloat16, device=device)
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated()
+            print(f"allocated before the replay backend loads: {before / 2**30:.2f} GiB", flush=True)
         start = time.perf_counter()
         backend.run(request)
         print(f"warm-up run (build + upload): {time.perf_counter() - start:.1f} s", flush=True)
+        if device.startswith("cuda"):
+            print(f"first run: peak {(torch.cuda.max_memory_allocated() - before) / 2**30:.2f} GiB above that, "
+                  f"{(torch.cuda.memory_allocated() - before) / 2**30:.2f} GiB still allocated after it", flush=True)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()

@@ -124,6 +124,11 @@ class ReplayPlan:
                          torch.device("cpu") if host else self.device)
             step.static = bool(outs) and all(name in static for name, _, _ in outs)
             step.host_read = _HOST_READ.get(kind, frozenset())
+            # a host layer's outputs are reused while its inputs are the very same tensors as at the
+            # last run (kept constants, reused outputs upstream) or, for SHAPE, of the same shape:
+            # replays never write into their host inputs, so equal inputs mean equal outputs
+            step.reuse = host and not step.static and keep_constants and (kind == "SHAPE" or bool(ins))
+            step.last = None
             self.steps.append(step)
         # after folding, a run skips the static layers: the kept ones are inserted, the others are not needed
         self.run_steps = [step for step in self.steps if not step.static]
@@ -148,8 +153,18 @@ class ReplayPlan:
         else:
             steps = self.steps
         for step in steps:
-            if True:
-                args = [None if n is None else values[n] for n in step.ins]
+            args = [None if n is None else values[n] for n in step.ins]
+            if step.reuse:  # host shape arithmetic: the same inputs as at the last run give the same outputs
+                key = tuple(args[0].shape) if step.kind == "SHAPE" else args
+                last = step.last
+                if last is not None and (last[0] == key if step.kind == "SHAPE" else
+                                         len(last[0]) == len(key) and all(a is b for a, b in zip(last[0], key))):
+                    for (name, _, _), value in zip(step.outs, last[1]):
+                        values[name] = value
+                    for name in step.free:
+                        values.pop(name, None)
+                    continue
+            if True:  # computed
                 if step.device != _CPU:  # a device layer reads host tensors from the device, except shape data
                     args = [a if a is None or a.device == step.device or i in step.host_read
                             else a.to(step.device, non_blocking=True) for i, a in enumerate(args)]
@@ -162,6 +177,8 @@ class ReplayPlan:
                     _check_output(call, k, dtype, shape if shape is not None else tuple(step.layer.get_output(k).shape),
                                   results[k])
                     values[name] = results[k]
+                if step.reuse:
+                    step.last = (key, results)
                 if step.static and self.keep_constants:
                     self.constants.update((name, values[name]) for name, _, _ in step.outs if name in self.frontier)
             for name in step.free:
@@ -211,7 +228,8 @@ _HOST_READ = {
 
 
 class _Step:
-    __slots__ = ("layer", "kind", "fn", "ins", "outs", "free", "fields", "device", "memo", "static", "host_read")
+    __slots__ = ("layer", "kind", "fn", "ins", "outs", "free", "fields", "device", "memo", "static", "host_read",
+                 "reuse", "last")
 
     def __init__(self, layer, kind, fn, ins, outs, free, fields, device):
         self.layer, self.kind, self.fn, self.ins, self.outs, self.free, self.fields = layer, kind, fn, ins, outs, free, fields
@@ -345,7 +363,9 @@ def _network_inputs(declared: dict, inputs: dict, device, host: set = frozenset(
                 f"input {name!r} is {value.dtype} {tuple(value.shape)}; the network takes {dtype} {shape} (-1: any)"
             )
         target = _CPU if name in host else device
-        values[name] = value if value.device == target else value.to(target)
+        # a host input is copied: a fresh tensor every run (never the caller's, which it may
+        # change in place), so host layers reading it are recomputed (ReplayPlan.run reuses by identity)
+        values[name] = value.clone() if name in host and value.device == target else value.to(target)
     return values
 
 
