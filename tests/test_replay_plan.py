@@ -128,15 +128,14 @@ def test_layers_of_constants_are_folded_once_and_kept_once(monkeypatch):
     monkeypatch.setitem(REPLAYS, "SHUFFLE", Replay(lambda call: counted.append(call.layer.name) or original.fn(call),
                                                    original.reads))
     request = forced_request("tiny-llama", steps=2, probes=[])
-    first = get_backend("replay").run(request)
-    limits = (len(request.prompts), max(len(p) for p in request.prompts) + request.steps + 1,
-              sum(len(p) for p in request.prompts))
-    _program, plan, _ = replay_backend.prepared(request.model, request.dtype, limits, (), "cpu",
-                                                replay_backend._converters_fingerprint())
+    backend = get_backend("replay")
+    first = backend.run(request)
+    plan = backend.last_plan
     folded = {s.layer.name for s in plan.steps if s.static and s.kind == "SHUFFLE"}
     assert folded and plan.folded
     runs_before = len(counted)
-    second = get_backend("replay").run(request)
+    second = backend.run(request)
+    assert backend.last_plan is plan
     again = set(counted[runs_before:])
     assert not again & folded, "a folded layer was computed again"
     assert max(worst_errors(first, second).values()) == 0.0
@@ -173,3 +172,14 @@ def test_host_shape_arithmetic_reused_across_steps_matches_a_plain_run(monkeypat
     # 4 runs (context + 3 steps): the last two decode steps reuse about half of the host
     # concatenations (the others follow the growing KV length); without reuse: 4 * per_run
     assert len(computed) < 3 * per_run, (len(computed), per_run)
+
+
+def test_requests_of_other_lengths_share_one_network():
+    """The sequence limit is rounded up to a power of two: a context-only request next to a
+    longer one reuses the network and its kept weights (two plans would hold them twice)."""
+    replay_backend.prepared.cache_clear()
+    backend = get_backend("replay")
+    backend.run(forced_request("tiny-llama", steps=3, probes=[]))
+    plan = backend.last_plan
+    backend.run(forced_request("tiny-llama", steps=0, probes=[]))
+    assert backend.last_plan is plan
