@@ -19,9 +19,9 @@ the calibrated band in half precision: `ditto.compare.tolerances`), and a failur
 environments. Why that bound holds across environments: another torch, transformers or device
 changes kernels, i.e. the summation order and fusion of the same float32 arithmetic, which is
 exactly the difference the rule already absorbs between two backends on one machine (fx and
-hf run different kernels and agree to ~1e-6 of the scale, the bound is 1e-4); measured across
-environments: the goldens recorded with torch 2.13 on the CPU against torch 2.11 on an H200
-(bench/RESULTS.md, issue 10). The tokens cannot part ways: every backend is fed hf's greedy
+hf run different kernels and agree to ~1e-6 of the scale, the bound is 1e-4). Not yet measured
+across environments (the committed goldens, torch 2.13 on the CPU, against torch 2.11 on an
+H200: `pytest harness/regression.py -k golden` there; issue 10, bench/RESULTS.md). The tokens cannot part ways: every backend is fed hf's greedy
 tokens of this run (token forcing); only a near-tie in hf's argmax that flips between
 environments would make `input_ids` differ, and that fails naming the step, as it should (the
 golden must then be re-recorded in one environment). Making a new ditto version stale would
