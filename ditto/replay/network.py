@@ -164,23 +164,22 @@ class ReplayPlan:
                     for name in step.free:
                         values.pop(name, None)
                     continue
-            if True:  # computed
-                if step.device != _CPU:  # a device layer reads host tensors from the device, except shape data
-                    args = [a if a is None or a.device == step.device or i in step.host_read
-                            else a.to(step.device, non_blocking=True) for i, a in enumerate(args)]
-                call = LayerCall(step.layer, step.kind, self.trt, args, step.device, step.fields, step.memo)
-                results = step.fn(call) if timer is None else timer(step, lambda: step.fn(call))
-                results = list(results) if isinstance(results, (list, tuple)) else [results]
-                if len(results) != len(step.outs):
-                    raise call.error(f"replay produced {len(results)} outputs, the layer has {len(step.outs)}")
-                for k, (name, dtype, shape) in enumerate(step.outs):
-                    _check_output(call, k, dtype, shape if shape is not None else tuple(step.layer.get_output(k).shape),
-                                  results[k])
-                    values[name] = results[k]
-                if step.reuse:
-                    step.last = (key, results)
-                if step.static and self.keep_constants:
-                    self.constants.update((name, values[name]) for name, _, _ in step.outs if name in self.frontier)
+            if step.device != _CPU:  # a device layer reads host tensors from the device, except shape data
+                args = [a if a is None or a.device == step.device or i in step.host_read
+                        else a.to(step.device, non_blocking=True) for i, a in enumerate(args)]
+            call = LayerCall(step.layer, step.kind, self.trt, args, step.device, step.fields, step.memo)
+            results = step.fn(call) if timer is None else timer(step, lambda: step.fn(call))
+            results = list(results) if isinstance(results, (list, tuple)) else [results]
+            if len(results) != len(step.outs):
+                raise call.error(f"replay produced {len(results)} outputs, the layer has {len(step.outs)}")
+            for k, (name, dtype, shape) in enumerate(step.outs):
+                _check_output(call, k, dtype, shape if shape is not None else tuple(step.layer.get_output(k).shape),
+                              results[k])
+                values[name] = results[k]
+            if step.reuse:
+                step.last = (key, results)
+            if step.static and self.keep_constants:
+                self.constants.update((name, values[name]) for name, _, _ in step.outs if name in self.frontier)
             for name in step.free:
                 values.pop(name, None)
         if self.keep_constants:
