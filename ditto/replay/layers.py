@@ -166,7 +166,38 @@ def gather(call: LayerCall) -> torch.Tensor:
     if indices.dtype not in (torch.int32, torch.int64):
         raise call.error(f"indices are {indices.dtype}; TensorRT takes int32 or int64")
     mode = call.enum("mode", {"DEFAULT": _gather_default, "ELEMENT": _gather_element, "ND": _gather_nd})
-    return mode(call, data, indices.long(), int(call.attr("num_elementwise_dims")))
+    elementwise = int(call.attr("num_elementwise_dims"))
+    if indices.device.type == "cpu":  # host indices (shape data, a constant column list)
+        if mode is _gather_default and elementwise == 0:
+            out = _gather_host_indices(call, data, indices)
+            if out is not None:
+                return out
+        indices = indices.to(data.device)
+    return mode(call, data, indices.long(), elementwise)
+
+
+def _gather_host_indices(call, data, indices):
+    """DEFAULT gather by indices held on the host, all in [-n, n): no bounds mask is needed
+    (that is what the mask would keep); a run of consecutive indices reads a slice of the data
+    (a view) instead of copying it. None when some index is out of bounds (the masked path)."""
+    axis = _axis(call, "axis", int(call.attr("axis")), data.dim())
+    n = data.shape[axis]
+    memo = call.memo if call.memo is not None else {}
+    cached = memo.get("host_indices")
+    if cached is not None and cached[0] is indices and cached[1] == n and cached[2] == data.device:
+        how = cached[3]  # the same (kept) index tensor as at an earlier run
+    else:
+        flat = indices.reshape(-1).tolist()
+        if any(not -n <= i < n for i in flat):
+            return None
+        flat = [i + n if i < 0 else i for i in flat]
+        if flat and flat == list(range(flat[0], flat[0] + len(flat))):
+            how = (flat[0], len(flat))
+        else:
+            how = torch.tensor(flat, dtype=torch.int64, device=data.device)
+        memo["host_indices"] = (indices, n, data.device, how)
+    out = data.narrow(axis, *how) if isinstance(how, tuple) else data.index_select(axis, how)
+    return out.reshape((*data.shape[:axis], *indices.shape, *data.shape[axis + 1 :]))
 
 
 def _in_range(indices: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:

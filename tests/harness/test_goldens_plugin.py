@@ -83,7 +83,7 @@ def test_missing_golden_fails_with_the_command_that_records_it(pytester, golden_
     [
         ("model_hash", "0123456789abcdef", "model content hash: golden '0123456789abcdef'"),
         ("dtype", "bfloat16", "dtype: golden 'bfloat16', this run 'float32'"),
-        ("versions", {"ditto": "0.0.1", "torch": "2.5", "transformers": "4.50"}, "versions: golden {'ditto': '0.0.1'"),
+        ("steps", 3, "steps: golden 3, this run 1"),
     ],
 )
 def test_stale_golden_is_reported_not_compared(pytester, golden_dir, key, value, shown):
@@ -97,6 +97,28 @@ def test_stale_golden_is_reported_not_compared(pytester, golden_dir, key, value,
     out = result.stdout.str()
     assert "is stale, not compared" in out and shown in out and "re-record it with" in out
     assert "diverges" not in out  # nothing was compared
+
+
+def test_golden_from_another_environment_is_compared_and_named_when_it_fails(pytester, golden_dir):
+    """Other versions and device: compared by the same rule; a real difference fails naming both
+    environments (a planted change in one probe), an unchanged golden passes."""
+    _run(pytester, golden_dir, "--update-golden").assert_outcomes(passed=1)
+    folder = golden_dir / "tiny-llama" / "float32" / "hf"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["versions"] = {"ditto": "0.0.1", "torch": "2.5", "transformers": "4.50"}
+    manifest["device"] = "cuda:7"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    result = _run(pytester, golden_dir)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["tiny-llama: hf-vs-golden ok logits 0.0e+00"])
+    step = dict(load_step(folder / "step1.safetensors"))
+    step["layers.1.mlp"] = step["layers.1.mlp"] * 1.01
+    save_step(folder / "step1.safetensors", step)
+    result = _run(pytester, golden_dir)
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "golden recorded in another environment" in out and "device: golden 'cuda:7'" in out
+    assert "versions: golden {'ditto': '0.0.1'" in out and "first at layers.1.mlp" in out
 
 
 def test_golden_with_other_shapes_fails_naming_the_probe(pytester, golden_dir):

@@ -153,12 +153,12 @@ def test_missing_probe_and_missing_step_are_divergences():
 
 
 def test_stale_reasons_name_what_differs():
-    expected = {"model_hash": "abc", "dtype": "float32", "versions": {"torch": "2.13"}, "prompts": [[1]], "steps": 8,
+    expected = {"model_hash": "abc", "dtype": "float32", "prompts": [[1]], "steps": 8,
                 "format": "full", "format_version": 1}
     assert goldens.stale_reasons(dict(expected), expected) == []
-    manifest = {**expected, "versions": {"torch": "2.11"}, "steps": 4}
+    manifest = {**expected, "model_hash": "abd", "steps": 4}
     assert goldens.stale_reasons(manifest, expected) == [
-        "versions: golden {'torch': '2.11'}, this run {'torch': '2.13'}",
+        "model content hash: golden 'abd', this run 'abc'",
         "steps: golden 4, this run 8",
     ]
 

@@ -116,3 +116,70 @@ def _feed(plan, request):
     feed[POOL_INPUT] = cache.pool
     cache.close()
     return feed
+
+
+def test_layers_of_constants_are_folded_once_and_kept_once(monkeypatch):
+    """A layer fed only by constants (a weight's reshape) is computed at the first run and
+    not again; what is kept is what the per-run layers read, each storage once (a folded
+    reshape keeps a view of its weight, not a second copy)."""
+    replay_backend.prepared.cache_clear()
+    counted = []
+    original = REPLAYS["SHUFFLE"]
+    monkeypatch.setitem(REPLAYS, "SHUFFLE", Replay(lambda call: counted.append(call.layer.name) or original.fn(call),
+                                                   original.reads))
+    request = forced_request("tiny-llama", steps=2, probes=[])
+    backend = get_backend("replay")
+    first = backend.run(request)
+    plan = backend.last_plan
+    folded = {s.layer.name for s in plan.steps if s.static and s.kind == "SHUFFLE"}
+    assert folded and plan.folded
+    runs_before = len(counted)
+    second = backend.run(request)
+    assert backend.last_plan is plan
+    again = set(counted[runs_before:])
+    assert not again & folded, "a folded layer was computed again"
+    assert max(worst_errors(first, second).values()) == 0.0
+    weights = sum(s.layer.weights.nbytes for s in plan.steps if s.kind == "CONSTANT" and s.outs[0][1].is_floating_point)
+    assert plan.kept_bytes() <= weights * 1.01, (plan.kept_bytes(), weights)
+
+
+def test_host_shape_arithmetic_reused_across_steps_matches_a_plain_run(monkeypatch):
+    """With shape arithmetic on the host (as next to a GPU), a host layer whose inputs are the
+    very tensors of the last run reuses its outputs; over several generation steps (positions
+    and lengths change every step) the run must equal the plain CPU run exactly, and most host
+    layers must have been reused at the last step."""
+    import functools
+
+    from ditto.replay.network import ReplayPlan
+
+    request = forced_request("tiny-llama", steps=3, probes=["layers.1.out"])
+    replay_backend.prepared.cache_clear()
+    plain = get_backend("replay").run(request)
+    replay_backend.prepared.cache_clear()
+    monkeypatch.setattr(replay_backend, "ReplayPlan", functools.partial(ReplayPlan, host_shapes=True))
+    computed = []
+    original = REPLAYS["CONCATENATION"]
+    monkeypatch.setitem(REPLAYS, "CONCATENATION", Replay(lambda call: computed.append(call.layer.name) or
+                                                         original.fn(call), original.reads))
+    backend = get_backend("replay")
+    hosted = backend.run(request)
+    replay_backend.prepared.cache_clear()
+    assert max(worst_errors(plain, hosted).values()) == 0.0
+    plan = backend.last_plan
+    reused = [s for s in plan.steps if s.reuse]
+    assert reused and any(s.kind == "CONCATENATION" for s in reused)
+    per_run = len([s for s in plan.run_steps if s.kind == "CONCATENATION"])
+    # 4 runs (context + 3 steps): the last two decode steps reuse about half of the host
+    # concatenations (the others follow the growing KV length); without reuse: 4 * per_run
+    assert len(computed) < 3 * per_run, (len(computed), per_run)
+
+
+def test_requests_of_other_lengths_share_one_network():
+    """The sequence limit is rounded up to a power of two: a context-only request next to a
+    longer one reuses the network and its kept weights (two plans would hold them twice)."""
+    replay_backend.prepared.cache_clear()
+    backend = get_backend("replay")
+    backend.run(forced_request("tiny-llama", steps=3, probes=[]))
+    plan = backend.last_plan
+    backend.run(forced_request("tiny-llama", steps=0, probes=[]))
+    assert backend.last_plan is plan
