@@ -164,7 +164,7 @@ class ReplayPlan:
                 args = [a if a is None or a.device == step.device or i in step.host_read
                         else a.to(step.device, non_blocking=True) for i, a in enumerate(args)]
             call = LayerCall(step.layer, step.kind, self.trt, args, step.device, step.fields, step.memo)
-            results = step.fn(call) if timer is None else timer(step, lambda: step.fn(call))
+            results = step.fn(call) if timer is None else timer(step, lambda step=step, call=call: step.fn(call))
             results = list(results) if isinstance(results, (list, tuple)) else [results]
             if len(results) != len(step.outs):
                 raise call.error(f"replay produced {len(results)} outputs, the layer has {len(step.outs)}")

@@ -70,7 +70,6 @@ GOLDENS = ("tests/harness/test_units.py", "tests/harness/test_goldens_plugin.py"
 _OPS = "ditto/ops/gpt_attention.py"
 _ROPE = "ditto/ops/rope.py"
 _NATIVE = "ditto/trt/attention_native.py"
-_LAYERS = "ditto/replay/layers.py"
 _ATTN = "ditto/replay/attention.py"
 _STATS = "ditto/comparator/stats.py"
 
@@ -217,22 +216,22 @@ LISTED: tuple[Mutant, ...] = (
     Mutant("native_softcap_not_rescaled", _NATIVE, 'scores = _ew(ctx, scores, ctx.scalar(cap, scores), "PROD")', "pass",
            "soft-capping forgets to scale back in TensorRT", NATIVE + REPLAY_MODELS),
     # ---- replay layers -------------------------------------------------------------------------
-    Mutant("replay_reflect_off_by_one", _LAYERS, "torch.where(coords >= n, period - coords, coords)", "torch.where(coords >= n, period - coords - 1, coords)",
+    Mutant("replay_reflect_off_by_one", "ditto/replay/slicing.py", 'torch.where(coords >= n, period - coords, coords)', "torch.where(coords >= n, period - coords - 1, coords)",
            "REFLECT slice mirrors about the edge, not the edge element", LAYERS),
-    Mutant("replay_gather_lowest_index_invalid", _LAYERS, "valid = (indices >= -n) & (indices < n)", "valid = (indices > -n) & (indices < n)",
+    Mutant("replay_gather_lowest_index_invalid", "ditto/replay/slicing.py", 'valid = (indices >= -n) & (indices < n)', "valid = (indices > -n) & (indices < n)",
            "gather index -n treated as out of bounds", LAYERS),
-    Mutant("replay_floor_div_as_div", _LAYERS, '"FLOOR_DIV": _floor_div,', '"FLOOR_DIV": _div,', "FLOOR_DIV replayed as DIV", LAYERS),
-    Mutant("replay_avg_one_axis", _LAYERS, '"AVG": lambda x, axes, keep: x.mean(axes, keepdim=keep),',
+    Mutant("replay_floor_div_as_div", "ditto/replay/elementwise.py", '"FLOOR_DIV": _floor_div,', '"FLOOR_DIV": _div,', "FLOOR_DIV replayed as DIV", LAYERS),
+    Mutant("replay_avg_one_axis", "ditto/replay/reduce.py", '"AVG": lambda x, axes, keep: x.mean(axes, keepdim=keep),',
            '"AVG": lambda x, axes, keep: x.sum(axes, keepdim=keep) / x.shape[axes[0]],', "mean over several axes divides by one axis", LAYERS),
-    Mutant("replay_norm_unbiased_variance", _LAYERS, "variance = ((wide - mean) ** 2).mean(axes, keepdim=True)",
+    Mutant("replay_norm_unbiased_variance", "ditto/replay/reduce.py", 'variance = ((wide - mean) ** 2).mean(axes, keepdim=True)',
            "variance = wide.var(axes, keepdim=True)", "normalization with Bessel's correction", LAYERS),
-    Mutant("replay_cumulative_reverse_unflipped", _LAYERS, "    if call.attr(\"reverse\"):\n        out = out.flip(axis)\n    return out.to(x.dtype)", "    return out.to(x.dtype)",
+    Mutant("replay_cumulative_reverse_unflipped", "ditto/replay/reduce.py", '    if call.attr("reverse"):\n        out = out.flip(axis)\n    return out.to(x.dtype)', "    return out.to(x.dtype)",
            "reverse cumulative sum not flipped back", LAYERS),
-    Mutant("replay_scatter_strides_of_indices", _LAYERS, "flat = sum(c * math.prod(data.shape[d + 1 :])", "flat = sum(c * math.prod(indices.shape[d + 1 :])",
+    Mutant("replay_scatter_strides_of_indices", "ditto/replay/slicing.py", 'flat = sum(c * math.prod(data.shape[d + 1 :])', "flat = sum(c * math.prod(indices.shape[d + 1 :])",
            "ELEMENT scatter addresses with the indices' strides", LAYERS),
-    Mutant("replay_shuffle_inverse_permutation", _LAYERS, "    return order[:rank]\n", "    return sorted(range(rank), key=order[:rank].__getitem__)\n",
+    Mutant("replay_shuffle_inverse_permutation", "ditto/replay/shuffle.py", '    return order[:rank]\n', "    return sorted(range(rank), key=order[:rank].__getitem__)\n",
            "shuffle applies the inverse permutation", LAYERS),
-    Mutant("replay_matmul_transpose_ignored", _LAYERS, '(y.transpose(-1, -2) if op1 == "TRANSPOSE" else y)', "y",
+    Mutant("replay_matmul_transpose_ignored", "ditto/replay/matmul.py", '(y.transpose(-1, -2) if op1 == "TRANSPOSE" else y)', "y",
            "matrix multiply ignores TRANSPOSE on the second input", LAYERS),
     Mutant("replay_rotary_interleaved_flag", _ATTN, 'interleaved=bool(call.attr("interleaved"))', 'interleaved=not call.attr("interleaved")',
            "rotary layer replayed with the other pairing", LAYERS),
@@ -240,7 +239,7 @@ LISTED: tuple[Mutant, ...] = (
            "GQA replay maps query heads to the wrong KV heads", LAYERS),
     Mutant("replay_lower_right_sign", _ATTN, "allowed = cols <= rows + (s_kv - s_q)", "allowed = cols <= rows + (s_q - s_kv)",
            "LOWER_RIGHT causal diagonal anchored the wrong way", LAYERS),
-    Mutant("replay_softmax_axis_first", _LAYERS, "return torch.softmax(_wide(x), axes[0]).to(x.dtype)", "return torch.softmax(_wide(x), 0).to(x.dtype)",
+    Mutant("replay_softmax_axis_first", "ditto/replay/reduce.py", 'return torch.softmax(widen(x), axes[0]).to(x.dtype)', "return torch.softmax(widen(x), 0).to(x.dtype)",
            "softmax over the first axis", LAYERS),
     # ---- compare -------------------------------------------------------------------------------
     Mutant("compare_boundary_counts_out", _STATS, "n_out = (d > atol.to(ct) + rtol.to(ct) * y_abs)", "n_out = (d >= atol.to(ct) + rtol.to(ct) * y_abs)",

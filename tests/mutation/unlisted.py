@@ -26,7 +26,6 @@ _B = "ditto/ops/gpt_attention_batched.py"
 _TOL = "ditto/comparator/tolerances.py"
 _VERDICT = "harness/comparison.py"
 _GOLD = "harness/goldens.py"
-_LAYERS = "ditto/replay/layers.py"
 _MOE_OP = "ditto/ops/moe.py"
 
 
@@ -99,9 +98,9 @@ UNLISTED: tuple[Mutant, ...] = (
     _u("conv_moe_renorm_over_tokens", "ditto/trt/converters/moe.py", 'reduce(ctx, weights, "SUM", [1], True, "weight_sum")',
        'reduce(ctx, weights, "SUM", [0], True, "weight_sum")', "MoE weights renormalised over tokens, not the top-k", MOE),
     # ---- replay layers ------------------------------------------------------------------------------
-    _u("replay_fill_first_delta", _LAYERS, "value = value + (beta[axis].to(call.device) * index)",
+    _u("replay_fill_first_delta", "ditto/replay/creation.py", 'value = value + (beta[axis].to(call.device) * index)',
        "value = value + (beta[0].to(call.device) * index)", "LINSPACE fill uses the first delta on every axis", LAYERS),
-    _u("replay_clip_bounds_swapped", _LAYERS, '"CLIP": lambda x, a, b: x.clamp(max=b).clamp(min=a),',
+    _u("replay_clip_bounds_swapped", "ditto/replay/elementwise.py", '"CLIP": lambda x, a, b: x.clamp(max=b).clamp(min=a),',
        '"CLIP": lambda x, a, b: x.clamp(max=a).clamp(min=b),', "CLIP's alpha and beta swapped", LAYERS),
     _u("replay_topk_min_max_swapped", "ditto/replay/topk.py", 'largest = call.enum("op", {"MAX": True, "MIN": False})',
        'largest = call.enum("op", {"MAX": False, "MIN": True})', "TopK MAX replayed as MIN", LAYERS + MOE),
