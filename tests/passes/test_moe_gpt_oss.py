@@ -9,6 +9,7 @@ alpha 1.702, limit 7), and a router with a bias whose weights are the softmax ov
   transposed to rows = outputs), its bias likewise: checked entry by entry against the checkpoint;
 - hf vs fx vs replay logits in float32 within the project's 1e-4 bound (tests/parity.py), with the
   expert and router biases drawn large enough that dropping or misplacing any of them fails it;
+- TensorRT-LLM's MoE plugin refuses the clamped SwiGLU (its swiglu_bias has no alpha/beta/limit);
 - `Narrow` with a step (how the interleaved halves are read) on its own.
 """
 
@@ -19,6 +20,7 @@ from safetensors.torch import load_file
 
 from ditto.models.weights import InMemoryTensor, Narrow, read_source
 from ditto.pipeline import load_program
+from ditto.trtllm.moe import plugin_unsupported
 from tests.passes.test_moe_recognition import _tiny_config
 from tests.test_attention_variants import assert_backends_match_hf
 
@@ -53,6 +55,8 @@ def test_interleaved_clamped_experts_are_recognised_and_reordered(tmp_path):
     # the op's layout: the linear ("up", odd columns) half first, the gate (even columns) second
     assert torch.equal(fc1, torch.cat((gate_up[:, 1::2], gate_up[:, ::2]), dim=1))
     assert torch.equal(fc1_bias, torch.cat((gate_up_bias[:, 1::2], gate_up_bias[:, ::2]), dim=1))
+    # TensorRT-LLM's MoE plugin has no clamped-SwiGLU fields: refused there (TensorRT layers lower it)
+    assert "alpha/beta/limit" in plugin_unsupported(program.moe[0])
     assert_backends_match_hf(path, steps=2)
 
 
