@@ -21,7 +21,10 @@ or of the raw logits, plus an expert bias for selection; group-limited top-k wit
 count hinted by the region's [T, G, E/G] views; renormalised or not; a scale; PhiMoE's sparse
 mixer, its epsilon measured on threshold probes and then checked), and the activation region
 against gated and plain activations and a clamped SwiGLU (alpha, beta, limit measured, then
-checked). An expert dispatch whose routing matches nothing is a DittoError naming it and its
+checked); a gated activation may find its halves concatenated (either order) or interleaved
+(GPT-OSS: gate = [..., ::2], up = [..., 1::2]), and fc1's weight and bias are reordered at load
+into the op's one [linear | gate] layout. A router projection with a bias (GPT-OSS) stays the
+graph's linear: the op takes its logits. An expert dispatch whose routing matches nothing is a DittoError naming it and its
 model source line, never a guess.
 """
 
