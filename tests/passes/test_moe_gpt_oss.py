@@ -22,7 +22,7 @@ from ditto.models.weights import InMemoryTensor, Narrow, read_source
 from ditto.pipeline import load_program
 from ditto.trtllm.moe import plugin_unsupported
 from tests.passes.test_moe_recognition import _tiny_config
-from tests.test_attention_variants import assert_backends_match_hf
+from tests.pipeline.test_attention_variants import assert_backends_match_hf
 
 
 def _save_gpt_oss(directory) -> str:
