@@ -12,6 +12,7 @@ import functools
 import tempfile
 
 import pytest
+import torch
 
 from ditto.errors import DittoError
 from ditto.ops.params import GPTAttentionParams
@@ -20,6 +21,7 @@ from ditto.passes.pad_kv_shapes import padded_kv_shape
 from ditto.pipeline import load_program
 from ditto.runtime.backend import get_backend
 from ditto.runtime.fx import place_on_device, run_program
+from ditto.trtllm.config import BuildOptions, engine_config
 from tests.ops.test_attention_sinks import save_sweep_model
 from tests.parity import FLOAT32_BOUND, forced_request, worst_errors
 from tests.passes._helpers import check_pass, model_context, run_graph
@@ -49,6 +51,9 @@ def test_the_layer_with_fewer_kv_heads_is_padded_in_one_context_step():
     assert {(p.num_kv_heads, p.head_size) for p in c["ctx"].attention} == {(4, 16)}
 
 
+_OPTIONS = BuildOptions(dtype=torch.float32, max_batch_size=4, max_input_len=64, max_seq_len=128, max_num_tokens=256)
+
+
 def _shapes(program) -> set:
     return {(p.num_kv_heads, p.head_size) for p in program.attention}
 
@@ -70,8 +75,12 @@ def _fx_matches_hf_over_several_blocks(path: str, tokens_per_block: int = 4) -> 
                                                 ("gemma4_text", lambda kv, d: kv == 2 and d > 16)])
 def test_mixed_kv_shapes_convert_and_match_hf(tmp_path, model_type, padded):
     path = save_sweep_model(tmp_path, model_type)
-    shapes = _shapes(load_program(path))
+    program = load_program(path)
+    shapes = _shapes(program)
     assert len(shapes) == 1 and padded(*next(iter(shapes))), shapes
+    # the engine's config.json describes the one padded pool TensorRT-LLM's runtime allocates
+    config = engine_config(program.hf_config, program.attention, _OPTIONS, moe=program.moe)["pretrained_config"]
+    assert (config["num_key_value_heads"], config["head_size"]) == next(iter(shapes))
     _fx_matches_hf_over_several_blocks(path)
     assert_backends_match_hf(path, backends=("replay",))
 
