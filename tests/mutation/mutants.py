@@ -66,6 +66,7 @@ LAYERS = ("tests/replay/test_layers.py", "tests/replay/test_onnx_oracle.py")
 COMPARE = ("tests/compare/test_comparator.py", "tests/cli/test_compare.py")
 VERDICTS = ("tests/compare/test_verdicts.py",)
 GOLDENS = ("tests/harness/test_units.py", "tests/harness/test_goldens_plugin.py", "tests/harness/test_goldens_units.py")
+PAD_KV = ("tests/passes/test_pad_kv_shapes.py",)  # mixed KV shapes (MiMo, Gemma 4) padded to one pool, fx and replay vs hf
 
 _OPS = "ditto/ops/gpt_attention.py"
 _ROPE = "ditto/ops/rope.py"
@@ -123,6 +124,13 @@ LISTED: tuple[Mutant, ...] = (
     Mutant("cache_positions_shifted", "ditto/runtime/paged_cache.py", "torch.arange(p, p + n, **i32)", "torch.arange(p + 1, p + n + 1, **i32)",
            "position_ids off by one", OPS + PARITY),
     # ---- passes --------------------------------------------------------------------------------
+    Mutant("pad_kv_heads_tiled", "ditto/passes/pad_kv_shapes.py",
+           "x = insert_op(graph, aten.unsqueeze.default, (x, 2))\n    x = insert_op(graph, aten.expand.default, (x, [-1, kv, repeats, d]))",
+           "x = insert_op(graph, aten.unsqueeze.default, (x, 1))\n    x = insert_op(graph, aten.expand.default, (x, [-1, repeats, kv, d]))",
+           "KV heads padded by tiling (copies of every head in turn), so query heads read other heads' K/V", PAD_KV),
+    Mutant("pad_kv_scale_of_padded_size", "ditto/passes/pad_kv_shapes.py",
+           "q_scaling=params.q_scaling * math.sqrt(params.head_size) / math.sqrt(head_size),", "q_scaling=params.q_scaling,",
+           "zero-padded head size changes the softmax scale (1/sqrt of the padded size)", PAD_KV),
     Mutant("pass_q_scaling_inverted", "ditto/passes/replace_attention.py", "q_scaling=1.0 / (scale * math.sqrt(head_size)),",
            "q_scaling=scale * math.sqrt(head_size),", "q_scaling inverted (same only for scale 1/sqrt(D))", PARITY + GENERIC),
     Mutant("pass_default_scale_missing", "ditto/passes/replace_attention.py", "scale = 1.0 / math.sqrt(head_size)", "scale = 1.0",
