@@ -20,7 +20,7 @@ computes the same function for the whole batch at once, with no host sync per la
 It computes only what it knows. `supported(params)` lists the parameters it implements; a call
 with anything else (a soft-cap, a parameter this module has never heard of at a non-default
 value) runs the reference kernel instead. Tests compare this kernel with the reference on
-random shapes (tests/test_gpt_attention_batched.py).
+random shapes (tests/ops/test_gpt_attention_batched.py).
 """
 
 from __future__ import annotations

@@ -96,7 +96,7 @@ def test_gemma3n_text_converts_and_replays(tmp_path):
     # read again) and it multiplies with aten.multiply (replay needed the alias)
     from transformers import AutoModelForCausalLM
 
-    from tests.test_attention_variants import assert_backends_match_hf
+    from tests.pipeline.test_attention_variants import assert_backends_match_hf
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(sweep.tiny_config("gemma3n_text")).eval()

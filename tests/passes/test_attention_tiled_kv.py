@@ -10,7 +10,7 @@ without the regrouping the heads read the wrong K/V (far out of bound)."""
 import torch
 
 from ditto.pipeline import load_program
-from tests.test_attention_variants import _SMALL, assert_backends_match_hf, save_tiny
+from tests.pipeline.test_attention_variants import _SMALL, assert_backends_match_hf, save_tiny
 
 
 def _tiled(hidden_states, n_rep):

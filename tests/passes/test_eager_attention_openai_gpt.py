@@ -11,7 +11,7 @@ import torch
 from ditto.pipeline import load_program
 from tests.ops.test_attention_sinks import save_sweep_model
 from tests.passes._helpers import FLOAT32, check_pass, module_context
-from tests.test_attention_variants import assert_backends_match_hf
+from tests.pipeline.test_attention_variants import assert_backends_match_hf
 
 SDPA = torch.ops.aten.scaled_dot_product_attention.default
 

@@ -6,7 +6,7 @@ import torch
 
 from ditto.ops.kv_cache import block_offset, register_pool, unregister_pool
 from ditto.replay.registry import REPLAYS
-from tests.test_replay_layers import _gpt_attention_call
+from tests.replay.test_layers import _gpt_attention_call
 
 
 def test_alibi_plugin_maps_to_the_reference_op():
