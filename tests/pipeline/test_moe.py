@@ -197,7 +197,7 @@ def test_unknown_routing_is_refused_with_the_source_line(monkeypatch):
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_native_lowering_replays_the_op(name):
-    from tests.trt.test_converters import Fn, N, check
+    from tests.converter_check import Fn, N, check
 
     case, v = CASES[name], _case(CASES[name])
     params = dict(fc1=v["fc1"], fc2=v["fc2"]) | (dict(bias=v["bias"]) if v["bias"] is not None else {})

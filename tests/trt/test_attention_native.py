@@ -20,7 +20,7 @@ from ditto.replay import replay_network
 from ditto.runtime.paged_cache import PagedKVCache
 from ditto.trt import attention_native
 from ditto.trt.context import ConversionContext
-from tests.ops.test_gpt_attention_reference import (
+from tests.attention_reference import (
     CASES,
     KV,
     MAX_SEQ_LEN,
