@@ -18,7 +18,10 @@ import ditto.builder as build_module
 from ditto.builder import build
 from ditto.models.tiny import tiny_model_dir
 from ditto.pipeline import load_program
+from ditto.trtllm.config import BuildOptions
 
+# float16 options of a small engine (for engine_config without a build)
+BUILD_OPTIONS = BuildOptions(dtype=torch.float16, max_batch_size=4, max_input_len=64, max_seq_len=128, max_num_tokens=256)
 # small limits with a small KV block, so that the build's pool spans many blocks
 LIMITS = dict(max_batch_size=3, max_input_len=32, max_seq_len=48, max_num_tokens=64, tokens_per_block=4)
 NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
