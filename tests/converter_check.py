@@ -70,7 +70,7 @@ def check(module, args, dynamic=None, others=(), rtol=1e-5, atol=1e-6, build=Tru
         assert tensor.dtype == getattr(trt, str(val.dtype).removeprefix("torch.")), node.name
         assert tuple(tensor.shape) == tuple(d if isinstance(d, int) else -1 for d in val.shape), node.name
     if build:
-        build(converted, args, others)
+        assert_builds(converted, args, others)
     names = [network.get_input(i).name for i in range(network.num_inputs)]
     for example in (args, *others):
         expected = module(*example)
@@ -83,7 +83,7 @@ def check(module, args, dynamic=None, others=(), rtol=1e-5, atol=1e-6, build=Tru
     return converted
 
 
-def build(converted, args, others):
+def assert_builds(converted, args, others):
     """TensorRT's builder accepts the network with a profile spanning the sizes of `args` and `others`."""
     network, builder = converted.network, converted.builder
     config = builder.create_builder_config()
