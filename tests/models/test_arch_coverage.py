@@ -7,23 +7,23 @@ import pytest
 
 from ditto.errors import DittoError
 from ditto.pipeline import load_program
-from tests.pipeline.test_attention_variants import _SMALL, assert_backends_match_hf, save_tiny
+from tests.tiny_models import SMALL, assert_backends_match_hf, save_tiny
 
 CONVERTED = {
     # QK-norm applied on the heads-first layout before RoPE: RoPE found through its cos/sin products
-    "exaone4": dict(_SMALL, sliding_window=4, layer_types=["sliding_attention", "full_attention"]),
+    "exaone4": dict(SMALL, sliding_window=4, layer_types=["sliding_attention", "full_attention"]),
     # two attentions per decoder layer (differential attention)
-    "diffllama": dict(_SMALL),
+    "diffllama": dict(SMALL),
     # fused-QKV split with a list index (a lifted constant that lost its value on meta)
     "falcon": dict(vocab_size=256, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=256),
     # RMSNorm written with aten.square (replay needed a converter)
-    "bitnet": dict(_SMALL),
+    "bitnet": dict(SMALL),
     # scores written as view(baddbmm(zeros, q, kᵀ, alpha=1/norm)) on flattened heads
     "gpt_neox_japanese": dict(vocab_size=256, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                               max_position_embeddings=256),
     # dense MoE routing (top-k scattered back into a -inf row, every expert computed): replay
     # needed top-k and scatter converters, and the leftover check had to let that top-k through
-    "llama4_text": dict(_SMALL, intermediate_size=32, intermediate_size_mlp=64, num_local_experts=4,
+    "llama4_text": dict(SMALL, intermediate_size=32, intermediate_size_mlp=64, num_local_experts=4,
                         num_experts_per_tok=1),
     # in-place mul_ on the embeddings (replay needed out-of-place ops)
     "ctrl": dict(vocab_size=256, n_embd=64, n_layer=2, n_head=4, dff=128, n_positions=256),
@@ -37,7 +37,7 @@ def test_architecture_converts_and_replays(tmp_path, model_type):
 
 def test_value_dependent_mask_is_refused_naming_the_attention(tmp_path):
     # Doge's dynamic mask is computed from the value states: not a causal or sliding-window mask
-    path = save_tiny(tmp_path, "doge", **dict(_SMALL, num_key_value_heads=2))
+    path = save_tiny(tmp_path, "doge", **dict(SMALL, num_key_value_heads=2))
     with pytest.raises(DittoError, match=r"modeling_doge.py.*mask depends on the token values"):
         load_program(path)
 

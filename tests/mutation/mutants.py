@@ -286,8 +286,8 @@ LISTED: tuple[Mutant, ...] = (
            "an all-zero side looks identical", COMPARE),
     Mutant("compare_mean_over_all", "ditto/comparator/__init__.py", "result.mean_abs = e.sum_abs / e.n_abs if e.n_abs else 0.0",
            "result.mean_abs = e.sum_abs / a.numel() if a.numel() else 0.0", "mean |a - b| counts NaN positions", COMPARE + VERDICTS),
-    Mutant("compare_only_in_b_ignored", "ditto/comparator/results.py", "and not self.only_in_a and not self.only_in_b", "and not self.only_in_a",
-           "a name only in B passes", COMPARE + VERDICTS),
+    Mutant("compare_only_in_b_ignored", "ditto/comparator/results.py", "and not only_in_a and not only_in_b", "and not only_in_a",
+           "a name (or a step) only in B passes", COMPARE + VERDICTS),
     # ---- MoE routers and activations (issue 11) ------------------------------------------------
     Mutant("moe_group_score_max_only", "ditto/ops/moe.py", "group_scores = grouped.topk(group_top, dim=-1).values.sum(dim=-1)",
            "group_scores = grouped.amax(dim=-1)", "DeepSeek-V3's group score (sum of the top 2) read as the max",

@@ -8,44 +8,12 @@ import torch
 
 from ditto.errors import DittoError
 from ditto.pipeline import load_program
-from ditto.runtime.backend import get_backend
-from ditto.trtllm.gpt_attention_plugin import PluginOptions, gpt_attention_fields
-from tests.parity import forced_request, worst_errors
-
-_SMALL = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-              num_key_value_heads=2, head_dim=16, max_position_embeddings=256)
-
-
-def save_tiny(tmp_path, model_type, **kwargs):
-    """A seeded random model of `model_type`, saved as a Hugging Face directory."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **kwargs))
-    with torch.no_grad():  # larger weights than the init, so that every term shows in the logits
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.normal_(0, 0.2)
-    model.save_pretrained(tmp_path)
-    return str(tmp_path)
-
-
-def assert_backends_match_hf(path, backends=("fx", "replay"), steps=3):
-    request = forced_request(path, steps=steps, probes=["layers.0.attn"])
-    reference = get_backend("hf").run(request)
-    for backend in backends:
-        errors = worst_errors(reference, get_backend(backend).run(request))
-        assert max(errors.values()) <= 1e-4, (backend, errors)
-
-
-def plugin_field(params, name):
-    options = PluginOptions(dtype="float32", tokens_per_block=params.tokens_per_block, max_context_length=64)
-    return dict(gpt_attention_fields(params, options))[name]
+from tests.tiny_models import SMALL, assert_backends_match_hf, plugin_field, save_tiny
 
 
 def test_gemma2_logit_softcapping_is_a_parameter(tmp_path):
     # a cap of 1 bends scores of the size random weights give: ignoring it fails the parity bound
-    path = save_tiny(tmp_path, "gemma2", **_SMALL, attn_logit_softcapping=1.0, final_logit_softcapping=5.0,
+    path = save_tiny(tmp_path, "gemma2", **SMALL, attn_logit_softcapping=1.0, final_logit_softcapping=5.0,
                      sliding_window=4, query_pre_attn_scalar=16)
     program = load_program(path)
     assert [p.attn_logit_softcapping_scale for p in program.attention] == [1.0, 1.0]
@@ -58,7 +26,7 @@ def test_attention_sink_through_logsumexp_is_a_sink_parameter(tmp_path):
     # logit in the softmax's denominator. (Converted once with only the softmax replaced, generation
     # steps took the logsumexp over the new token alone; then it was refused.) Now it becomes the op's
     # attention_sinks, and hf, fx and replay agree.
-    path = save_tiny(tmp_path, "granite_swa", **_SMALL, layer_types=["sliding_attention", "full_attention"],
+    path = save_tiny(tmp_path, "granite_swa", **SMALL, layer_types=["sliding_attention", "full_attention"],
                      sliding_window=4)
     program = load_program(path)
     attention = [n for n in program.graph_module.graph.nodes if n.target == torch.ops.ditto.gpt_attention.default]
@@ -72,7 +40,7 @@ def test_long_rope_is_refused_with_the_reason(tmp_path):
     # for one of the two regimes, so the model is refused rather than converted
     rope = dict(rope_type="longrope", rope_theta=10000.0, original_max_position_embeddings=64,
                 short_factor=[1.0 + 0.1 * i for i in range(8)], long_factor=[2.0 + 0.5 * i for i in range(8)])
-    path = save_tiny(tmp_path, "phi3", **_SMALL, rope_parameters=rope, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    path = save_tiny(tmp_path, "phi3", **SMALL, rope_parameters=rope, pad_token_id=0, bos_token_id=1, eos_token_id=2)
     with pytest.raises(DittoError, match=r"long-RoPE[\s\S]*PositionEmbeddingType.long_rope"):
         load_program(path)
 
@@ -84,7 +52,7 @@ def test_yarn_attention_factor_kept_by_native_refused_by_plugin(tmp_path):
     from ditto.trtllm.gpt_attention_plugin import plugin_rotary_cos_sin
 
     rope = dict(rope_type="yarn", rope_theta=10000.0, factor=4.0, original_max_position_embeddings=64)
-    path = save_tiny(tmp_path, "llama", **_SMALL, rope_parameters=rope)
+    path = save_tiny(tmp_path, "llama", **SMALL, rope_parameters=rope)
     program = load_program(path)
     table = program.weights.load(next(n for n in program.weights.names() if n.startswith("rotary_cos_sin")))
     half = table.shape[1] // 2

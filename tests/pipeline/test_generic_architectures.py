@@ -9,41 +9,31 @@ from ditto.pipeline import load_program
 from ditto.runtime.backend import get_backend
 from ditto.runtime.fx import run_program
 from tests.parity import FLOAT32_BOUND, forced_request, materialized, worst_errors
+from tests.tiny_models import COMMON, save_tiny
 
-_COMMON = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-               max_position_embeddings=256)
 # what each exercises beyond the built-in tiny models
 ARCHITECTURES = {
-    "stablelm": dict(_COMMON, num_key_value_heads=2, partial_rotary_factor=0.25),  # LayerNorm, quarter rotary
-    "cohere": dict(_COMMON, num_key_value_heads=2),  # interleaved (GPT-J style) RoPE, parallel block
-    "olmo2": dict(_COMMON, num_key_value_heads=2),  # QK-norm over the whole projection
-    "granite": dict(_COMMON, num_key_value_heads=2),  # residual/embedding/logit multipliers
+    "stablelm": dict(COMMON, num_key_value_heads=2, partial_rotary_factor=0.25),  # LayerNorm, quarter rotary
+    "cohere": dict(COMMON, num_key_value_heads=2),  # interleaved (GPT-J style) RoPE, parallel block
+    "olmo2": dict(COMMON, num_key_value_heads=2),  # QK-norm over the whole projection
+    "granite": dict(COMMON, num_key_value_heads=2),  # residual/embedding/logit multipliers
     "gptj": dict(vocab_size=256, n_embd=64, n_layer=2, n_head=4, rotary_dim=8, n_positions=256),  # partial interleaved
-    "gpt_neox": dict(_COMMON, rotary_pct=0.25),  # checkpoint key renamed at load (embed_out -> lm_head)
+    "gpt_neox": dict(COMMON, rotary_pct=0.25),  # checkpoint key renamed at load (embed_out -> lm_head)
     "opt": dict(vocab_size=256, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, ffn_dim=128,
                 max_position_embeddings=256, word_embed_proj_dim=64),  # offset learned positions, no MLP module
 }
 
 
-def _save(tmp_path, model_type, kwargs):
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **kwargs))
-    model.save_pretrained(tmp_path)
-    return str(tmp_path)
-
-
 @pytest.mark.parametrize("model_type", sorted(ARCHITECTURES))
 def test_unnamed_architecture_matches_hf(tmp_path, model_type):
-    path = _save(tmp_path, model_type, ARCHITECTURES[model_type])
+    path = save_tiny(tmp_path, model_type, weight_std=None, **ARCHITECTURES[model_type])
     request = forced_request(path, steps=4, probes=["layers.1.out"])
     errors = worst_errors(get_backend("hf").run(request), get_backend("fx").run(request))
     assert max(errors.values()) <= FLOAT32_BOUND, errors
 
 
 def test_eager_attention_is_normalised(tmp_path):
-    path = _save(tmp_path, "llama", dict(_COMMON, num_key_value_heads=2))
+    path = save_tiny(tmp_path, "llama", weight_std=None, **COMMON, num_key_value_heads=2)
     program = load_program(path, attn_implementation="eager")
     assert dict(program.pass_log)["eager_attention_to_sdpa"] == 2
     assert dict(program.pass_log)["replace_attention"] == 2
@@ -67,7 +57,7 @@ def test_unsupported_attention_fails_fast_naming_nodes(tmp_path, monkeypatch):
             return torch.nn.functional.softmax(x, dim=-2, dtype=dtype)
 
     monkeypatch.setattr(bloom, "F", QueryAxisSoftmax())
-    path = _save(tmp_path, "bloom", dict(vocab_size=256, hidden_size=64, n_layer=2, n_head=4))
+    path = save_tiny(tmp_path, "bloom", weight_std=None, vocab_size=256, hidden_size=64, n_layer=2, n_head=4)
     with pytest.raises(DittoError, match=r"no pattern matched \d+ node\(s\)[\s\S]*softmax[\s\S]*modeling_bloom.py"):
         load_program(path)
 

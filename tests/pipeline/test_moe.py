@@ -197,7 +197,7 @@ def test_unknown_routing_is_refused_with_the_source_line(monkeypatch):
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_native_lowering_replays_the_op(name):
-    from tests.trt.test_converters import Fn, N, check
+    from tests.converter_check import Fn, N, check
 
     case, v = CASES[name], _case(CASES[name])
     params = dict(fc1=v["fc1"], fc2=v["fc2"]) | (dict(bias=v["bias"]) if v["bias"] is not None else {})
@@ -232,10 +232,10 @@ def test_topk_replay_refuses_ties():
 def test_engine_config_carries_tensorrt_llm_moe_fields():
     from ditto.trtllm.config import engine_config
     from ditto.trtllm.moe import NO_MOE, plugin_unsupported
-    from tests.trtllm.test_config import OPTIONS
+    from tests.build_checks import BUILD_OPTIONS
 
     program = load_program("tiny-mixtral")
-    config = engine_config(program.hf_config, program.attention, OPTIONS, moe=program.moe)
+    config = engine_config(program.hf_config, program.attention, BUILD_OPTIONS, moe=program.moe)
     moe = config["pretrained_config"]["moe"]
     assert set(moe) == set(NO_MOE)  # the nine keys TensorRT-LLM writes
     assert (moe["num_experts"], moe["top_k"], moe["normalization_mode"]) == (4, 2, 1)
@@ -244,7 +244,7 @@ def test_engine_config_carries_tensorrt_llm_moe_fields():
     # routing runs in TensorRT layers before the plugin (TensorRT-LLM 1.x): sigmoid scores are no reason to refuse
     assert plugin_unsupported(dict(program.moe[0], scoring="sigmoid")) is None
     dense = load_program("tiny-llama")
-    assert engine_config(dense.hf_config, dense.attention, OPTIONS)["pretrained_config"]["moe"] == NO_MOE
+    assert engine_config(dense.hf_config, dense.attention, BUILD_OPTIONS)["pretrained_config"]["moe"] == NO_MOE
 
 
 def test_experts_in_another_implementation_are_refused(monkeypatch):

@@ -11,7 +11,7 @@ import pytest
 from ditto.pipeline import load_program
 from ditto.runtime.backend import get_backend
 from tests.parity import FLOAT32_BOUND, forced_request, worst_errors
-from tests.pipeline.test_generic_architectures import _COMMON, _save
+from tests.tiny_models import COMMON, save_tiny
 
 WINDOW = 4  # the parity prompts are 5, 2 and 9 tokens, then 4 more steps
 
@@ -19,7 +19,7 @@ WINDOW = 4  # the parity prompts are 5, 2 and 9 tokens, then 4 more steps
 @pytest.fixture(scope="module")
 def windowed(tmp_path_factory):
     path = tmp_path_factory.mktemp("mistral-window")
-    return _save(path, "mistral", dict(_COMMON, num_key_value_heads=2, sliding_window=WINDOW))
+    return save_tiny(path, "mistral", weight_std=None, **COMMON, num_key_value_heads=2, sliding_window=WINDOW)
 
 
 def test_window_is_recognised(windowed):

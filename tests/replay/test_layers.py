@@ -10,7 +10,6 @@ refused with the layer's name.
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,44 +20,22 @@ from hypothesis import strategies as st
 from ditto.errors import DittoError
 from ditto.replay import ReplayError, replay_network
 from ditto.replay.registry import REPLAYS, LayerCall, Replay
-
-trt = pytest.importorskip("tensorrt_rtx", reason="tensorrt_rtx is not installed")
+from tests.replay._helpers import (
+    HEAD_SIZE,
+    HEADS,
+    KV_HEADS,
+    LENGTHS,
+    OP_FIELDS,
+    Net,
+    gpt_attention_call,
+    new_pool,
+    plugin_fields,
+    plugin_inputs,
+    trt,
+)
 
 FAST = settings(max_examples=25, deadline=None)
 rng = np.random.default_rng(0)
-
-
-class Net:
-    """A strongly typed network under construction, keeping its constants' memory alive."""
-
-    def __init__(self):
-        self.builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
-        self.network = self.builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-        self.keep = []
-
-    def input(self, name, array: np.ndarray):
-        return self.network.add_input(name, _TRT[array.dtype.name], array.shape)
-
-    def const(self, array) -> object:
-        array = np.array(array, order="C")  # a copy the network points into, 0-d kept 0-d
-        self.keep.append(array)
-        return self.network.add_constant(array.shape, trt.Weights(array)).get_output(0)
-
-    def out(self, layer_or_tensor, name="out"):
-        tensor = layer_or_tensor.get_output(0) if hasattr(layer_or_tensor, "get_output") else layer_or_tensor
-        tensor.name = name
-        self.network.mark_output(tensor)
-        return tensor
-
-    def run(self, outputs=None, **inputs):
-        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
-        return {k: v.numpy() for k, v in replay_network(self.network, tensors, outputs).items()}
-
-    def builds(self) -> bool:
-        return self.builder.build_serialized_network(self.network, self.builder.create_builder_config()) is not None
-
-
-_TRT = {"float32": trt.float32, "float16": trt.float16, "int32": trt.int32, "int64": trt.int64, "bool": trt.bool}
 
 
 def randn(*shape, dtype=np.float32):
@@ -81,11 +58,7 @@ def test_shuffle_transposes_and_reshape(data):
     expected_dims = [math.prod(moved.shape[:2]), *moved.shape[2:]]
     second = data.draw(st.permutations(range(len(dims))))
     net = Net()
-    layer = net.network.add_shuffle(net.input("x", x))
-    layer.first_transpose = tuple(first)
-    layer.reshape_dims = tuple(dims)
-    layer.second_transpose = tuple(second)
-    net.out(layer)
+    net.out(net.shuffle(net.input("x", x), first, dims, second))
     expected = moved.reshape(expected_dims).transpose(second)
     assert tuple(net.network.get_output(0).shape) == expected.shape  # TensorRT's shape inference agrees
     np.testing.assert_array_equal(net.run(x=x)["out"], expected)
@@ -762,56 +735,26 @@ def test_kv_cache_update_in_place_padded_and_packed():
 # ---- plugins (test double: TensorRT-RTX has no plugin layers or TensorRT-LLM plugins) ----
 
 
-def _gpt_attention_call(fields, inputs):
-    plugin = SimpleNamespace(plugin_namespace="tensorrt_llm", plugin_type="GPTAttention", plugin_version="1")
-    layer = SimpleNamespace(name="attn0", plugin=plugin)
-    return LayerCall(layer, "PLUGIN_V2", trt, inputs, torch.device("cpu"), fields)
-
-
 def test_gpt_attention_plugin_maps_to_the_reference_op():
-    from ditto.ops.kv_cache import block_offset, register_pool, unregister_pool
+    from ditto.ops.kv_cache import unregister_pool
 
-    heads, kv_heads, size, tpb, rotary = 4, 2, 8, 4, 8
-    lengths = [3, 2]
-    fields = {
-        "layer_idx": 0, "num_heads": heads, "num_kv_heads": kv_heads, "num_kv_heads_origin": kv_heads, "head_size": size,
-        "q_scaling": 1.0, "attn_logit_softcapping_scale": 0.0, "position_embedding_type": 2, "rotary_embedding_dim": rotary,
-        "rotary_embedding_base": 10000.0, "rotary_embedding_scale_type": 0, "rotary_embedding_scale": 1.0,
-        "rotary_embedding_max_positions": 16, "rotary_embedding_original_max_positions": 16, "tokens_per_block": tpb,
-        "unidirectional": 1, "mask_type": [1], "paged_kv_cache": 1, "remove_input_padding": 1, "type_id": [0],
-    }
+    rotary = 8
+    fields = plugin_fields(2, rotary)  # PositionEmbeddingType.rope_gpt_neox
     positions = np.arange(16)[:, None] * (10000.0 ** (-np.arange(0, rotary, 2) / rotary))[None]
     cos, sin = np.cos(positions).astype(np.float32), np.sin(positions).astype(np.float32)
     plugin_table = np.stack([cos, sin], axis=-1).reshape(1, -1)  # TensorRT-LLM: a (cos, sin) pair per frequency
     reference_table = np.concatenate([cos, sin], axis=-1)  # ditto's op: all cos, then all sin
-    qkv = torch.from_numpy(randn(sum(lengths), (heads + 2 * kv_heads) * size))
+    qkv = torch.from_numpy(randn(sum(LENGTHS), (HEADS + 2 * KV_HEADS) * HEAD_SIZE))
 
     def inputs(pool, table):
-        i32 = torch.int32
-        pointer = register_pool(pool)
-        blocks = 4
-        offsets = torch.tensor([[[[block_offset(b * blocks + j, 1, kv) for j in range(blocks)] for kv in (0, 1)] for b in range(2)]], dtype=i32)
-        return pointer, {
-            "qkv": qkv, "sequence_length": torch.tensor(lengths, dtype=i32), "host_past_key_value_lengths": torch.zeros(2, dtype=i32),
-            "host_max_attention_window_sizes": torch.tensor([16], dtype=i32), "host_sink_token_length": torch.zeros(1, dtype=i32),
-            "context_lengths": torch.tensor(lengths, dtype=i32), "cache_indirection": torch.zeros((2, 1, 16), dtype=i32),
-            "host_request_types": torch.zeros(2, dtype=i32), "kv_cache_block_offsets": offsets, "host_kv_cache_block_offsets": offsets,
-            "host_kv_cache_pool_pointers": torch.tensor([[pointer, 0]], dtype=torch.int64),
-            "host_kv_cache_pool_mapping": torch.tensor([[0, 0]], dtype=i32),
-            "rotary_inv_freq": torch.zeros(rotary // 2), "rotary_cos_sin": torch.from_numpy(table),
-            "host_context_lengths": torch.tensor(lengths, dtype=i32), "host_runtime_perf_knobs": torch.full((16,), -1, dtype=torch.int64),
-            "host_context_progress": torch.zeros(1, dtype=torch.int64),
-        }
+        return plugin_inputs(pool, qkv, {"rotary_inv_freq": torch.zeros(rotary // 2), "rotary_cos_sin": torch.from_numpy(table)})
 
-    pools = [torch.zeros((8, 1, 2, kv_heads, tpb, size)) for _ in range(2)]
+    pools = [new_pool() for _ in range(2)]
     try:
-        _, feed = inputs(pools[0], plugin_table)
-        replayed = REPLAYS["PLUGIN_V2"].fn(_gpt_attention_call(fields, list(feed.values())))
-        _, feed = inputs(pools[1], reference_table)
-        kwargs = {k: fields[k] for k in ("layer_idx", "num_heads", "num_kv_heads", "head_size", "q_scaling",
-                                           "attn_logit_softcapping_scale", "rotary_embedding_dim", "rotary_embedding_base",
-                                           "rotary_embedding_scale", "rotary_embedding_max_positions",
-                                           "rotary_embedding_original_max_positions", "tokens_per_block")}
+        feed = inputs(pools[0], plugin_table)
+        replayed = REPLAYS["PLUGIN_V2"].fn(gpt_attention_call(fields, list(feed.values())))
+        feed = inputs(pools[1], reference_table)
+        kwargs = {k: fields[k] for k in OP_FIELDS}
         expected = torch.ops.ditto.gpt_attention(**feed, **kwargs, position_embedding_type="rope_gpt_neox",
                                                  rotary_embedding_scale_type="none", sliding_window=16)
         assert torch.equal(replayed, expected)
@@ -819,9 +762,9 @@ def test_gpt_attention_plugin_maps_to_the_reference_op():
 
         for bad, match in (({"paged_kv_cache": 0}, "paged_kv_cache = 0"), ({"new_field": 1}, "new_field")):
             with pytest.raises(ReplayError, match=match):
-                REPLAYS["PLUGIN_V2"].fn(_gpt_attention_call({**fields, **bad}, list(feed.values())))
+                REPLAYS["PLUGIN_V2"].fn(gpt_attention_call({**fields, **bad}, list(feed.values())))
         with pytest.raises(ReplayError, match="plugin_fields"):
-            REPLAYS["PLUGIN_V2"].fn(_gpt_attention_call(None, list(feed.values())))
+            REPLAYS["PLUGIN_V2"].fn(gpt_attention_call(None, list(feed.values())))
     finally:
         for pool in pools:
             unregister_pool(pool)

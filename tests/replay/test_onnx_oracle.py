@@ -43,11 +43,10 @@ import math
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ditto.replay import replay_network
+from tests.replay._helpers import TRT_TYPES, Net
 
 trt = pytest.importorskip("tensorrt_rtx", reason="tensorrt_rtx is not installed")
 onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install -e '.[test]')")
@@ -56,37 +55,7 @@ from onnx import TensorProto, helper  # noqa: E402
 
 EXAMPLES = settings(max_examples=12, deadline=None, derandomize=True, database=None)
 RTOL = ATOL = 1e-5
-_TRT_TYPES = {"float32": trt.float32, "float16": trt.float16, "int32": trt.int32, "int64": trt.int64, "bool": trt.bool}
 _NP_TYPES = {trt.float32: np.float32, trt.float16: np.float16, trt.int32: np.int32, trt.int64: np.int64, trt.bool: np.bool_}
-
-
-class Net:
-    """A strongly typed TensorRT network under construction (constants kept alive)."""
-
-    def __init__(self):
-        self.builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
-        self.network = self.builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-        self.keep = []
-        self.feeds = {}
-
-    def input(self, name: str, array: np.ndarray):
-        self.feeds[name] = array
-        return self.network.add_input(name, _TRT_TYPES[array.dtype.name], array.shape)
-
-    def const(self, array: np.ndarray):
-        array = np.array(array, order="C")
-        self.keep.append(array)
-        return self.network.add_constant(array.shape, trt.Weights(array)).get_output(0)
-
-    def out(self, layer, name: str = "y"):
-        tensor = layer.get_output(0)
-        tensor.name = name
-        self.network.mark_output(tensor)
-        return tensor
-
-    def replay(self) -> dict[str, np.ndarray]:
-        feeds = {k: torch.from_numpy(np.array(v, order="C")) for k, v in self.feeds.items()}  # 0-d stays 0-d
-        return {k: v.numpy() for k, v in replay_network(self.network, feeds).items()}
 
 
 def onnx_run(nodes: list, feeds: dict[str, np.ndarray], outputs: dict[str, type], opset: int = 21,
@@ -173,7 +142,7 @@ def test_elementwise(op, data):
         sa, sb = sb, sa
     integer = op not in ("AND", "OR", "XOR", "POW") and data.draw(st.booleans())
     a, b = _binary_inputs(op, data.draw(st.integers(0, 2**16)), sa, sb, integer)
-    net = Net()
+    net = Net(output="y")
     net.out(net.network.add_elementwise(net.input("a", a), net.input("b", b), getattr(trt.ElementWiseOperation, op)))
     if op == "FLOOR_DIV":
         last = helper.make_node("Identity" if integer else "Floor", ["q"], ["y"])
@@ -212,7 +181,7 @@ def test_unary(op, shape, seed):
         x.reshape(-1)[rng.integers(0, x.size, 2)] = [np.inf, -np.inf] if op == "ISINF" else [np.nan, np.inf]
     if op in ("ABS", "NEG", "SIGN") and rng.integers(0, 2):
         x = np.round(x * 3).astype(np.int32)
-    net = Net()
+    net = Net(output="y")
     net.out(net.network.add_unary(net.input("x", x), getattr(trt.UnaryOperation, op)))
     agree(net, [helper.make_node(onnx_op, ["x"], ["y"])])
 
@@ -261,7 +230,7 @@ def test_activation(kind, shape, seed, alpha, beta):
     if kind == "CLIP":
         alpha, beta = -alpha, beta
     x = floats(seed, shape, -4, 4)
-    net = Net()
+    net = Net(output="y")
     layer = net.network.add_activation(net.input("x", x), getattr(trt.ActivationType, kind))
     layer.alpha, layer.beta = alpha, beta
     net.out(layer)
@@ -284,7 +253,7 @@ def test_reduce(op, data):
     seed = data.draw(st.integers(0, 2**16))
     integer = op != "AVG" and data.draw(st.booleans())
     x = np.random.default_rng(seed).integers(-3, 4, shape).astype(np.int32) if integer else floats(seed, shape, 0.5, 1.5)
-    net = Net()
+    net = Net(output="y")
     net.out(net.network.add_reduce(net.input("x", x), getattr(trt.ReduceOperation, op), sum(1 << a for a in axes), keep))
     agree(net, [helper.make_node(_REDUCE[op], ["x", "axes"], ["y"], keepdims=int(keep))], opset=18,
           constants={"axes": np.array(axes, np.int64)})
@@ -295,7 +264,7 @@ def test_reduce(op, data):
 def test_softmax(shape, seed, data):
     axis = data.draw(st.integers(0, len(shape) - 1))
     x = floats(seed, shape, -4, 4)
-    net = Net()
+    net = Net(output="y")
     layer = net.network.add_softmax(net.input("x", x))
     layer.axes = 1 << axis
     net.out(layer)
@@ -309,7 +278,7 @@ def test_normalization_over_trailing_axes(shape, seed, data):
     epsilon = data.draw(st.sampled_from([1e-5, 1e-2, 0.5]))
     x = floats(seed, shape, -2, 2) + floats(seed + 1, shape[:first] + (1,) * (len(shape) - first), -3, 3)
     scale, bias = floats(seed + 2, shape[first:]), floats(seed + 3, shape[first:])
-    net = Net()
+    net = Net(output="y")
     padded = (1,) * first
     layer = net.network.add_normalization(net.input("x", x), net.const(scale.reshape(padded + scale.shape)),
                                           net.const(bias.reshape(padded + bias.shape)), sum(1 << a for a in range(first, len(shape))))
@@ -326,7 +295,7 @@ def test_cumulative_sum(shape, seed, data):
     exclusive, reverse = data.draw(st.booleans()), data.draw(st.booleans())
     integer = data.draw(st.booleans())
     x = np.random.default_rng(seed).integers(-5, 6, shape).astype(np.int32) if integer else floats(seed, shape)
-    net = Net()
+    net = Net(output="y")
     net.out(net.network.add_cumulative(net.input("x", x), net.const(np.array(axis, np.int32)), trt.CumulativeOperation.SUM,
                                        exclusive, reverse))
     agree(net, [helper.make_node("CumSum", ["x", "axis"], ["y"], exclusive=int(exclusive), reverse=int(reverse))], opset=14,
@@ -349,7 +318,7 @@ def test_matrix_multiply(op0, op1, data):
     a_shape = {"NONE": [m, k], "TRANSPOSE": [k, m], "VECTOR": [k]}[op0]
     b_shape = {"NONE": [k, n], "TRANSPOSE": [n, k], "VECTOR": [k]}[op1]
     a, b = floats(seed, batch_a + a_shape), floats(seed + 1, batch_b + b_shape)
-    net = Net()
+    net = Net(output="y")
     op = trt.MatrixOperation
     net.out(net.network.add_matrix_multiply(net.input("a", a), getattr(op, op0), net.input("b", b), getattr(op, op1)))
     rank_a, rank_b = a.ndim, b.ndim
@@ -386,7 +355,7 @@ def test_matrix_multiply(op0, op1, data):
     ("ij,ij->i", [(4, 3), (4, 3)]),
 ])
 def test_einsum(equation, shapes_):
-    net = Net()
+    net = Net(output="y")
     inputs = [net.input(f"x{i}", floats(i, s)) for i, s in enumerate(shapes_)]
     net.out(net.network.add_einsum(inputs, equation))
     agree(net, [helper.make_node("Einsum", [f"x{i}" for i in range(len(shapes_))], ["y"], equation=equation)], opset=12)
@@ -407,12 +376,8 @@ def test_shuffle(data):
     rank = len(dims) if reshape != "keep_first" else 2
     second = data.draw(st.permutations(range(rank)))
     x = floats(data.draw(st.integers(0, 2**16)), shape)
-    net = Net()
-    layer = net.network.add_shuffle(net.input("x", x))
-    layer.first_transpose = tuple(first)
-    layer.reshape_dims = tuple(dims)
-    layer.second_transpose = tuple(second)
-    net.out(layer)
+    net = Net(output="y")
+    net.out(net.shuffle(net.input("x", x), first, dims, second))
     node = helper.make_node
     nodes = [node("Transpose", ["x"], ["t"], perm=list(first)), node("Reshape", ["t", "dims"], ["r"]),
              node("Transpose", ["r"], ["y"], perm=list(second))]
@@ -442,7 +407,7 @@ def test_slice_modes(mode, data):
         before.append(max(0, -start)), after.append(max(0, last - (n - 1)))
     x = floats(data.draw(st.integers(0, 2**16)), shape)
     fill = np.float32(data.draw(st.sampled_from([0.0, 2.5])))
-    net = Net()
+    net = Net(output="y")
     layer = net.network.add_slice(net.input("x", x), tuple(starts), tuple(sizes), tuple(strides))
     layer.mode = getattr(trt.SampleMode, mode)
     if mode == "FILL" and fill:
@@ -464,7 +429,7 @@ def test_slice_modes(mode, data):
 
 def test_slice_with_negative_stride():
     x = floats(0, (4, 6))
-    net = Net()
+    net = Net(output="y")
     net.out(net.network.add_slice(net.input("x", x), (3, 5), (2, 3), (-1, -2)))
     constants = dict(starts=np.array([3, 5], np.int64), ends=np.array([1, 0], np.int64), steps=np.array([-1, -2], np.int64))
     agree(net, [helper.make_node("Slice", ["x", "starts", "ends", "", "steps"], ["y"])], constants=constants, exact=True)
@@ -483,7 +448,7 @@ def test_gather_default(data):
     n = shape[axis]
     indices = rng.integers(-n, n, index_shape).astype(data.draw(st.sampled_from([np.int32, np.int64])))
     x = floats(data.draw(st.integers(0, 2**16)), shape)
-    net = Net()
+    net = Net(output="y")
     net.out(net.network.add_gather(net.input("x", x), net.input("i", indices), axis))
     agree(net, [helper.make_node("Gather", ["x", "i"], ["y"], axis=axis)], exact=True)
 
@@ -498,7 +463,7 @@ def test_gather_element(data):
     rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
     indices = rng.integers(-shape[axis], shape[axis], index_shape).astype(np.int32)
     x = floats(data.draw(st.integers(0, 2**16)), shape)
-    net = Net()
+    net = Net(output="y")
     layer = net.network.add_gather_v2(net.input("x", x), net.input("i", indices), trt.GatherMode.ELEMENT)
     layer.axis = axis
     net.out(layer)
@@ -516,7 +481,7 @@ def test_gather_nd(data):
     indexed = shape[batch : batch + k]
     indices = np.stack([rng.integers(-n, n, (*shape[:batch], *middle)) for n in indexed], axis=-1).astype(np.int64)
     x = floats(data.draw(st.integers(0, 2**16)), shape)
-    net = Net()
+    net = Net(output="y")
     layer = net.network.add_gather_v2(net.input("x", x), net.input("i", indices), trt.GatherMode.ND)
     layer.num_elementwise_dims = batch
     net.out(layer)
@@ -534,7 +499,7 @@ def test_scatter_element(data):
     order = np.argsort(rng.random((*update_shape[:axis], shape[axis], *update_shape[axis + 1 :])), axis=axis)
     indices = np.take(order, np.arange(update_shape[axis]), axis=axis).astype(np.int32)
     x, updates = floats(1, shape), floats(2, update_shape)
-    net = Net()
+    net = Net(output="y")
     layer = net.network.add_scatter(net.input("x", x), net.input("i", indices), net.input("u", updates), trt.ScatterMode.ELEMENT)
     layer.axis = axis
     net.out(layer)
@@ -552,7 +517,7 @@ def test_scatter_nd(data):
     flat = rng.permutation(cells)[:count]
     indices = np.stack(np.unravel_index(flat, shape[:k]), axis=-1).astype(np.int32)
     x, updates = floats(1, shape), floats(2, (count, *shape[k:]))
-    net = Net()
+    net = Net(output="y")
     net.out(net.network.add_scatter(net.input("x", x), net.input("i", indices), net.input("u", updates), trt.ScatterMode.ND))
     nodes = [helper.make_node("Cast", ["i"], ["i64"], to=TensorProto.INT64), helper.make_node("ScatterND", ["x", "i64", "u"], ["y"])]
     agree(net, nodes, exact=True)
@@ -566,7 +531,7 @@ def test_topk(op, data):
     axis = data.draw(st.integers(0, len(shape) - 1))
     k = data.draw(st.integers(1, shape[axis]))
     x = floats(data.draw(st.integers(0, 2**16)), shape)  # distinct values: no ties
-    net = Net()
+    net = Net(output="y")
     layer = net.network.add_topk(net.input("x", x), getattr(trt.TopKOperation, op), k, 1 << axis)
     net.out(layer, "values")
     indices = layer.get_output(1)
@@ -587,7 +552,7 @@ def test_concatenation(data):
     shape = data.draw(st.composite(shapes)())
     axis = data.draw(st.integers(0, len(shape) - 1))
     count = data.draw(st.integers(1, 4))
-    net = Net()
+    net = Net(output="y")
     parts = []
     for i in range(count):
         part = list(shape)
@@ -606,7 +571,7 @@ def test_select(data):
     sc, sa, sb = (data.draw(st.composite(broadcast_partner)(shape)) for _ in range(3))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
     c = rng.integers(0, 2, sc).astype(bool)
-    net = Net()
+    net = Net(output="y")
     net.out(net.network.add_select(net.input("c", c), net.input("a", floats(1, sa)), net.input("b", floats(2, sb))))
     agree(net, [helper.make_node("Where", ["c", "a", "b"], ["y"])], exact=True)
 
@@ -623,8 +588,8 @@ def test_cast(source, target, shape, seed):
     if source in ("int32", "int64") and target == "float32":
         values = values - 20  # negative integers are exact
     x = (values if source.startswith("float") else np.round(values)).astype(source)
-    net = Net()
-    net.out(net.network.add_cast(net.input("x", x), _TRT_TYPES[target]))
+    net = Net(output="y")
+    net.out(net.network.add_cast(net.input("x", x), TRT_TYPES[target]))
     to = helper.np_dtype_to_tensor_dtype(np.dtype(target))
     agree(net, [helper.make_node("Cast", ["x"], ["y"], to=to)], exact=True)
 
@@ -632,7 +597,7 @@ def test_cast(source, target, shape, seed):
 def test_constant_identity_shape_squeeze_unsqueeze():
     x = floats(0, (3, 1, 4, 1))
     value = floats(1, (2, 3))
-    net = Net()
+    net = Net(output="y")
     inp = net.input("x", x)
     net.out(net.network.add_constant(value.shape, trt.Weights(np.ascontiguousarray(value))), "constant")
     net.out(net.network.add_identity(inp), "identity")
@@ -654,8 +619,8 @@ def test_constant_identity_shape_squeeze_unsqueeze():
 @EXAMPLES
 @given(n=st.integers(0, 9), alpha=st.integers(-5, 5), beta=st.integers(-3, 3))
 def test_fill_linspace_1d(dtype, n, alpha, beta):
-    net = Net()
-    layer = net.network.add_fill((n,), trt.FillOperation.LINSPACE, _TRT_TYPES[dtype])
+    net = Net(output="y")
+    layer = net.network.add_fill((n,), trt.FillOperation.LINSPACE, TRT_TYPES[dtype])
     layer.alpha, layer.beta = alpha, beta
     net.out(layer)
     if beta == 0:  # Range needs a non-zero delta; n copies of alpha
@@ -683,7 +648,7 @@ def test_rotary_embedding(interleaved, with_positions, data):
     angles = rng.uniform(-3, 3, (7, half) if with_positions else (b, s, half))
     cos, sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
     positions = rng.integers(0, 7, (b, s)).astype(np.int64)
-    net = Net()
+    net = Net(output="y")
     layer = net.network.add_rotary_embedding(net.input("x", x), net.input("cos", cos), net.input("sin", sin), interleaved, rotary)
     if with_positions:
         layer.set_input(3, net.input("positions", positions))
@@ -707,7 +672,7 @@ def test_attention_padded(causal, mask, data):
     k, v = (rng.standard_normal((batch, kv_heads, s_kv, d)).astype(np.float32) for _ in range(2))
     allowed = rng.integers(0, 4, (batch, 1, s_q, s_kv)) > 0
     allowed[..., 0] = True  # every query keeps one key (a fully masked row has no defined value)
-    net = Net()
+    net = Net(output="y")
     att = net.network.add_attention_v2(net.input("q", q), net.input("k", k), net.input("v", v), trt.AttentionNormalizationOp.SOFTMAX,
                                        getattr(trt.CausalMaskKind, causal))
     feeds = ["q", "k", "v"]
@@ -738,7 +703,7 @@ def test_kv_cache_update_padded(data):
     cache = rng.standard_normal((batch, heads, max_len, d)).astype(np.float32)
     update = rng.standard_normal((batch, heads, new, d)).astype(np.float32)
     write = rng.integers(0, max_len - new + 1, batch).astype(np.int32)
-    net = Net()
+    net = Net(output="y")
     net.out(net.network.add_kv_cache_update(net.input("cache", cache), net.input("update", update), net.input("write", write),
                                             trt.KVCacheMode.LINEAR))
     nodes = [helper.make_node("Cast", ["write"], ["w64"], to=TensorProto.INT64),

@@ -20,18 +20,7 @@ from ditto.replay import replay_network
 from ditto.runtime.paged_cache import PagedKVCache
 from ditto.trt import attention_native
 from ditto.trt.context import ConversionContext
-from tests.ops.test_gpt_attention_reference import (
-    CASES,
-    KV,
-    MAX_SEQ_LEN,
-    PROMPTS,
-    STEPS,
-    TOLERANCE,
-    D,
-    H,
-    cos_sin_table,
-    dense_attention,
-)
+from tests import attention_reference as ref
 
 trt = pytest.importorskip("tensorrt_rtx", reason="tensorrt_rtx is not installed")
 TOKENS_PER_BLOCK = 4
@@ -49,12 +38,12 @@ def lowered_network(layers: list[GPTAttentionParams], table: torch.Tensor):
         "sequence_length": network.add_input("sequence_length", i32, (-1,)),
         "kv_cache_block_offsets": network.add_input("kv_cache_block_offsets", i32, (1, -1, 2, -1)),
     }
-    static = (len(layers), 2, KV, TOKENS_PER_BLOCK, D)
+    static = (len(layers), 2, ref.KV, TOKENS_PER_BLOCK, ref.D)
     pool = network.add_input(attention_native.POOL_INPUT, trt.float32, (-1, *static))
-    units = ctx.reshape(pool, [-1, KV, TOKENS_PER_BLOCK, D])
+    units = ctx.reshape(pool, [-1, ref.KV, TOKENS_PER_BLOCK, ref.D])
     state = {
         "pool": ctx.transpose(units, [0, 2, 1, 3]),
-        "arange": ctx.constant(torch.arange(MAX_SEQ_LEN, dtype=torch.int32), "arange"),
+        "arange": ctx.constant(torch.arange(ref.MAX_SEQ_LEN, dtype=torch.int32), "arange"),
         "position_ids": inputs["position_ids"],
         "last_token_ids": inputs["last_token_ids"],
     }
@@ -70,20 +59,20 @@ def lowered_network(layers: list[GPTAttentionParams], table: torch.Tensor):
     return network, (builder, ctx.keep_alive)
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", sorted(ref.CASES))
 def test_native_lowering_matches_dense_attention(case):
-    layers = [GPTAttentionParams(layer_idx=i, num_heads=H, num_kv_heads=KV, head_size=D, tokens_per_block=TOKENS_PER_BLOCK,
-                                 **CASES[case]) for i in range(2)]
-    table = cos_sin_table(MAX_SEQ_LEN, layers[0].rotary_embedding_dim or 2)
+    layers = [GPTAttentionParams(layer_idx=i, num_heads=ref.H, num_kv_heads=ref.KV, head_size=ref.D, tokens_per_block=TOKENS_PER_BLOCK,
+                                 **ref.CASES[case]) for i in range(2)]
+    table = ref.cos_sin_table(ref.MAX_SEQ_LEN, layers[0].rotary_embedding_dim or 2)
     network, _alive = lowered_network(layers, table)
     gen = torch.Generator().manual_seed(1)
-    rows = [[torch.randn(MAX_SEQ_LEN, layers[0].qkv_width, generator=gen) * 2 for _ in PROMPTS] for _ in layers]
-    cache = PagedKVCache(layers, max_seq_len=MAX_SEQ_LEN, batch=len(PROMPTS), dtype=torch.float32)
+    rows = [[torch.randn(ref.MAX_SEQ_LEN, layers[0].qkv_width, generator=gen) * 2 for _ in ref.PROMPTS] for _ in layers]
+    cache = PagedKVCache(layers, max_seq_len=ref.MAX_SEQ_LEN, batch=len(ref.PROMPTS), dtype=torch.float32)
     try:
-        lengths = [0] * len(PROMPTS)
-        for step in range(STEPS):
-            new = list(PROMPTS) if step == 0 else [1] * len(PROMPTS)
-            inputs = cache.step_inputs([[7] * n for n in new], lengths, PROMPTS, is_context=step == 0)
+        lengths = [0] * len(ref.PROMPTS)
+        for step in range(ref.STEPS):
+            new = list(ref.PROMPTS) if step == 0 else [1] * len(ref.PROMPTS)
+            inputs = cache.step_inputs([[7] * n for n in new], lengths, ref.PROMPTS, is_context=step == 0)
             feed = {name: inputs[name] for name in ("position_ids", "last_token_ids", "sequence_length", "kv_cache_block_offsets")}
             feed[attention_native.POOL_INPUT] = cache.pool
             for params in layers:
@@ -91,9 +80,9 @@ def test_native_lowering_matches_dense_attention(case):
             got = replay_network(network, feed)
             cache.pool.copy_(got[attention_native.POOL_OUTPUT])
             for params in layers:
-                want = torch.cat([dense_attention(r[: n + k], params, table)[n:] for r, n, k in zip(rows[params.layer_idx], lengths, new)])
+                want = torch.cat([ref.dense_attention(r[: n + k], params, table)[n:] for r, n, k in zip(rows[params.layer_idx], lengths, new)])
                 error = (got[f"out{params.layer_idx}"] - want).abs().max().item()
-                assert error <= TOLERANCE * want.abs().max().item(), (case, step, params.layer_idx, error)
+                assert error <= ref.TOLERANCE * want.abs().max().item(), (case, step, params.layer_idx, error)
             lengths = [n + k for n, k in zip(lengths, new)]
     finally:
         cache.close()

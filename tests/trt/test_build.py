@@ -21,6 +21,7 @@ from ditto.trt.network import NetworkLimits, build_network, resolve_attention
 from ditto.trt.provider import trt_module
 from ditto.trtllm.inputs import dim_ranges
 from ditto.trtllm.schema import validate_config
+from tests.build_checks import build_keeping_program, check_build
 
 trt = trt_module("tensorrt_rtx")
 LIMITS = dict(max_batch_size=4, max_input_len=64, max_seq_len=256, max_num_tokens=512, tokens_per_block=32)
@@ -31,19 +32,7 @@ REPORT_DTYPES = {torch.int32: "INT32", torch.int64: "INT64", torch.float32: "FLO
 @pytest.fixture(scope="module", params=sorted(TINY_MODELS))
 def built(request, tmp_path_factory):
     """(program, engine dir, build report) of one `ditto build` of a tiny model."""
-    folder = tmp_path_factory.mktemp(request.param)
-    programs = []
-
-    def load_and_keep(*args, **kwargs):
-        programs.append(load_program(*args, **kwargs))
-        return programs[-1]
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DEBUG_ARTIFACTS_DIR", str(folder / "artifacts"))
-        mp.setattr(build_module, "load_program", load_and_keep)
-        path = build(request.param, folder / "engine", add_output=EXTRA, **LIMITS)
-    report = json.loads((folder / "artifacts" / "build_report.json").read_text())
-    return programs[0], path, report
+    return build_keeping_program(request.param, tmp_path_factory.mktemp(request.param), add_output=EXTRA, **LIMITS)
 
 
 def _dims(dims):
@@ -254,8 +243,6 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
 
 def test_config_and_attention_carry_the_hf_config(built, request):
     """Every model-derived field of the float32 build, against the HF config (see test_model_derived.py)."""
-    from tests.trtllm.test_model_derived import check_build
-
     program, path, report = built
     config = json.loads((path / "config.json").read_text())
     check_build(request.node.callspec.params["built"], program, config, report, torch.float32, LIMITS)

@@ -1,13 +1,13 @@
 """Converter cases the main converter tests pass over, each one a slip that would otherwise go
 unnoticed (named per case): ties in comparisons, uneven chunks, reductions over every dim
 given as `()`, addmm's alpha and beta, a strided arange with a dynamic end. Checked as in
-test_trt_converters.py: real TensorRT-RTX network, TensorRT's shape inference, an engine
+tests/converter_check.py: real TensorRT-RTX network, TensorRT's shape inference, an engine
 build, and replay against torch on several sizes."""
 
 import pytest
 import torch
 
-from tests.trt.test_converters import Fn, N, check, rows
+from tests.converter_check import Fn, N, check, rows
 
 EDGES = {
     # <= and >= on values that tie: dropping the EQUAL half of the comparison shows

@@ -28,6 +28,7 @@ from ditto.trtllm.config import (
 )
 from ditto.trtllm.inputs import ENGINE_INPUTS, dim_ranges
 from ditto.trtllm.schema import required_paths, validate_config
+from tests.build_checks import BUILD_OPTIONS
 
 SMALL = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4, vocab_size=128)
 
@@ -52,7 +53,6 @@ EXPECTED = {
     "gpt2": ("GPT2LMHeadModel", 4, 4, 16, 0, "learned_absolute", 10000.0, 128),
 }
 
-OPTIONS = BuildOptions(dtype=torch.float16, max_batch_size=4, max_input_len=64, max_seq_len=128, max_num_tokens=256)
 
 
 def attention_params(hf) -> list[GPTAttentionParams]:
@@ -75,7 +75,7 @@ def attention_params(hf) -> list[GPTAttentionParams]:
             head_size=head_size,
             rotary_embedding_max_positions=hf.max_position_embeddings,
             rotary_embedding_original_max_positions=hf.max_position_embeddings,
-            tokens_per_block=OPTIONS.tokens_per_block,
+            tokens_per_block=BUILD_OPTIONS.tokens_per_block,
             sliding_window=getattr(hf, "sliding_window", None) or 0,
             **kwargs,
         )
@@ -85,7 +85,7 @@ def attention_params(hf) -> list[GPTAttentionParams]:
 
 def build(name: str) -> dict:
     hf = HF_CONFIGS[name]()
-    return engine_config(hf, attention_params(hf), OPTIONS)
+    return engine_config(hf, attention_params(hf), BUILD_OPTIONS)
 
 
 @pytest.mark.parametrize("name", sorted(HF_CONFIGS))
@@ -118,7 +118,7 @@ def test_config_meets_schema_facts_and_carries_the_model(name):
 
 def test_rotary_scaling_is_recorded_from_the_hf_config():
     hf = LlamaConfig(**SMALL, rope_scaling={"rope_type": "linear", "factor": 2.0})
-    config = engine_config(hf, attention_params(hf), OPTIONS)
+    config = engine_config(hf, attention_params(hf), BUILD_OPTIONS)
     assert config["pretrained_config"]["rotary_scaling"] == {"rope_type": "linear", "factor": 2.0}
     assert build("llama")["pretrained_config"]["rotary_scaling"] is None
 
@@ -168,7 +168,7 @@ def test_sliding_window_becomes_the_runtime_default_attention_window():
     hf = HF_CONFIGS["llama"]()
     params = attention_params(hf)
     params[1] = GPTAttentionParams(**{**params[1].as_dict(), "sliding_window": 16})
-    config = engine_config(hf, params, OPTIONS)
+    config = engine_config(hf, params, BUILD_OPTIONS)
     assert config["pretrained_config"]["runtime_defaults"] == {"max_attention_window": [128, 16, 128]}
     config["pretrained_config"]["runtime_defaults"]["max_attention_window"] = 16
     assert any("max_attention_window must be list" in p for p in validate_config(config))
@@ -176,7 +176,7 @@ def test_sliding_window_becomes_the_runtime_default_attention_window():
 
 def test_unknown_architecture_keeps_the_hf_name():
     hf = LlamaConfig(**SMALL, architectures=["MyLlamaVariantForCausalLM"])
-    config = engine_config(hf, attention_params(hf), OPTIONS)
+    config = engine_config(hf, attention_params(hf), BUILD_OPTIONS)
     assert config["pretrained_config"]["architecture"] == "MyLlamaVariantForCausalLM"
     assert not is_trtllm_architecture("MyLlamaVariantForCausalLM")
 
@@ -186,9 +186,9 @@ def test_inconsistent_attention_layers_are_refused():
     params = attention_params(hf)
     with pytest.raises(DittoError, match="one KV-cache pool"):
         engine_config(hf, params[:-1] + [GPTAttentionParams(layer_idx=2, num_heads=4, num_kv_heads=2, head_size=16)],
-                      OPTIONS)
+                      BUILD_OPTIONS)
     with pytest.raises(DittoError, match="attention layers were recognised"):
-        engine_config(hf, params[:2], OPTIONS)
+        engine_config(hf, params[:2], BUILD_OPTIONS)
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,7 @@ from ditto.trtllm.gpt_attention_plugin import (
 from ditto.trtllm.inputs import ENGINE_INPUTS
 from ditto.trtllm.schema import validate_config
 from harness import trtllm as harness_trtllm
-from tests.trtllm.test_gpt_attention_plugin import LLAMA, OPTIONS, FakeTrt
+from tests.trtllm._helpers import LLAMA, PLUGIN_OPTIONS, FakeTrt
 
 NUMPY_TYPES = {"int32": np.int32, "float32": np.float32, "int8": np.int8, "int32 set": np.int32}
 
@@ -53,7 +53,7 @@ def test_every_fact_names_its_source_and_commit():
 
 
 def test_plugin_fields_are_exactly_what_create_plugin_reads_in_its_types():
-    fields = dict(gpt_attention_fields(LLAMA, OPTIONS))
+    fields = dict(gpt_attention_fields(LLAMA, PLUGIN_OPTIONS))
     read = dict(fact("gpt_attention_create_plugin_reads"))
     assert sorted(fields) == sorted(read)  # createPlugin looks fields up by name, so order is free
     for name, kind in read.items():
@@ -66,13 +66,13 @@ def test_a_1_2_creator_field_set_is_accepted_with_its_advertised_but_unread_fiel
     advertised = [name for name, _ in fact("gpt_attention_creator_advertises")]
     assert "layer_idx_in_cache_pool" in advertised
     creator = FakeTrt.Creator(advertised)
-    assert create_gpt_attention_plugin(FakeTrt(creator), LLAMA, OPTIONS) is not None
+    assert create_gpt_attention_plugin(FakeTrt(creator), LLAMA, PLUGIN_OPTIONS) is not None
     [(_, collection)] = creator.created
     sent = {f.name: f.type for f in collection}
     assert "layer_idx_in_cache_pool" not in sent
     assert sent["block_sparse_homo_head_pattern"] == "INT8"  # the type createPlugin reads, not the advertised INT32
     with pytest.raises(DittoError, match=r"advertises fields ditto neither sets nor knows to be unread: \['a_new_field'\]"):
-        create_gpt_attention_plugin(FakeTrt(FakeTrt.Creator(advertised + ["a_new_field"])), LLAMA, OPTIONS)
+        create_gpt_attention_plugin(FakeTrt(FakeTrt.Creator(advertised + ["a_new_field"])), LLAMA, PLUGIN_OPTIONS)
 
 
 # ditto's input names -> GPTAttentionPlugin::IdxEntry
@@ -89,7 +89,7 @@ _IDX_ENTRY = {
 
 
 def test_plugin_inputs_follow_the_plugin_index_order():
-    names = gpt_attention_input_names(LLAMA, OPTIONS)
+    names = gpt_attention_input_names(LLAMA, PLUGIN_OPTIONS)
     assert [_IDX_ENTRY[n] for n in names] == fact("gpt_attention_input_order")
 
 

@@ -21,15 +21,9 @@ from ditto.trtllm.gpt_attention_plugin import (
     gpt_attention_input_names,
     plugin_rotary_cos_sin,
 )
+from tests.trtllm._helpers import LLAMA, PLUGIN_OPTIONS, FakeTrt
 
-LLAMA = GPTAttentionParams(
-    layer_idx=3, num_heads=32, num_kv_heads=8, head_size=128, q_scaling=1.0,
-    position_embedding_type="rope_gpt_neox", rotary_embedding_dim=128, rotary_embedding_base=500000.0,
-    rotary_embedding_scale_type="linear", rotary_embedding_scale=2.0, rotary_embedding_max_positions=8192,
-    rotary_embedding_original_max_positions=4096, tokens_per_block=64,
-)
 GPT2 = GPTAttentionParams(layer_idx=0, num_heads=12, num_kv_heads=12, head_size=64, tokens_per_block=64)
-OPTIONS = PluginOptions(dtype="bfloat16", tokens_per_block=64, max_context_length=1024)
 
 I32, F32, I8 = np.int32, np.float32, np.int8
 SCALAR, ONE = (), (1,)
@@ -94,7 +88,7 @@ MODEL_VALUES = {
 @pytest.mark.parametrize("model", sorted(MODEL_VALUES))
 def test_fields_names_order_dtypes_and_values(model):
     params, values = MODEL_VALUES[model]
-    fields = gpt_attention_fields(params, OPTIONS)
+    fields = gpt_attention_fields(params, PLUGIN_OPTIONS)
     assert [name for name, _ in fields] == [name for name, _, _ in FIELD_LAYOUT]
     expected = {**COMMON_VALUES, **values}
     for (name, value), (_, dtype, shape) in zip(fields, FIELD_LAYOUT):
@@ -134,8 +128,8 @@ def test_input_names_for_rope_and_learned_positions():
           "kv_cache_block_offsets", "host_kv_cache_block_offsets", "host_kv_cache_pool_pointers",
           "host_kv_cache_pool_mapping"]
     tail = ["host_context_lengths", "host_runtime_perf_knobs", "host_context_progress"]
-    assert gpt_attention_input_names(LLAMA, OPTIONS) == ["qkv", *kv, "rotary_inv_freq", "rotary_cos_sin", *tail]
-    assert gpt_attention_input_names(GPT2, OPTIONS) == ["qkv", *kv, *tail]
+    assert gpt_attention_input_names(LLAMA, PLUGIN_OPTIONS) == ["qkv", *kv, "rotary_inv_freq", "rotary_cos_sin", *tail]
+    assert gpt_attention_input_names(GPT2, PLUGIN_OPTIONS) == ["qkv", *kv, *tail]
 
 
 def test_rotary_cos_sin_in_plugin_layout():
@@ -152,48 +146,10 @@ def test_rotary_cos_sin_in_plugin_layout():
             assert table[0, k + 1] == pytest.approx(np.sin(angles[p, i]), abs=1e-7)
 
 
-class FakeTrt:
-    """Test double of the TensorRT module: records the registry lookup and the plugin fields."""
-
-    class PluginFieldType:
-        INT32, FLOAT32, INT8 = "INT32", "FLOAT32", "INT8"
-
-    class PluginField:
-        def __init__(self, name, data, type_):
-            self.name, self.data, self.type = name, data, type_
-
-    class PluginFieldCollection(list):
-        pass
-
-    class Creator:
-        def __init__(self, field_names, accept=True):
-            self.field_names = [FakeTrt.PluginField(name, None, None) for name in field_names]
-            self.accept = accept
-            self.created = []
-
-        def create_plugin(self, name, collection):
-            self.created.append((name, collection))
-            return object() if self.accept else None
-
-    def __init__(self, creator):
-        self.creator = creator
-        self.lookups = []
-
-    def get_plugin_registry(self):
-        fake = self
-
-        class Registry:
-            def get_plugin_creator(self, name, version, namespace):
-                fake.lookups.append((name, version, namespace))
-                return fake.creator
-
-        return Registry()
-
-
 def test_create_plugin_through_the_registry():
     creator = FakeTrt.Creator([name for name, _, _ in FIELD_LAYOUT])
     trt = FakeTrt(creator)
-    plugin = create_gpt_attention_plugin(trt, LLAMA, OPTIONS)
+    plugin = create_gpt_attention_plugin(trt, LLAMA, PLUGIN_OPTIONS)
     assert plugin is not None
     assert trt.lookups == [("GPTAttention", "1", "tensorrt_llm")]
     [(name, collection)] = creator.created
@@ -205,22 +161,22 @@ def test_create_plugin_through_the_registry():
 
 def test_missing_plugin_library_says_what_to_do():
     with pytest.raises(DittoError, match="plugin library is not loaded"):
-        create_gpt_attention_plugin(FakeTrt(None), LLAMA, OPTIONS)
+        create_gpt_attention_plugin(FakeTrt(None), LLAMA, PLUGIN_OPTIONS)
 
 
 def test_tensorrt_rtx_has_no_trtllm_plugins():
     trt = pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX is not installed")
     with pytest.raises(DittoError, match="plugin library is not loaded"):
-        create_gpt_attention_plugin(trt, LLAMA, OPTIONS)
+        create_gpt_attention_plugin(trt, LLAMA, PLUGIN_OPTIONS)
 
 
 def test_plugin_version_mismatch_is_reported():
     creator = FakeTrt.Creator([name for name, _, _ in FIELD_LAYOUT] + ["a_field_from_a_newer_release"])
     with pytest.raises(DittoError, match="a_field_from_a_newer_release"):
-        create_gpt_attention_plugin(FakeTrt(creator), LLAMA, OPTIONS)
+        create_gpt_attention_plugin(FakeTrt(creator), LLAMA, PLUGIN_OPTIONS)
 
 
 def test_rejected_fields_are_reported():
     creator = FakeTrt.Creator([name for name, _, _ in FIELD_LAYOUT], accept=False)
     with pytest.raises(DittoError, match="rejected the GPTAttention fields of layer 3"):
-        create_gpt_attention_plugin(FakeTrt(creator), LLAMA, OPTIONS)
+        create_gpt_attention_plugin(FakeTrt(creator), LLAMA, PLUGIN_OPTIONS)
