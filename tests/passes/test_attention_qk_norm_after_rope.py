@@ -17,7 +17,7 @@ import torch
 from ditto.errors import DittoError
 from ditto.pipeline import load_program
 from ditto.trtllm.gpt_attention_plugin import refuse_unmapped_inputs
-from tests.pipeline.test_attention_variants import assert_backends_match_hf
+from tests.tiny_models import assert_backends_match_hf
 
 _SWEEP = Path(__file__).resolve().parents[2] / "scripts" / "arch_sweep.py"
 

@@ -9,9 +9,8 @@ import pytest
 import torch
 
 from ditto.pipeline import load_program
-from tests.ops.test_attention_sinks import save_sweep_model
 from tests.passes._helpers import FLOAT32, check_pass, module_context
-from tests.pipeline.test_attention_variants import assert_backends_match_hf
+from tests.tiny_models import assert_backends_match_hf, save_sweep_model
 
 SDPA = torch.ops.aten.scaled_dot_product_attention.default
 

@@ -21,15 +21,14 @@ from safetensors.torch import load_file
 from ditto.models.weights import InMemoryTensor, Narrow, read_source
 from ditto.pipeline import load_program
 from ditto.trtllm.moe import plugin_unsupported
-from tests.passes.test_moe_recognition import _tiny_config
-from tests.pipeline.test_attention_variants import assert_backends_match_hf
+from tests.tiny_models import arch_sweep, assert_backends_match_hf
 
 
 def _save_gpt_oss(directory) -> str:
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(_tiny_config("gpt_oss")).eval()
+    model = AutoModelForCausalLM.from_config(arch_sweep().tiny_config("gpt_oss")).eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
             if p.dim() > 1 or name.endswith("bias"):  # expert [E, out] and router [E] biases too: nonzero

@@ -22,10 +22,9 @@ from ditto.pipeline import load_program
 from ditto.runtime.backend import get_backend
 from ditto.runtime.fx import place_on_device, run_program
 from ditto.trtllm.config import BuildOptions, engine_config
-from tests.ops.test_attention_sinks import save_sweep_model
 from tests.parity import FLOAT32_BOUND, forced_request, worst_errors
 from tests.passes._helpers import check_pass, model_context, run_graph
-from tests.pipeline.test_attention_variants import assert_backends_match_hf
+from tests.tiny_models import assert_backends_match_hf, save_sweep_model
 
 # the op computes RoPE from a cos/sin table and attention through the paged KV cache: float32
 # sums in another order than HF's eager path (as for replace_attention)

@@ -11,14 +11,14 @@ import torch
 
 from ditto.errors import DittoError
 from ditto.pipeline import load_program
-from tests.passes.test_moe_recognition import _tiny_config
+from tests.tiny_models import arch_sweep
 
 
 def test_jetmoe_mixture_of_attention_heads_is_refused_by_name(tmp_path):
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(_tiny_config("jetmoe")).eval().save_pretrained(tmp_path)
+    AutoModelForCausalLM.from_config(arch_sweep().tiny_config("jetmoe")).eval().save_pretrained(tmp_path)
     with pytest.raises(DittoError, match=r"query of attention .* chosen per token by the top-k .*mixture of attention heads"):
         load_program(str(tmp_path))
 
@@ -32,7 +32,7 @@ def test_only_the_routed_query_is_named_not_a_routed_mlp_before_an_attention(tmp
     from ditto.passes import check_supported as module
 
     torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(_tiny_config("jetmoe")).eval().save_pretrained(tmp_path)
+    AutoModelForCausalLM.from_config(arch_sweep().tiny_config("jetmoe")).eval().save_pretrained(tmp_path)
     seen = {}
     monkeypatch.setattr(ditto.pipeline, "check_supported", lambda ctx: seen.setdefault("ctx", ctx))
     load_program(str(tmp_path))
