@@ -64,7 +64,9 @@ CONVERTERS = ("tests/trt/test_converters.py",)
 EDGES = ("tests/trt/test_converters_edges.py",)
 NATIVE = ("tests/trt/test_attention_native.py",)
 WINDOW = ("tests/pipeline/test_sliding_window.py",)  # a model with a window shorter than its prompts, fx and replay
-LAYERS = ("tests/replay/test_layers.py", "tests/replay/test_onnx_oracle.py")
+LAYERS = tuple(f"tests/replay/test_{kind}.py" for kind in (
+    "shuffle", "slicing", "elementwise", "reduce", "matmul", "creation", "attention", "plugin_layers", "network")) + (
+    "tests/replay/test_onnx_oracle.py",)
 COMPARE = ("tests/compare/test_comparator.py", "tests/cli/test_compare.py")
 VERDICTS = ("tests/compare/test_verdicts.py",)
 GOLDENS = ("tests/harness/test_units.py", "tests/harness/test_goldens_plugin.py", "tests/harness/test_goldens_units.py")

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
 
 from ditto.ops.kv_cache import block_offset, register_pool
 from ditto.replay import replay_network
@@ -123,3 +124,12 @@ def gpt_attention_call(fields, inputs) -> LayerCall:
     plugin = SimpleNamespace(plugin_namespace="tensorrt_llm", plugin_type="GPTAttention", plugin_version="1")
     layer = SimpleNamespace(name="attn0", plugin=plugin)
     return LayerCall(layer, "PLUGIN_V2", trt, inputs, torch.device("cpu"), fields)
+
+
+FAST = settings(max_examples=25, deadline=None)  # hypothesis: enough cases per layer, CI-sized
+rng = np.random.default_rng(0)
+
+
+def randn(*shape, dtype=np.float32):
+    """Standard-normal numpy data of `shape` from the shared seeded generator."""
+    return rng.standard_normal(shape).astype(dtype)

@@ -1,7 +1,7 @@
 """An independent oracle for replay: the same computation as a TensorRT network (replayed by
 `ditto.replay`) and as an ONNX graph run by onnxruntime, on random inputs and shapes.
 
-tests/replay/test_layers.py checks replay against expectations written by the same hands;
+tests/replay/test_<kind>.py check replay against expectations written by the same hands;
 here the expectation comes from another runtime, written by other people from the ONNX
 operator specifications. Each TensorRT layer kind replay computes is paired with the ONNX
 operator(s) that define the same function:
