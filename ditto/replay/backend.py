@@ -44,25 +44,30 @@ class ReplayBackend:
         program, plan, probe_names = prepared(request.model, request.dtype, limits, tuple(request.probes),
                                               str(request.device), _converters_fingerprint())
         self.last_plan = plan  # for benches: what it keeps on the device
-        cache = PagedKVCache(program.attention, max_seq_len, len(request.prompts), program.dtype, request.device)
-        network_inputs = set(plan.declared_inputs)
+        return replay_steps(request, program, max_seq_len, set(plan.declared_inputs), plan.run)
 
-        def step(inputs):
-            feed = {name: value for name, value in inputs.items() if name in network_inputs}
-            feed[POOL_INPUT] = cache.pool
-            with torch.inference_mode():
-                outputs = plan.run(feed)
-            pool = outputs.pop(POOL_OUTPUT)
-            if pool.data_ptr() != cache.pool.data_ptr():  # the update layer writes in place; else copy
-                cache.pool.copy_(pool)
-            outputs = {k: v.reshape(-1, v.shape[-1]) for k, v in outputs.items()}  # probes packed like fx
-            outputs["logits"] = outputs["logits"].float()
-            return outputs
 
-        try:
-            return run_steps(request, cache, step)
-        finally:
-            cache.close()
+def replay_steps(request: StepwiseRequest, program, max_seq_len: int, network_inputs: set, replay) -> list[StepDump]:
+    """Run `request` stepwise over a paged KV-cache pool in torch, `replay(feed) -> outputs`
+    executing the network once per step (the pool goes in as POOL_INPUT and comes back)."""
+    cache = PagedKVCache(program.attention, max_seq_len, len(request.prompts), program.dtype, request.device)
+
+    def step(inputs):
+        feed = {name: value for name, value in inputs.items() if name in network_inputs}
+        feed[POOL_INPUT] = cache.pool
+        with torch.inference_mode():
+            outputs = replay(feed)
+        pool = outputs.pop(POOL_OUTPUT)
+        if pool.data_ptr() != cache.pool.data_ptr():  # the update layer writes in place; else copy
+            cache.pool.copy_(pool)
+        outputs = {k: v.reshape(-1, v.shape[-1]) for k, v in outputs.items()}  # probes packed like fx
+        outputs["logits"] = outputs["logits"].float()
+        return outputs
+
+    try:
+        return run_steps(request, cache, step)
+    finally:
+        cache.close()
 
 
 def _converters_fingerprint() -> int:

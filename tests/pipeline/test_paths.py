@@ -16,12 +16,11 @@ import torch
 from ditto.models.tiny import TINY_MODELS
 from ditto.pipeline import load_program
 from ditto.probes import program_probe_nodes
+from ditto.replay.backend import replay_steps
 from ditto.replay.network import replay_network
 from ditto.runtime.backend import StepwiseRequest, get_backend
 from ditto.runtime.fx import max_seq_len_for, run_program
 from ditto.runtime.paged_cache import PagedKVCache
-from ditto.runtime.stepwise import run_steps
-from ditto.trt.attention_native import POOL_INPUT, POOL_OUTPUT
 from ditto.trt.network import NetworkLimits, build_network
 from ditto.trt.provider import trt_module
 from tests.parity import bound, forced_request, materialized, worst_errors
@@ -51,21 +50,7 @@ def run_replay(program, request: StepwiseRequest) -> list[dict]:
                            max_num_tokens=sum(len(p) for p in request.prompts))
     built = build_network(program, trt_module(), limits, {p: node.name for p, node in nodes.items()})
     inputs = {built.network.get_input(i).name for i in range(built.network.num_inputs)}
-    cache = PagedKVCache(program.attention, max_seq_len, len(request.prompts), program.dtype)
-
-    def step(step_inputs):
-        feed = {name: value for name, value in step_inputs.items() if name in inputs}
-        with torch.no_grad():
-            outputs = replay_network(built.network, {**feed, POOL_INPUT: cache.pool})
-        cache.pool.copy_(outputs.pop(POOL_OUTPUT))
-        outputs = {k: v.reshape(-1, v.shape[-1]) for k, v in outputs.items()}
-        outputs["logits"] = outputs["logits"].float()
-        return outputs
-
-    try:
-        return run_steps(request, cache, step)
-    finally:
-        cache.close()
+    return replay_steps(request, program, max_seq_len, inputs, lambda feed: replay_network(built.network, feed))
 
 
 def test_paged_cache_gives_each_sequence_its_own_blocks():
