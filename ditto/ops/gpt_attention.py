@@ -20,6 +20,10 @@ Semantics follow the plugin in its "remove input padding + paged KV cache" mode:
 - Attention sinks (`attention_sinks` [num_heads] float32, gpt-oss style): a learned logit per head
   joins the softmax's denominator and attends to nothing: probs = softmax([scores, sink])[:-1].
 
+- `value_head_size` / `query_key_head_size` (multi-head latent attention): informational, nonzero
+  when the model's value (query/key) head is narrower than `head_size`; the attention pass padded
+  it with zero features, so the kernel computes with `head_size` alone.
+
 The output is [num_tokens, num_heads * head_size] in the dtype of `qkv`.
 """
 
@@ -98,6 +102,8 @@ def gpt_attention(
     attn_logit_softcapping_scale: float,
     sliding_window: int,
     tokens_per_block: int,
+    value_head_size: int = 0,
+    query_key_head_size: int = 0,
     alibi_slopes: Optional[torch.Tensor] = None,
     attention_sinks: Optional[torch.Tensor] = None,
     query_position_scale: Optional[torch.Tensor] = None,

@@ -59,6 +59,8 @@ _IMPLEMENTED = {
     "query_position_scale": {None},  # per-position query scale: the reference applies it
     "sliding_window": None,
     "tokens_per_block": None,
+    "value_head_size": None,  # informational (MLA padding happens outside the op)
+    "query_key_head_size": None,
 }
 
 
