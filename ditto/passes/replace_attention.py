@@ -346,13 +346,17 @@ def _rope_signature(ctx: PassContext, raw: Node, region: list[Node], operands: s
     return ops, digest, str(tuple(fake(raw).shape)), fake(raw).dtype
 
 
-def _probe(ctx: PassContext, raw: Node, out: Node, values: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+def _probe(ctx: PassContext, raw: Node, out: Node, values: torch.Tensor, positions: torch.Tensor,
+           perm: torch.Tensor | None = None) -> torch.Tensor:
+    """`out` computed from `raw` = values at `positions`; `perm` [D] reorders its last-axis features
+    (undoing a feature permutation the model applies after RoPE, see `_output_permutation`)."""
     known = {
         raw: values,
         ctx.engine_inputs["position_ids"]: positions.to(torch.int32),
         ctx.engine_inputs["input_ids"]: torch.zeros(positions.shape[0], dtype=torch.int32),
     }
-    return evaluate([out], known, ctx.weights.load)[0].float()
+    y = evaluate([out], known, ctx.weights.load)[0].float()
+    return y if perm is None else y[..., perm]
 
 
 def _layout(raw: Node, head_size: int) -> tuple[int, int]:
@@ -364,7 +368,8 @@ def _layout(raw: Node, head_size: int) -> tuple[int, int]:
     return 3 - token_axis, token_axis
 
 
-def _identify_rope(ctx: PassContext, raw: Node, out: Node, heads: int, head_size: int, sdpa: Node) -> RopeInfo:
+def _identify_rope(ctx: PassContext, raw: Node, out: Node, heads: int, head_size: int, sdpa: Node,
+                   perm: torch.Tensor | None = None) -> RopeInfo:
     dtype = fake(raw).dtype
     head_axis, token_axis = _layout(raw, head_size)
     probe_positions = torch.tensor([1, 2, 3, 7, 19])
@@ -376,7 +381,7 @@ def _identify_rope(ctx: PassContext, raw: Node, out: Node, heads: int, head_size
         for h in range(heads):
             if first + h < head_size:
                 x[:, h, first + h] = 1
-        y = _probe(ctx, raw, out, _arrange(x, head_axis, token_axis), probe_positions)
+        y = _probe(ctx, raw, out, _arrange(x, head_axis, token_axis), probe_positions, perm)
         y = _unarrange(y, head_axis, token_axis)
         for h in range(heads):
             if first + h < head_size:
@@ -401,7 +406,7 @@ def _identify_rope(ctx: PassContext, raw: Node, out: Node, heads: int, head_size
     for start in range(0, max_positions, 2048):
         positions = torch.arange(start, min(start + 2048, max_positions))
         x = probe.expand(len(positions), heads, head_size).clone()
-        y = _unarrange(_probe(ctx, raw, out, _arrange(x, head_axis, token_axis), positions), head_axis, token_axis)[:, 0]
+        y = _unarrange(_probe(ctx, raw, out, _arrange(x, head_axis, token_axis), positions, perm), head_axis, token_axis)[:, 0]
         if style == NEOX:
             rows.append(torch.cat([y[:, :half], y[:, half:dim]], dim=-1))
         else:
@@ -439,7 +444,8 @@ def _identify_query_scale(ctx: PassContext, raw: Node, out: Node, sdpa: Node) ->
     return table
 
 
-def _verify_rope(ctx: PassContext, raw: Node, out: Node, rope: RopeInfo, sdpa: Node) -> None:
+def _verify_rope(ctx: PassContext, raw: Node, out: Node, rope: RopeInfo, sdpa: Node,
+                 perm: torch.Tensor | None = None) -> None:
     """A random probe through the graph must equal ditto's RoPE with the recognised table."""
     shape = fake(raw).shape
     if len(shape) == 3:  # one head, [1, T, D] (MLA's shared key part, viewed as one head after it)
@@ -451,7 +457,7 @@ def _verify_rope(ctx: PassContext, raw: Node, out: Node, rope: RopeInfo, sdpa: N
     gen = torch.Generator().manual_seed(0)
     positions = torch.randint(0, rope.cos_sin.shape[0], (6,), generator=gen)
     x = torch.randn(len(positions), heads, head_size, generator=gen).to(dtype)
-    got = _from_graph(_probe(ctx, raw, out, _to_graph(x, raw), positions), out)
+    got = _from_graph(_probe(ctx, raw, out, _to_graph(x, raw), positions, perm), out)
     want = apply_rope(x.float(), rope.cos_sin[positions], rope.dim, rope.style)
     tolerance = 1e-4 if dtype == torch.float32 else 5e-2
     error = (got - want).abs().max().item() if got.shape == want.shape else float("inf")
@@ -624,13 +630,38 @@ def _identify_piece_rope(ctx: PassContext, pieces, sdpa: Node) -> RopeInfo:
     if len(shape) != 4:
         _fail(sdpa, f"the query's rotated features {q_rot.raw.name} have the shape {tuple(shape)}")
     head_axis, _ = _layout(q_rot.raw, q_rot.width)
-    key = _rope_signature(ctx, q_rot.raw, *q_rot.operands)
+    perm = _output_permutation(ctx, q_rot.raw, q_rot.rotated, int(shape[head_axis]), q_rot.width)
+    key = (_rope_signature(ctx, q_rot.raw, *q_rot.operands), None if perm is None else tuple(perm.tolist()))
     if key not in ctx.identified_rope:
-        ctx.identified_rope[key] = _identify_rope(ctx, q_rot.raw, q_rot.rotated, int(shape[head_axis]), q_rot.width, sdpa)
+        ctx.identified_rope[key] = _identify_rope(ctx, q_rot.raw, q_rot.rotated, int(shape[head_axis]), q_rot.width,
+                                                  sdpa, perm)
     rope = ctx.identified_rope[key]
-    _verify_rope(ctx, q_rot.raw, q_rot.rotated, rope, sdpa)
-    _verify_rope(ctx, k_rot.raw, k_rot.rotated, rope, sdpa)
+    # the key's piece must have the same permutation: then it cancels in q.k
+    _verify_rope(ctx, q_rot.raw, q_rot.rotated, rope, sdpa, perm)
+    _verify_rope(ctx, k_rot.raw, k_rot.rotated, rope, sdpa, perm)
     return rope
+
+
+def _output_permutation(ctx: PassContext, raw: Node, out: Node, heads: int, width: int) -> torch.Tensor | None:
+    """The reordering [width] that undoes a feature permutation the model applies after RoPE
+    (DeepSeek-V3's `rope_interleave`: pairs (x[2i], x[2i+1]) rotated and written to (i, i + width/2)),
+    or None. At position 0 RoPE is the identity up to a constant (yarn's attention factor), so
+    there the piece's transform is that permutation alone. Applied to the query's and the key's
+    rotated piece alike, it cancels in every q.k: the op may rotate the unpermuted features."""
+    dtype = fake(raw).dtype
+    head_axis, token_axis = _layout(raw, width)
+    x = torch.zeros(width, heads, width, dtype=dtype)
+    for j in range(width):
+        x[j, :, j] = 1
+    y = _unarrange(_probe(ctx, raw, out, _arrange(x, head_axis, token_axis), torch.zeros(width, dtype=torch.long)),
+                   head_axis, token_axis)[:, 0]  # [input feature, output feature]
+    perm = y.abs().argmax(dim=1)  # output feature of each input feature
+    if sorted(perm.tolist()) != list(range(width)) or torch.equal(perm, torch.arange(width)):
+        return None
+    scale = y[0, perm[0]]
+    if not torch.allclose(y, scale * torch.eye(width)[perm], atol=1e-6 * max(1.0, abs(float(scale)))):
+        return None
+    return perm
 
 
 def _to_heads(graph, x: Node, heads: int) -> Node:
