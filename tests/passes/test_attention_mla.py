@@ -11,8 +11,9 @@ features, the key's rotated part one head expanded to all heads, q_lora on):
 - hf vs fx vs replay logits in float32 within 1e-4 of the largest logit (the project's bound).
 
 Putting the rotated run anywhere but first, or slicing the wrong features back out of the padded
-output, is far out of the bound (tests/mutation/mutants.py: pass_mla_rope_piece_not_first,
-pass_mla_output_slice_wrong)."""
+output, is far out of the bound; DeepSeek-V3's interleaved RoPE (a feature permutation after RoPE)
+undone the wrong way is refused (tests/mutation/mutants.py: pass_mla_rope_piece_not_first,
+pass_mla_output_slice_wrong, pass_mla_rope_permutation_inverted)."""
 
 import torch
 
@@ -34,4 +35,14 @@ def test_deepseek_v2_mla_matches_hf(tmp_path):
     options = PluginOptions(dtype="float32", tokens_per_block=program.attention[0].tokens_per_block, max_context_length=64)
     fields = dict(gpt_attention_fields(program.attention[0], options))
     assert int(fields["is_mla_enabled"]) == 0 and int(fields["head_size"]) == 32
+    assert_backends_match_hf(path)
+
+
+def test_deepseek_v3_interleaved_rope_permutation_cancels(tmp_path):
+    # DeepSeek-V3's rope_interleave rotates pairs (x[2i], x[2i+1]) and writes them de-interleaved to
+    # (i, i + 8): GPT-J RoPE followed by a feature permutation, the same for q and k, so it cancels in q.k
+    path = save_sweep_model(tmp_path, "deepseek_v3")
+    program = load_program(path)
+    assert {(p.position_embedding_type, p.rotary_embedding_dim, p.value_head_size) for p in program.attention} == {
+        ("rope_gptj", 16, 16)}
     assert_backends_match_hf(path)
