@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import re
 import sys
 import tempfile
 import time
@@ -287,6 +288,8 @@ def _worst(reference, dumps) -> float:
 def _first_line(e: BaseException) -> str:
     lines = [line.strip() for line in str(e).strip().splitlines()]
     text = " ".join(lines[:2]) if lines and lines[0].endswith(":") else (lines[0] if lines else repr(e))
+    # the pass manager's prefix ("pass NAME (round 1, after ...): ") would push the reason past the cut
+    text = re.sub(r"^pass \S+ \(round [^)]*\): ", "", text)
     return text[:300]
 
 

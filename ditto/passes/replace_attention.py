@@ -84,6 +84,11 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
     # (zero query/key features add nothing to q.k; zero value features give zero outputs, sliced off)
     op_size = max(head_size, value_size)
     if isinstance(mask, Node) and mask in token_dependent:
+        picker = _token_topk(mask)
+        if picker is not None:  # DeepSeek-V3.2 / GLM-5 style DSA: an indexer's top-k over keys builds the mask
+            _fail(node, f"the attention mask comes from the top-k {picker.name} at {source_line(picker)}, which picks "
+                  "among the tokens of the sequence the keys each query attends to (sparse attention: a lightning "
+                  "indexer, DeepSeek-V3.2 style); sparse attention is not supported yet")
         _fail(node, "the attention mask depends on the token values, not only on positions (a dynamic mask); "
               "TensorRT-LLM's attention takes causal or sliding-window masks")
     try:
@@ -173,6 +178,20 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
         heads_first = insert_op(graph, aten.permute.default, (rows, [0, 2, 1, 3]))
     node.replace_all_uses_with(heads_first)
     graph.erase_node(node)
+
+
+def _token_topk(mask: Node, limit: int = 400) -> Node | None:
+    """A top-k among the mask's inputs (looking at most `limit` nodes back), or None."""
+    seen, stack = {mask}, [mask]
+    while stack and len(seen) <= limit:
+        current = stack.pop()
+        if is_call(current, aten.topk.default):
+            return current
+        for n in current.all_input_nodes:
+            if n not in seen:
+                seen.add(n)
+                stack.append(n)
+    return None
 
 
 def _sinks(node: Node, num_heads: int) -> torch.Tensor | None:
