@@ -162,6 +162,8 @@ LISTED: tuple[Mutant, ...] = (
            "perm = y.abs().argmax(dim=1)  # output feature of each input feature",
            "perm = y.abs().argmax(dim=0)  # output feature of each input feature",
            "the feature permutation after RoPE (DeepSeek-V3's rope_interleave) undone the wrong way round", MLA),
+    Mutant("pass_sparse_indexer_not_named", "ditto/passes/replace_attention.py", "picker = _token_topk(mask)",
+           "picker = None", "sparse attention refused as a generic token-dependent mask (the indexer unnamed)", MLA),
     Mutant("pass_lse_sink_scale_kept", "ditto/passes/eager_attention_to_sdpa.py", "            scaled.replace_all_uses_with(out)\n",
            "            pass\n", "logsumexp sink scaling kept beside an op that already has the sink (applied twice)",
            GRANITE_SINK),
