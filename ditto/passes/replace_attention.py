@@ -86,9 +86,9 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
     if isinstance(mask, Node) and mask in token_dependent:
         picker = _token_topk(mask)
         if picker is not None:  # DeepSeek-V3.2 / GLM-5 style DSA: an indexer's top-k over keys builds the mask
-            _fail(node, f"the attention mask comes from the top-k {picker.name} at {source_line(picker)}, which picks "
-                  "among the tokens of the sequence the keys each query attends to (sparse attention: a lightning "
-                  "indexer, DeepSeek-V3.2 style); sparse attention is not supported yet")
+            _fail(node, f"sparse attention: the attention mask comes from the top-k {picker.name} at "
+                  f"{source_line(picker)}, which picks among the tokens of the sequence the keys each query attends "
+                  "to (a lightning indexer, DeepSeek-V3.2 style); sparse attention is not supported yet")
         _fail(node, "the attention mask depends on the token values, not only on positions (a dynamic mask); "
               "TensorRT-LLM's attention takes causal or sliding-window masks")
     try:
