@@ -100,25 +100,23 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
     pieces = _latent_rope_pieces(q, k, num_heads, num_kv_heads, position_only, token_dependent, node)
     rope, query_scale, q_raw, k_raw = None, None, q, k
     if pieces is not None:
-        rope = _identify_piece_rope(ctx, pieces, node)
+        rope = _identify_piece_rope(ctx, pieces, node)  # verified on the query's and the key's rotated piece
     else:
         q_raw, q_rope, q_operands = _rope_input(q, position_only, token_dependent, node)
         k_raw, k_rope, _ = _rope_input(k, position_only, token_dependent, node)
-    if pieces is not None:
-        pass  # verified on the rotated pieces
-    elif k_rope is None and q_rope is not None:  # the query alone: a per-position scale (scalable softmax)?
-        query_scale = _identify_query_scale(ctx, q_raw, q, node)
-    elif q_rope is not None or k_rope is not None:
-        if q_rope is None or k_rope is None:
-            _fail(node, "RoPE is applied to the key only")
-        # layers whose RoPE has the same ops and cos/sin values share one identification;
-        # each layer is still verified on its own
-        key = _rope_signature(ctx, q_raw, *q_operands)
-        if key not in ctx.identified_rope:
-            ctx.identified_rope[key] = _identify_rope(ctx, q_raw, q, num_heads, head_size, node)
-        rope = ctx.identified_rope[key]
-        _verify_rope(ctx, q_raw, q, rope, node)
-        _verify_rope(ctx, k_raw, k, rope, node)
+        if k_rope is None and q_rope is not None:  # the query alone: a per-position scale (scalable softmax)?
+            query_scale = _identify_query_scale(ctx, q_raw, q, node)
+        elif q_rope is not None or k_rope is not None:
+            if q_rope is None or k_rope is None:
+                _fail(node, "RoPE is applied to the key only")
+            # layers whose RoPE has the same ops and cos/sin values share one identification;
+            # each layer is still verified on its own
+            key = _rope_signature(ctx, q_raw, *q_operands)
+            if key not in ctx.identified_rope:
+                ctx.identified_rope[key] = _identify_rope(ctx, q_raw, q, num_heads, head_size, node)
+            rope = ctx.identified_rope[key]
+            _verify_rope(ctx, q_raw, q, rope, node)
+            _verify_rope(ctx, k_raw, k, rope, node)
     if rope is not None and alibi_slopes is not None:
         _fail(node, "the scores carry both RoPE and an ALiBi bias; TensorRT-LLM's position_embedding_type is one of them")
 
