@@ -21,6 +21,14 @@ Recognition is by what the subgraphs compute, not by their spelling:
   (slope_h * (key - query), position_embedding_type "alibi" + `alibi_slopes`); sinks recorded by
   `eager_attention_to_sdpa` become `attention_sinks`; a position-dependent transform of the query
   alone must be a per-position scale (`query_position_scale`, Beam's NoPE layers).
+- multi-head latent attention (DeepSeek-V2/V3, K/V decompressed per head): a value head narrower
+  (or wider) than the query/key head is zero-padded to one op head size and the output sliced
+  back (`value_head_size` / `query_key_head_size`); q = cat(q_nope, rope(q_rot)) and
+  k = cat(k_nope, expand(rope(k_rot))) with the rotated run not leading, or one head shared by all
+  (`_latent_rope_pieces`), go to the op with the rotated run first in q and in k alike (q.k is
+  unchanged by the same feature permutation of both), so the op's partial RoPE on leading features
+  applies; a feature permutation after RoPE (DeepSeek-V3's rope_interleave) is read at position 0
+  and must be the same for q and k. Sparse attention (an indexer's top-k builds the mask) is refused.
 """
 
 from __future__ import annotations
