@@ -297,7 +297,8 @@ def _rope_input(x: Node, position_only: set, token_dependent: set, sdpa: Node):
             continue
         if not is_call(node, *_ROPE_OPS):
             return x, None, None
-        for n in node.all_input_nodes:
+        # type_as(value, like): a cast; `like` only gives the dtype (it may reach far back, e.g. past a norm)
+        for n in [node.args[0]] if is_call(node, aten.type_as.default) else node.all_input_nodes:
             if n not in seen:
                 seen.add(n)
                 stack.append(n)
@@ -317,7 +318,6 @@ _ROTATE_OPS = {
     aten.neg.default, aten.cat.default, aten.slice.Tensor, aten.stack.default, aten.flatten.using_ints,
     aten.select.int, aten.view.default, aten.reshape.default, aten.unsqueeze.default, aten._to_copy.default,
     aten.to.dtype, aten.chunk.default, aten.split.Tensor, aten.split_with_sizes.default, operator.getitem,
-    aten.type_as.default,
 }
 
 
