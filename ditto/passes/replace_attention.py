@@ -273,7 +273,7 @@ _ROPE_OPS = {
     aten.mul.Tensor, aten.add.Tensor, aten.sub.Tensor, aten.neg.default, aten.cat.default, aten.slice.Tensor,
     aten.stack.default, aten.flatten.using_ints, aten._to_copy.default, aten.to.dtype, aten.unsqueeze.default,
     aten.select.int, aten.view.default, aten.reshape.default, aten.chunk.default, aten.split.Tensor,
-    aten.split_with_sizes.default, operator.getitem, aten.type_as.default,
+    aten.split_with_sizes.default, operator.getitem,
 }
 
 
@@ -297,8 +297,7 @@ def _rope_input(x: Node, position_only: set, token_dependent: set, sdpa: Node):
             continue
         if not is_call(node, *_ROPE_OPS):
             return x, None, None
-        # type_as(value, like): a cast; `like` only gives the dtype (it may reach far back, e.g. past a norm)
-        for n in [node.args[0]] if is_call(node, aten.type_as.default) else node.all_input_nodes:
+        for n in node.all_input_nodes:
             if n not in seen:
                 seen.add(n)
                 stack.append(n)
@@ -628,7 +627,10 @@ def _latent_rope_pieces(q: Node, k: Node, num_heads: int, num_kv_heads: int, pos
         pieces = []
         for piece, start, width in found:
             inner, expanded = _strip_head_expand(piece, heads)
-            raw, rotated, operands = _rope_input(inner, position_only, token_dependent, sdpa)
+            # the complex RoPE's closing cast, type_as(rotated, the input): walk from its value
+            walked = inner.args[0] if is_call(inner, aten.type_as.default) else inner
+            raw, rotated, operands = _rope_input(walked, position_only, token_dependent, sdpa)
+            rotated = inner if rotated is not None else None
             shape = fake(raw).shape
             if rotated is not None and (shape[-1] != width or len(shape) not in (3, 4)):
                 return None
