@@ -17,8 +17,8 @@ Each is run once to warm up (loads, caches), then 3 times with `--steps` generat
 3 times with none (the context step alone); per decode step = (best full - best context
 only) / steps. The spread is (worst - best) / best of the full runs. Peak GPU memory is
 `max_memory_allocated` from before the backend loads anything to the end of its runs, with
-every other backend's caches freed; the yardstick is generate's (its model is created on the
-device). Targets (issue 10): fx and hf <= 1.5x generate per decode step, replay <= 3x fx,
+every other backend's caches freed, less what was allocated before it started (not its own);
+the yardstick is generate's (its model is created on the device). Targets (issue 10): fx and hf <= 1.5x generate per decode step, replay <= 3x fx,
 peak memory of each <= 1.2x generate's.
 """
 
@@ -87,6 +87,9 @@ def free(device: str) -> None:
 
 def measure(name: str, layers: int, run, steps: int, repeats: int, device: str) -> dict:
     """run(steps) runs one request of `steps` generation steps; returns the last full run's output."""
+    base = torch.cuda.memory_allocated() if device.startswith("cuda") else 0  # not this backend's
+    if base:
+        print(f"    allocated before {name} loads: {base / 2**30:.2f} GiB (not counted in its peak)", flush=True)
     run(steps)  # warm-up: loads, caches, kernels
     full, context = [], []
     out = None
@@ -99,7 +102,7 @@ def measure(name: str, layers: int, run, steps: int, repeats: int, device: str) 
             times.append(time.perf_counter() - start)
             if count == steps:
                 out = result
-    peak = torch.cuda.max_memory_allocated() if device.startswith("cuda") else 0
+    peak = torch.cuda.max_memory_allocated() - base if device.startswith("cuda") else 0
     per_step = (min(full) - min(context)) / steps
     row = dict(name=name, layers=layers, per_step=per_step, full=min(full), context=min(context),
                spread=(max(full) - min(full)) / min(full), peak=peak, output=out)

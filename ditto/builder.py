@@ -9,6 +9,7 @@ callback, one line per call (the CLI prints them), else to the `ditto` logger at
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import mmap
 import os
@@ -72,16 +73,7 @@ def build(
         program = load_program(model, dtype, tokens_per_block=tokens_per_block or TRTLLM_BUILD_DEFAULTS["tokens_per_block"],
                                trust_remote_code=trust_remote_code)
     resolved = resolve_limits(program.hf_config, **given)
-    options = BuildOptions(
-        dtype=program.dtype,
-        max_batch_size=resolved.max_batch_size,
-        max_input_len=resolved.max_input_len,
-        max_seq_len=resolved.max_seq_len,
-        max_num_tokens=resolved.max_num_tokens,
-        opt_num_tokens=resolved.opt_num_tokens,
-        tokens_per_block=resolved.tokens_per_block,
-        gpt_attention_plugin=attention == "plugin",
-    )
+    options = BuildOptions(dtype=program.dtype, **dataclasses.asdict(resolved), gpt_attention_plugin=attention == "plugin")
     extra = {name: name for name in add_output}
     # probes by meaning (layers.3.mlp, ...) -> their FX nodes, outputs named by meaning
     extra.update({probe: node.name for probe, node in program_probe_nodes(program, probes, model).items()})

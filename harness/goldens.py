@@ -5,8 +5,27 @@ dtype in the path: recording float16 never overwrites the float32 golden). A gol
 holds the compared names only (input_ids, position_ids, the probes, logits), not a backend's
 private engine inputs, so it survives harmless changes to how a backend feeds its engine.
 
-The manifest records what produced it; a golden whose model hash, dtype, versions, prompts,
-steps or format differ from this run is stale: reported with what differs, never compared.
+The manifest records what produced it. A golden whose model, dtype, prompts, steps or format
+differ from this run is stale: reported with what differs, never compared. The model is its
+content hash (`harness.models.content_hash`: config.json without `transformers_version`, and
+every byte of the weight files for models up to 1 GiB, so all tiny models): the weights'
+fingerprint. The built-in tiny models are seeded by ditto; if another torch drew other random
+weights, the hash would differ and the golden would be stale, as it should be.
+
+Where it was recorded (device; ditto, torch and transformers versions) is the golden's
+environment, not its identity: a golden recorded with torch 2.13 on the CPU is compared with
+a run of torch 2.11 on a GPU, by the session's own rule (the fixed per-dtype rule in float32,
+the calibrated band in half precision: `ditto.compare.tolerances`), and a failure names both
+environments. Why that bound holds across environments: another torch, transformers or device
+changes kernels, i.e. the summation order and fusion of the same float32 arithmetic, which is
+exactly the difference the rule already absorbs between two backends on one machine (fx and
+hf run different kernels and agree to ~1e-6 of the scale, the bound is 1e-4). Not yet measured
+across environments (the committed goldens, torch 2.13 on the CPU, against torch 2.11 on an
+H200: `pytest harness/regression.py -k golden` there; issue 10, bench/RESULTS.md). The tokens cannot part ways: every backend is fed hf's greedy
+tokens of this run (token forcing); only a near-tie in hf's argmax that flips between
+environments would make `input_ids` differ, and that fails naming the step, as it should (the
+golden must then be re-recorded in one environment). Making a new ditto version stale would
+defeat the golden's purpose: it is there to catch ditto's own numerics changing.
 
 Two formats. `full`: the tensors as dumped. `fingerprint` (for large models, where full
 dumps would be GBs): per probe `<probe>::stats` (mean, std, min, max, mean |x|: all on the scale of the values,
@@ -44,12 +63,13 @@ FINGERPRINT_ABOVE_BYTES = 1 << 30  # `auto`: fingerprints for models with more w
 IDENTITY = {
     "model_hash": "model content hash",
     "dtype": "dtype",
-    "versions": "versions",
     "prompts": "prompts",
     "steps": "steps",
     "format": "golden format",
     "format_version": "golden file format",
 }
+# Where a golden was recorded: shown when it differs from this run, never a reason not to compare
+ENVIRONMENT = {"versions": "versions", "device": "device"}
 
 
 @dataclass
@@ -111,6 +131,15 @@ def stale_reasons(manifest: dict, expected: dict) -> list[str]:
         f"{label}: golden {manifest.get(key)!r}, this run {expected[key]!r}"
         for key, label in IDENTITY.items()
         if manifest.get(key) != expected[key]
+    ]
+
+
+def environment_differences(manifest: dict, environment: dict) -> list[str]:
+    """Where the golden's recording environment differs from this run's ([] when it does not)."""
+    return [
+        f"{label}: golden {manifest.get(key)!r}, this run {environment[key]!r}"
+        for key, label in ENVIRONMENT.items()
+        if manifest.get(key) != environment[key]
     ]
 
 

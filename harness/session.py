@@ -189,7 +189,7 @@ class Harness:
         identity = self._identity(model)
         label = f"{backend}-vs-golden"
         if self.settings.update_golden:
-            manifest = {**identity, "backend": backend, "model": model.spec, "device": self.settings.device,
+            manifest = {**identity, **self._environment(), "backend": backend, "model": model.spec,
                         "num_steps": len(dumps), "probes": model.probes, "tolerance": self.tolerance.as_dict()}
             if self.calibrated:
                 manifest["oracle_device"] = self.settings.oracle_device
@@ -211,6 +211,7 @@ class Harness:
             reports.write_event(self.report_dir, model.key, label, {"status": "STALE"})
             pytest.fail(f"golden {folder} is stale, not compared:\n  " + "\n  ".join(stale)
                         + f"\nre-record it with:\n  {command}", pytrace=False)
+        elsewhere = goldens.environment_differences(golden.manifest, self._environment())
         def as_golden(runs):
             return goldens.golden_steps(runs, names, golden.manifest["format"], like=golden.steps)
 
@@ -218,10 +219,12 @@ class Harness:
         # this run by what hf's noise allows, measured on the same (fingerprinted) tensors
         tolerance = self.band(model, as_golden) if self.calibrated else self.tolerance
         run = compare_runs(as_golden(dumps), golden.steps, tolerance, backend, f"golden {folder}")
-        self._verdict(model, label, run, properties, {"kind": "golden", "golden": str(folder)},
-                      tolerance if self.calibrated else None)
+        meta = {"kind": "golden", "golden": str(folder), "recorded_elsewhere": elsewhere}
+        note = ("golden recorded in another environment, compared by the same rule (harness/goldens.py says why):\n  "
+                + "\n  ".join(elsewhere) + "\n") if elsewhere else ""
+        self._verdict(model, label, run, properties, meta, tolerance if self.calibrated else None, note)
 
-    def _verdict(self, model, label, run, properties, meta, band: NoiseBand | None = None) -> None:
+    def _verdict(self, model, label, run, properties, meta, band: NoiseBand | None = None, note: str = "") -> None:
         meta = {**meta, "model": model.spec, "dtype": self.settings.dtype, "tolerance": self.tolerance.as_dict()}
         if band is not None:
             meta["band_by_step"], meta["noise_by_step"] = band.allowed, band.noise  # floating names only
@@ -230,13 +233,16 @@ class Harness:
             properties.extend([(f"max_abs:{name}", t.max_abs), (f"max_rel:{name}", t.max_rel)])
         if first_divergence(run) is not None:
             rule = f"rule: {self.tolerance.describe()}\n" if band is not None else ""
-            pytest.fail(rule + failure_message(run, str(report)), pytrace=False)
+            pytest.fail(note + rule + failure_message(run, str(report)), pytrace=False)
+
+    def _environment(self) -> dict:
+        """Where this run's goldens are recorded (shown, not compared: harness/goldens.py)."""
+        return {"versions": golden_versions(), "device": self.settings.device}
 
     def _identity(self, model: ModelUnderTest) -> dict:
         return {
             "model_hash": model.content_hash,
             "dtype": self.settings.dtype,
-            "versions": golden_versions(),
             "prompts": model.prompts,
             "steps": self.settings.steps,
             "format": goldens.choose_format(self.settings.golden_format, model.weight_bytes),

@@ -55,7 +55,7 @@ class DumpComparison:
 
     @property
     def passed(self) -> bool:
-        return all(t.passed for t in self.tensors) and not self.only_in_a and not self.only_in_b
+        return _all_passed(self.tensors, self.only_in_a, self.only_in_b)
 
 
 @dataclass
@@ -70,4 +70,9 @@ class RunComparison:
 
     @property
     def passed(self) -> bool:
-        return all(s.passed for s in self.steps) and not self.steps_only_in_a and not self.steps_only_in_b
+        return _all_passed(self.steps, self.steps_only_in_a, self.steps_only_in_b)
+
+
+def _all_passed(paired, only_in_a, only_in_b) -> bool:
+    """Every paired comparison passed and nothing is on one side only."""
+    return all(c.passed for c in paired) and not only_in_a and not only_in_b

@@ -47,7 +47,7 @@ with scale = max |oracle| of that probe and step.
   hf's: measured worst ratio 1.6 (fx, 24-layer Llama and Qwen2 shapes, bfloat16, every probe
   and step), 1.0 at layer 27 of the Qwen2.5-1.5B shape (issue 10). The planted attention
   bugs (wrong RoPE base, swapped K/V, wrong GQA head map, off-by-one mask) measure 16x to
-  300x at the first probe after them (tests/test_verdicts_at_depth.py), so 4 keeps 2.5x
+  300x at the first probe after them (tests/compare/test_verdicts_at_depth.py), so 4 keeps 2.5x
   headroom on both sides.
 - FLOOR 2 ulps of the scale: where hf happens to round well (tiny tensors, a lucky step) the
   noise can be near zero while a correct backend that rounds its output once more is off by
@@ -60,7 +60,7 @@ with scale = max |oracle| of that probe and step.
 Because each backend is judged against the oracle, two backends are never compared directly
 in half precision: every backend gets one verdict, `X-vs-hf`. float32 runs keep the fixed rule:
 there the sides agree to ~1e-6 of the scale at any depth, so a fixed 1e-4 both holds and
-catches every bug in tests/test_core_mutations.py by orders of magnitude; an oracle would
+catches every bug in tests/pipeline/test_broken_passes_caught.py by orders of magnitude; an oracle would
 double the run time to gain nothing.
 
 Adding a dtype is one line in FIXED_TOLERANCES.

@@ -68,6 +68,12 @@ TINY_MODELS: dict[str, tuple[str, dict]] = {
         "Gemma: embedding scale, GeGLU, (1 + w) RMSNorm, tied embeddings, MQA, head_dim != hidden/heads",
         dict(model_type="gemma", **_COMMON, num_key_value_heads=1, head_dim=32),
     ),
+    "tiny-gemma2": (
+        "Gemma-2: attention logit soft-capping (the op's reference kernel), q_scaling != 1 "
+        "(query_pre_attn_scalar 24, head_dim 16), alternating sliding (window 8) and full layers",
+        dict(model_type="gemma2", **_COMMON, num_key_value_heads=2, head_dim=16, query_pre_attn_scalar=24,
+             attn_logit_softcapping=2.0, final_logit_softcapping=None, sliding_window=8),
+    ),
     "tiny-phi3": (
         "Phi-3: fused qkv_proj and gate_up_proj weights, partial rotary (half the head)",
         dict(

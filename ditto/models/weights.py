@@ -45,12 +45,14 @@ class Concat:
 
 @dataclass(frozen=True)
 class Narrow:
-    """`length` entries of a source from `start` along `dim` (half of a fused gate/up weight)."""
+    """`length` entries of a source from `start` along `dim`, every `step`-th (half of a fused
+    gate/up weight; step 2: one half of an interleaved one, GPT-OSS)."""
 
     part: "WeightSource"
     dim: int
     start: int
     length: int
+    step: int = 1
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,11 @@ def read_source(source: WeightSource) -> torch.Tensor:
     if isinstance(source, Concat):
         return torch.cat([read_source(p) for p in source.parts], dim=source.dim)
     if isinstance(source, Narrow):
-        return read_source(source.part).narrow(source.dim, source.start, source.length).contiguous()
+        tensor = read_source(source.part)
+        if source.step != 1:
+            rows = torch.arange(source.start, source.start + source.step * source.length, source.step)
+            return tensor.index_select(source.dim, rows).contiguous()
+        return tensor.narrow(source.dim, source.start, source.length).contiguous()
     if isinstance(source, Transposed):
         return read_source(source.part).transpose(source.dim0, source.dim1).contiguous()
     if isinstance(source, Converted):

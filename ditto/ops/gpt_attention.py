@@ -19,6 +19,8 @@ Semantics follow the plugin in its "remove input padding + paged KV cache" mode:
   scores (after any soft-cap). Equal, after softmax, to any bias slope_h * key_pos + c(query).
 - Attention sinks (`attention_sinks` [num_heads] float32, gpt-oss style): a learned logit per head
   joins the softmax's denominator and attends to nothing: probs = softmax([scores, sink])[:-1].
+- RMSNorm after RoPE (`query_norm_after_rope` / `key_norm_after_rope` [head_size + 1] float32, HunYuan's
+  QK-norm): each rotated head y becomes y * rsqrt(mean(y^2) + eps) * weight (weight first, eps last).
 
 - `value_head_size` / `query_key_head_size` (multi-head latent attention): informational, nonzero
   when the model's value (query/key) head is narrower than `head_size`; the attention pass padded
@@ -64,7 +66,11 @@ TENSOR_INPUTS = (
 #   engine path has no sinks; its PyTorch backend's attention op takes `attention_sinks`).
 # - query_position_scale [max_positions] float32: the query multiplied by a per-position factor after
 #   RoPE (scalable softmax / attention temperature, Beam's NoPE layers); ditto's own (see trtllm/plugin.py).
-OPTIONAL_TENSOR_INPUTS = ("alibi_slopes", "attention_sinks", "query_position_scale")
+# - query_norm_after_rope / key_norm_after_rope [head_size + 1] float32: an RMSNorm over each head of the
+#   query / key AFTER RoPE (HunYuan's QK-norm): y * rsqrt(mean(y^2) + eps) * weight, the weight's head_size
+#   values followed by eps; ditto's own (TensorRT-LLM's GPTAttention has no norm after its RoPE).
+OPTIONAL_TENSOR_INPUTS = ("alibi_slopes", "attention_sinks", "query_position_scale", "query_norm_after_rope",
+                          "key_norm_after_rope")
 ALL_TENSOR_INPUTS = TENSOR_INPUTS + OPTIONAL_TENSOR_INPUTS
 
 
@@ -107,6 +113,8 @@ def gpt_attention(
     alibi_slopes: Optional[torch.Tensor] = None,
     attention_sinks: Optional[torch.Tensor] = None,
     query_position_scale: Optional[torch.Tensor] = None,
+    query_norm_after_rope: Optional[torch.Tensor] = None,
+    key_norm_after_rope: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Reference kernel in plain torch (see the module docstring for the semantics)."""
     H, KV, D = num_heads, num_kv_heads, head_size
@@ -133,6 +141,7 @@ def gpt_attention(
             cos_sin = rotary_cos_sin[positions].float()
             q = apply_rope(q, cos_sin, rotary_embedding_dim, position_embedding_type)
             k = apply_rope(k, cos_sin, rotary_embedding_dim, position_embedding_type)
+        q, k = rms_norm_after_rope(q, query_norm_after_rope), rms_norm_after_rope(k, key_norm_after_rope)
         if query_position_scale is not None:
             q = q * query_position_scale[torch.arange(past, total, device=qkv.device)].float()[:, None, None]
 
@@ -171,6 +180,14 @@ def gpt_attention(
         out = torch.einsum("hnt,thd->nhd", probs, values)
         outputs.append(out.reshape(n, H * D).to(qkv.dtype))
     return torch.cat(outputs, dim=0)
+
+
+def rms_norm_after_rope(x: torch.Tensor, norm: Optional[torch.Tensor]) -> torch.Tensor:
+    """x [tokens, heads, head_size] float32 RMS-normalised per head; `norm` is the weight then eps (None: x)."""
+    if norm is None:
+        return x
+    norm = norm.float()
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm[-1]) * norm[:-1]
 
 
 _SIGNATURE = inspect.signature(gpt_attention._init_fn)

@@ -20,7 +20,7 @@ computes the same function for the whole batch at once, with no host sync per la
 It computes only what it knows. `supported(params)` lists the parameters it implements; a call
 with anything else (a soft-cap, a parameter this module has never heard of at a non-default
 value) runs the reference kernel instead. Tests compare this kernel with the reference on
-random shapes (tests/test_gpt_attention_batched.py).
+random shapes (tests/ops/test_gpt_attention_batched.py).
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ _IMPLEMENTED = {
     "alibi_slopes": None,  # a float mask: slope_h * (key - query) where allowed, -inf elsewhere
     "attention_sinks": {None},  # SDPA has no sink logit: the reference adds it to the denominator
     "query_position_scale": {None},  # per-position query scale: the reference applies it
+    "query_norm_after_rope": {None},  # RMSNorm after RoPE: the reference applies it
+    "key_norm_after_rope": {None},
     "sliding_window": None,
     "tokens_per_block": None,
     "value_head_size": None,  # informational (MLA padding happens outside the op)

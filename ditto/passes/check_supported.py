@@ -32,6 +32,15 @@ def check_supported(ctx: PassContext) -> None:
             "(sparse attention: an indexer selects the keys each query attends to, DeepSeek-V3.2 style); sparse "
             "attention is not supported yet"
         )
+    for topk in routing:
+        attention = _routed_query(topk, ctx)
+        if attention is not None:
+            raise DittoError(
+                f"the query of attention {attention.name} is computed by projections "
+                f"chosen per token by the top-k {topk.name} at {source_line(topk)}, its keys are not (a token-routed "
+                "attention: mixture of attention heads, JetMoE's MoA); TensorRT-LLM's attention has no routed "
+                "query/output projections, so ditto does not convert it"
+            )
     if routing:
         raise DittoError(
             f"no pattern matched the top-k {routing[0].name} at {source_line(routing[0])}; ditto converts mixture-of-"
@@ -91,3 +100,35 @@ def _token_axes(node, ctx: PassContext) -> int:
     if isinstance(tokens, int):
         return 0
     return sum(1 for d in val.shape if not isinstance(d, int) and d == tokens)
+
+
+def _routed_query(topk, ctx):
+    """The recognised attention whose query reads `topk` while its keys do not, or None: the
+    query projection is routed per token (mixture of attention heads). A routed MLP before an
+    attention feeds its query and keys alike (through the residual stream), so it is not one."""
+    for node in ctx.graph.nodes:
+        if not is_call(node, torch.ops.ditto.gpt_attention.default) or node < topk:
+            continue
+        qkv = node.args[0]
+        while is_call(qkv, aten.view.default, aten.reshape.default, aten._unsafe_view.default):
+            qkv = qkv.args[0]
+        if not is_call(qkv, aten.cat.default) or len(qkv.args[0]) < 2:
+            continue
+        query, *others = qkv.args[0]
+        if _reads(query, topk) and not any(_reads(other, topk) for other in others):
+            return node
+    return None
+
+
+def _reads(node, target) -> bool:
+    """Whether `node` is computed from `target` (nodes before `target` cannot be: not walked)."""
+    stack, seen = [node], set()
+    while stack:
+        current = stack.pop()
+        if current is target:
+            return True
+        if current in seen or not isinstance(current, torch.fx.Node) or current < target:
+            continue
+        seen.add(current)
+        stack.extend(current.all_input_nodes)
+    return False

@@ -41,7 +41,7 @@ SINKS_META = "attention_sinks"
 def eager_attention_to_sdpa(ctx: PassContext) -> int:
     count = 0
     for softmax in [n for n in ctx.graph.nodes if is_call(n, *_SOFTMAX)]:
-        match = _match(softmax)
+        match = _match(softmax, ctx.weights.load)
         if match is None:
             continue
         q, k, v, mask, scale, softcap, sinks, out = match
@@ -70,12 +70,13 @@ def _skip_casts(node: Node) -> Node:
     return node
 
 
-def _match(softmax: Node):
+def _match(softmax: Node, load=None):
     if softmax.args[1] not in (-1, len(fake(softmax).shape) - 1):
         return None
     scores = _peel_clamp(_unflatten(_peel_row_max(_skip_casts(softmax.args[0]))))
     scores, sinks = _peel_sinks(scores)
     scores, mask = _peel_masked_fill(_peel_row_max(scores), softmax)
+    scores, mask = _peel_multiplicative_mask(scores, mask, softmax, load)
     if is_call(scores, aten.add.Tensor):
         scores, term = scores.args
         if is_call(term, aten.matmul.default, aten.mul.Tensor, aten.div.Tensor):
@@ -104,18 +105,19 @@ def _match(softmax: Node):
         q, k_t = scores.args
     else:
         return None
-    if not is_call(k_t, aten.transpose.int) or sorted(d % 4 for d in k_t.args[1:]) != [2, 3]:
+    key = _untransposed_key(k_t)
+    if key is None:
         return None
     # follow the probabilities to the matmul with V (past the sinks' column, which attends to nothing)
     probs, dropped = softmax, sinks is None
     while len(probs.users) == 1:
         user = next(iter(probs.users))
         if is_call(user, *_MATMUL) and user.args[0] is probs:
-            return (q, k_t.args[0], user.args[1], mask, scale, softcap, sinks, user) if dropped else None
+            return (q, key(), user.args[1], mask, scale, softcap, sinks, user) if dropped else None
         flat_out = _flat_probs_matmul(user)
         if flat_out is not None and sinks is None:  # view(probs) [b*h, s, t] @ view(v) [b*h, t, d], back to rank 4 (BLOOM)
             v, out = flat_out
-            return q, k_t.args[0], v, mask, scale, softcap, sinks, out
+            return q, key(), v, mask, scale, softcap, sinks, out
         if not dropped and _drops_last_column(user):
             probs, dropped = user, True
             continue
@@ -362,3 +364,53 @@ def _peel_where_mask(scores: Node, mask, softmax: Node):
         if mask is not None:
             additive = insert_op(graph, aten.add.Tensor, (additive, mask))
     return kept, additive
+
+
+def _untransposed_key(k_t: Node):
+    """Kᵀ [b, h, d, t] as a transpose of its last two axes or as a permute of the projected heads
+    (OpenAI-GPT: permute(view(k) [b, t, h, d], [0, 2, 3, 1])) -> a function giving K [b, h, t, d]
+    (a permute node is inserted for the second spelling), else None."""
+    if is_call(k_t, aten.transpose.int) and sorted(d % 4 for d in k_t.args[1:]) == [2, 3]:
+        return lambda: k_t.args[0]
+    if is_call(k_t, aten.permute.default) and len(k_t.args[1]) == 4:
+        dims = [d % 4 for d in k_t.args[1]]
+
+        def key():
+            with k_t.graph.inserting_after(k_t):
+                return insert_op(k_t.graph, aten.permute.default, (k_t.args[0], [dims[0], dims[1], dims[3], dims[2]]))
+        return key
+    return None
+
+
+def _peel_multiplicative_mask(scores: Node, mask, softmax: Node, load):
+    """x * b + c * (1 - b) with b a 0/1 buffer (OpenAI-GPT's causal `bias`, sliced) and c <= -1e4
+    -> (x, the additive mask c * (1 - b) merged with `mask`); equal wherever b is 0 or 1, which is
+    checked on the buffer b is sliced from. Anything else -> (scores, mask)."""
+    if not is_call(scores, aten.add.Tensor) or load is None:
+        return scores, mask
+    for product, term in (scores.args, scores.args[::-1]):
+        if not (is_call(product, aten.mul.Tensor) and is_call(term, aten.mul.Tensor)):
+            continue
+        fill = next((a for a in term.args if isinstance(a, (int, float)) and not isinstance(a, bool)), None)
+        complement = next((a for a in term.args if isinstance(a, Node)), None)
+        if fill is None or fill > _MASKED or not is_call(complement, aten.rsub.Scalar) or complement.args[1] != 1:
+            continue
+        b = complement.args[0]
+        if b not in product.args or not _is_zero_one_buffer(b, load):
+            continue
+        x = product.args[1] if product.args[0] is b else product.args[0]
+        return _skip_casts(x), _add_term(mask, term, softmax)
+    return scores, mask
+
+
+def _is_zero_one_buffer(node: Node, load) -> bool:
+    """`node` slices/views/casts a constant (get_attr) whose every value is 0 or 1."""
+    while is_call(node, aten.slice.Tensor, aten.view.default, aten.reshape.default, aten.unsqueeze.default, *_CASTS):
+        node = node.args[0]
+    if node.op != "get_attr":
+        return False
+    try:
+        value = load(node.target)
+    except Exception:  # noqa: BLE001  (not a loadable constant: not a mask this recognises)
+        return False
+    return bool(((value == 0) | (value == 1)).all())

@@ -20,7 +20,10 @@ Recognition is by what the subgraphs compute, not by their spelling:
 - variants, each a parameter of the one op: a finite additive score bias in the mask must be ALiBi
   (slope_h * (key - query), position_embedding_type "alibi" + `alibi_slopes`); sinks recorded by
   `eager_attention_to_sdpa` become `attention_sinks`; a position-dependent transform of the query
-  alone must be a per-position scale (`query_position_scale`, Beam's NoPE layers).
+  alone must be a per-position scale (`query_position_scale`, Beam's NoPE layers); a position-independent
+  transform between RoPE and the attention (QK-norm after RoPE, HunYuan) is moved before RoPE when it
+  commutes with the rotation (verified by probing), else must be an RMSNorm over each head
+  (`query_norm_after_rope` / `key_norm_after_rope`, weight and eps fitted by probing and verified).
 - multi-head latent attention (DeepSeek-V2/V3, K/V decompressed per head): a value head narrower
   (or wider) than the query/key head is zero-padded to one op head size and the output sliced
   back (`value_head_size` / `query_key_head_size`); q = cat(q_nope, rope(q_rot)) and
@@ -106,25 +109,37 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
 
     # RoPE on a trailing part of the head, the key's shared by all heads (DeepSeek-V2/V3 MLA): the pieces
     pieces = _latent_rope_pieces(q, k, num_heads, num_kv_heads, position_only, token_dependent, node)
-    rope, query_scale, q_raw, k_raw = None, None, q, k
+    rope, query_scale, norms_after_rope, q_raw, k_raw = None, None, (None, None), q, k
     if pieces is not None:
         rope = _identify_piece_rope(ctx, pieces, node)  # verified on the query's and the key's rotated piece
     else:
         q_raw, q_rope, q_operands = _rope_input(q, position_only, token_dependent, node)
         k_raw, k_rope, _ = _rope_input(k, position_only, token_dependent, node)
-        if k_rope is None and q_rope is not None:  # the query alone: a per-position scale (scalable softmax)?
-            query_scale = _identify_query_scale(ctx, q_raw, q, node)
-        elif q_rope is not None or k_rope is not None:
-            if q_rope is None or k_rope is None:
-                _fail(node, "RoPE is applied to the key only")
-            # layers whose RoPE has the same ops and cos/sin values share one identification;
-            # each layer is still verified on its own
+    if pieces is not None:
+        pass  # verified on the rotated pieces
+    elif k_rope is None and q_rope is not None:  # the query alone: a per-position scale (scalable softmax)?
+        query_scale = _identify_query_scale(ctx, q_raw, q, node)
+    elif q_rope is not None or k_rope is not None:
+        if q_rope is None or k_rope is None:
+            _fail(node, "RoPE is applied to the key only")
+        # layers whose RoPE has the same ops and cos/sin values share one identification;
+        # each layer is still verified on its own
+        try:
             key = _rope_signature(ctx, q_raw, *q_operands)
             if key not in ctx.identified_rope:
                 ctx.identified_rope[key] = _identify_rope(ctx, q_raw, q, num_heads, head_size, node)
             rope = ctx.identified_rope[key]
             _verify_rope(ctx, q_raw, q, rope, node)
             _verify_rope(ctx, k_raw, k, rope, node)
+        except DittoError as error:
+            try:
+                moved = _rope_before_post_transform(ctx, ((q_raw, q), (k_raw, k)), num_heads, head_size, node,
+                                                    position_only)
+            except (ValueError, RuntimeError, IndexError, KeyError):
+                moved = None  # the layout the transform after RoPE needs is not there: the first reason stands
+            if moved is None:
+                raise error
+            rope, (q_raw, k_raw), norms_after_rope = moved
     if rope is not None and alibi_slopes is not None:
         _fail(node, "the scores carry both RoPE and an ALiBi bias; TensorRT-LLM's position_embedding_type is one of them")
 
@@ -168,6 +183,8 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
         tensors["alibi_slopes"] = _table_attr(ctx, "alibi_slopes", alibi_slopes)
         tensors["attention_sinks"] = _table_attr(ctx, "attention_sinks", _sinks(node, num_heads))
         tensors["query_position_scale"] = _table_attr(ctx, "query_position_scale", query_scale)
+        tensors["query_norm_after_rope"] = _table_attr(ctx, "query_norm_after_rope", norms_after_rope[0])
+        tensors["key_norm_after_rope"] = _table_attr(ctx, "key_norm_after_rope", norms_after_rope[1])
         variants = {name: tensors[name] for name in OPTIONAL_TENSOR_INPUTS if tensors[name] is not None}
         attn = insert_op(
             graph,
@@ -198,6 +215,141 @@ def _token_topk(mask: Node, limit: int = 400) -> Node | None:
                 seen.add(n)
                 stack.append(n)
     return None
+
+
+def _rope_before_post_transform(ctx: PassContext, pairs, num_heads: int, head_size: int, sdpa: Node,
+                                position_only: set):
+    """QK-norm (or a per-channel scale) applied AFTER RoPE: attention input = P(rope(raw)) with P
+    position-independent. -> (rope, [P(raw) for each pair]) when P commutes with the rotation (verified
+    by probing: RMSNorm's 1/rms is rotation-invariant, so an RMSNorm whose weight is equal within each
+    rotated pair commutes, as does such a per-channel scale); the op then rotates P(raw) itself.
+    Otherwise P must be an RMSNorm over each head (weight and eps fitted by probing, then verified):
+    it becomes the op's `query_norm_after_rope` / `key_norm_after_rope` (the native lowering computes
+    it; TensorRT-LLM's GPTAttention applies RoPE inside the op and has no field for a norm after it,
+    so the plugin lowering refuses it). -> (rope, [the op's input for each pair], [norm or None for
+    each pair]); None when no RoPE output with a transform after it is found."""
+    cuts = [_rope_output(raw, out, position_only) for raw, out in pairs]
+    if all(cut is None or cut is out for cut, (_, out) in zip(cuts, pairs)) or any(cut is None for cut in cuts):
+        return None
+    rope = _identify_rope(ctx, pairs[0][0], cuts[0], num_heads, head_size, sdpa)
+    moved, norms = [], []
+    for (raw, out), cut in zip(pairs, cuts):
+        _verify_rope(ctx, raw, cut, rope, sdpa)
+        norm = None
+        if cut is not out:
+            after = _clone_between(ctx.graph, cut, out, raw)
+            if _commutes(ctx, raw, out, after, rope):
+                raw = after
+            else:
+                _erase_unused(ctx.graph, after)
+                norm = _fit_norm_after_rope(ctx, raw, cut, out, rope, sdpa)
+        moved.append(raw)
+        norms.append(norm)
+    return rope, moved, norms
+
+
+def _erase_unused(graph, node: Node) -> None:
+    """Erase `node` (a copy nothing reads) and the inputs that only it read."""
+    stack, erased = [node], set()
+    while stack:
+        n = stack.pop()
+        if n not in erased and n.op == "call_function" and not n.users:
+            inputs = n.all_input_nodes
+            graph.erase_node(n)
+            erased.add(n)
+            stack.extend(inputs)
+
+
+def _fit_norm_after_rope(ctx: PassContext, raw: Node, cut: Node, out: Node, rope: RopeInfo, sdpa: Node) -> torch.Tensor:
+    """The transform P from the RoPE output `cut` to `out` as an RMSNorm over each head, weight [D] then eps,
+    fitted on constant probes (P(1) = w / sqrt(1 + eps), P(c) = w c / sqrt(c^2 + eps)) and verified on random
+    probes through the whole graph from `raw`; fails when P is not one."""
+    from ditto.ops.gpt_attention import rms_norm_after_rope
+
+    shape = fake(raw).shape
+    head_axis, token_axis = _layout(raw, int(shape[3]))
+    heads, head_size, dtype = int(shape[head_axis]), int(shape[3]), fake(raw).dtype
+
+    def post(y: torch.Tensor) -> torch.Tensor:
+        known = {
+            cut: _arrange(y.to(dtype), head_axis, token_axis),
+            ctx.engine_inputs["position_ids"]: torch.zeros(len(y), dtype=torch.int32),
+            ctx.engine_inputs["input_ids"]: torch.zeros(len(y), dtype=torch.int32),
+        }
+        return _unarrange(evaluate([out], known, ctx.weights.load)[0].float(), head_axis, token_axis)
+
+    c = 1e-3
+    ones = torch.ones(1, heads, head_size)
+    at_one, at_c = post(ones)[0, 0], post(ones * c)[0, 0]
+    ratio = float(at_c.norm() / at_one.norm()) if float(at_one.norm()) > 0 else 1.0
+    eps = max(0.0, c * c * (1 - ratio**2) / (ratio**2 - c * c)) if ratio > c else 0.0
+    norm = torch.cat([at_one * math.sqrt(1 + eps), torch.tensor([eps])]).float().contiguous()
+    gen = torch.Generator().manual_seed(2)
+    positions = torch.randint(0, rope.cos_sin.shape[0], (6,), generator=gen)
+    x = torch.randn(len(positions), heads, head_size, generator=gen).to(dtype)
+    got = _unarrange(_probe(ctx, raw, out, _arrange(x, head_axis, token_axis), positions), head_axis, token_axis)
+    want = rms_norm_after_rope(apply_rope(x.float(), rope.cos_sin[positions], rope.dim, rope.style), norm)
+    tolerance = 1e-4 if dtype == torch.float32 else 5e-2
+    error = (got - want).abs().max().item()
+    if not error <= tolerance * max(1.0, want.abs().max().item()):
+        _fail(sdpa, f"a transform between RoPE and attention on {raw.name} neither commutes with the rotation nor is "
+                    f"an RMSNorm over each head (off by {error:.3g}); ditto's attention takes QK-norm before RoPE, "
+                    "or an RMSNorm after it")
+    return norm
+
+
+def _ancestors(node: Node, stop: set) -> set[Node]:
+    seen, stack = {node}, [node]
+    while stack:
+        for n in stack.pop().all_input_nodes:
+            if n not in seen and n not in stop:
+                seen.add(n)
+                stack.append(n)
+    return seen
+
+
+def _rope_output(raw: Node, out: Node, position_only: set) -> Node | None:
+    """The earliest node between `raw` and `out` through which all of `out`'s position dependence
+    flows (the RoPE's last add), or None."""
+    between = _ancestors(out, {raw})
+    order = {n: i for i, n in enumerate(out.graph.nodes)}
+    for cut in sorted((n for n in between if n not in position_only and order[n] > order[raw]), key=order.get):
+        if not (_ancestors(cut, {raw}) & position_only):
+            continue  # before RoPE
+        if cut is out or not (_ancestors(out, {raw, cut}) & position_only):
+            return cut
+    return None
+
+
+def _clone_between(graph, cut: Node, out: Node, raw: Node) -> Node:
+    """Copies of the nodes from `cut` to `out` (the transform after RoPE), reading `raw` instead of `cut`."""
+    inside = _ancestors(out, {cut}) - {cut}
+    order = [n for n in graph.nodes if n in inside and cut in _ancestors(n, set())]
+    env = {cut: raw}
+    with graph.inserting_before(out):
+        for n in order:
+            env[n] = graph.node_copy(n, lambda a: env.get(a, a))
+    return env[out]
+
+
+def _commutes(ctx: PassContext, raw: Node, out: Node, moved: Node, rope: RopeInfo) -> bool:
+    """Whether the graph's out(raw) equals RoPE applied to the transform moved before it, on random probes."""
+    shape = fake(raw).shape
+    head_axis, token_axis = _layout(raw, int(shape[3]))
+    heads, head_size, dtype = int(shape[head_axis]), int(shape[3]), fake(raw).dtype
+    gen = torch.Generator().manual_seed(1)
+    positions = torch.randint(0, rope.cos_sin.shape[0], (6,), generator=gen)
+    x = torch.randn(len(positions), heads, head_size, generator=gen).to(dtype)
+    known = {
+        raw: _arrange(x, head_axis, token_axis),
+        ctx.engine_inputs["position_ids"]: positions.to(torch.int32),
+        ctx.engine_inputs["input_ids"]: torch.zeros(len(positions), dtype=torch.int32),
+    }
+    got, before = (_unarrange(v.float(), head_axis, token_axis) for v in evaluate([out, moved], known, ctx.weights.load))
+    want = apply_rope(before, rope.cos_sin[positions], rope.dim, rope.style)
+    tolerance = 1e-4 if dtype == torch.float32 else 5e-2
+    error = (got - want).abs().max().item()
+    return error <= tolerance * max(1.0, want.abs().max().item())
 
 
 def _sinks(node: Node, num_heads: int) -> torch.Tensor | None:

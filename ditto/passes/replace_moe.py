@@ -21,7 +21,10 @@ or of the raw logits, plus an expert bias for selection; group-limited top-k wit
 count hinted by the region's [T, G, E/G] views; renormalised or not; a scale; PhiMoE's sparse
 mixer, its epsilon measured on threshold probes and then checked), and the activation region
 against gated and plain activations and a clamped SwiGLU (alpha, beta, limit measured, then
-checked). An expert dispatch whose routing matches nothing is a DittoError naming it and its
+checked); a gated activation may find its halves concatenated (either order) or interleaved
+(GPT-OSS: gate = [..., ::2], up = [..., 1::2]), and fc1's weight and bias are reordered at load
+into the op's one [linear | gate] layout. A router projection with a bias (GPT-OSS) stays the
+graph's linear: the op takes its logits. An expert dispatch whose routing matches nothing is a DittoError naming it and its
 model source line, never a guess.
 """
 
@@ -117,15 +120,15 @@ def _replace(ctx: PassContext, origin: Node, gathers: list[Node]) -> None:
     flat_weights = combine["weights"]
     routing = _identify_routing(ctx, topk, router, flat_weights, flat_ids, num_experts, top_k)
     activation = _identify_activation(ctx, topk, fc1, fc2)
-    gate_first = activation["gate_first"]
+    layout = activation["layout"]
 
     graph = ctx.graph
     out = combine["out"]
     with graph.inserting_before(out):
-        fc1_w = _expert_weight(ctx, fc1, swap_halves=gate_first and activation["name"] in moe_op.GATED, suffix="fc1")
-        fc2_w = _expert_weight(ctx, fc2, swap_halves=False, suffix="fc2")
-        b1 = _expert_bias_attr(ctx, fc1, swap_halves=gate_first and activation["name"] in moe_op.GATED)
-        b2 = _expert_bias_attr(ctx, fc2, swap_halves=False)
+        fc1_w = _expert_weight(ctx, fc1, layout, suffix="fc1")
+        fc2_w = _expert_weight(ctx, fc2, None, suffix="fc2")
+        b1 = _expert_bias_attr(ctx, fc1, layout)
+        b2 = _expert_bias_attr(ctx, fc2, None)
         if routing["expert_bias"] is not None and tuple(fake(routing["expert_bias"]).shape) != (num_experts,):
             routing["expert_bias"] = insert_op(graph, aten.view.default, (routing["expert_bias"], [num_experts]))
         args = (x, router, fc1_w, fc2_w, b1, b2, routing["expert_bias"], num_experts, top_k, routing["mode"],
@@ -231,18 +234,21 @@ def _router_linear(node: Node, topk: Node) -> Node:
         if not inputs or seen > 16:
             raise _fail(topk, "no router projection found above the top-k")
         node, seen = inputs[0], seen + 1
-    if len(node.args) > 2 and node.args[2] is not None:
-        raise _fail(node, "the router projection has a bias, which TensorRT-LLM's MoE router has not")
+    # a bias (GPT-OSS) stays in the graph's linear: the op and both lowerings take the logits,
+    # TensorRT-LLM's own bias-free router weight is never used
     return node
 
 
 def _depends_on(node: Node, target: Node, limit: int = 64) -> bool:
+    """Whether `node` reads `target`, within `limit` nodes. Nodes before `target` in the graph
+    cannot read it and are not walked (else a branch up into earlier layers, e.g. through the
+    expert ids to the router, uses up the limit before the direct path is seen: GPT-OSS)."""
     stack, seen = [node], set()
     while stack and len(seen) < limit:
         current = stack.pop()
         if current is target:
             return True
-        if current in seen:
+        if current in seen or current < target:
             continue
         seen.add(current)
         stack.extend(current.all_input_nodes)
@@ -445,9 +451,37 @@ def _no_parameters(name: str):
     raise KeyError(f"parameter {name}")
 
 
+def _gated_layouts(inter: int) -> list[tuple[int, int, int]]:
+    """Where a gated activation finds its halves in fc1's output: (gate start, linear start, step),
+    the gate columns being gate_start + step * i and the linear ones linear_start + step * i.
+    Concatenated halves, gate first or second (Mixtral, ...); interleaved columns, gate even or
+    odd (GPT-OSS: `gate_up[..., ::2]`, `gate_up[..., 1::2]`)."""
+    return [(0, inter, 1), (inter, 0, 1), (0, 1, 2), (1, 0, 2)]
+
+
+def _columns(start: int, step: int, inter: int) -> torch.Tensor:
+    return torch.arange(start, start + step * inter, step)
+
+
+def _split(probe: torch.Tensor, layout: tuple[int, int, int], inter: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(linear, gate) columns of a probe of fc1's output in `layout`."""
+    gate_start, linear_start, step = layout
+    return probe[:, _columns(linear_start, step, inter)], probe[:, _columns(gate_start, step, inter)]
+
+
+def _join(linear: torch.Tensor, gate: torch.Tensor, layout: tuple[int, int, int]) -> torch.Tensor:
+    """fc1's output with `linear` and `gate` placed in `layout` (the inverse of `_split`)."""
+    gate_start, linear_start, step = layout
+    inter = linear.shape[-1]
+    out = torch.empty(*linear.shape[:-1], 2 * inter, dtype=linear.dtype)
+    out[..., _columns(linear_start, step, inter)] = linear
+    out[..., _columns(gate_start, step, inter)] = gate
+    return out
+
+
 def _identify_activation(ctx: PassContext, topk: Node, fc1: dict, fc2: dict) -> dict:
-    """{name (TensorRT-LLM activation), gate_first (the gate is the FIRST half of fc1's output),
-    alpha, beta, limit (of swiglu_clamped)}."""
+    """{name (TensorRT-LLM activation), layout (where a gated activation finds its halves in fc1's
+    output, see `_gated_layouts`; None when not gated), alpha, beta, limit (of swiglu_clamped)}."""
     width = int(fake(fc1["result"]).shape[-1])
     inter = int(fake(fc2["vector"]).shape[-1])
     dtype = fake(fc1["result"]).dtype
@@ -462,52 +496,48 @@ def _identify_activation(ctx: PassContext, topk: Node, fc1: dict, fc2: dict) -> 
     probe = torch.randn(_PROBE_TOKENS, width, generator=torch.Generator().manual_seed(1)).to(dtype)
     h = run(probe)
     candidates = []
-    if width == 2 * inter:
-        first, second = probe.chunk(2, dim=-1)
+    layouts = _gated_layouts(inter) if width == 2 * inter else []
+    for layout in layouts:
+        linear, gate = _split(probe, layout, inter)
         for name, act in (("swiglu", "silu"), ("geglu", "gelu")):
-            f = moe_op._ACTIVATIONS[act]
-            candidates.append((name, True, f(first) * second))
-            candidates.append((name, False, first * f(second)))
-        candidates.append(("geglu_tanh", True, moe_op._ACTIVATIONS["gelu_tanh"](first) * second))
+            candidates.append((name, layout, linear * moe_op._ACTIVATIONS[act](gate)))
+        candidates.append(("geglu_tanh", layout, linear * moe_op._ACTIVATIONS["gelu_tanh"](gate)))
     if width == inter:
         for name, f in moe_op._ACTIVATIONS.items():
-            candidates.append((name, False, f(probe)))
+            candidates.append((name, None, f(probe)))
     tol = dict(rtol=1e-3, atol=1e-3) if probe.dtype != torch.float32 else dict(rtol=1e-5, atol=1e-6)
-    for name, gate_first, expected in candidates:
+    for name, layout, expected in candidates:
         if h.shape == expected.shape and torch.allclose(h, expected.float(), **tol):
             if name == "geglu_tanh":
                 break  # TensorRT-LLM's geglu is not known to be the tanh approximation
-            return dict(name=name, gate_first=gate_first, alpha=1.0, beta=0.0, limit=0.0)
-    if width == 2 * inter:
-        for gate_first in (True, False):
-            found = _clamped_swiglu(run, inter, gate_first, tol)
-            if found is not None:
-                return dict(name="swiglu_clamped", gate_first=gate_first, **found)
-    raise _fail(topk, "the expert activation is none of silu/gelu/relu/identity, gated or plain, nor a clamped SwiGLU")
+            return dict(name=name, layout=layout, alpha=1.0, beta=0.0, limit=0.0)
+    for layout in layouts:
+        found = _clamped_swiglu(run, inter, layout, tol)
+        if found is not None:
+            return dict(name="swiglu_clamped", layout=layout, **found)
+    raise _fail(topk, "the expert activation is none of silu/gelu/relu/identity, gated (halves concatenated or "
+                "interleaved) or plain, nor a clamped SwiGLU")
 
 
-def _clamped_swiglu(run, inter: int, gate_first: bool, tol: dict) -> dict | None:
+def _clamped_swiglu(run, inter: int, layout: tuple[int, int, int], tol: dict) -> dict | None:
     """alpha, beta, limit of h = (clamp(l, -L, L) + beta) * g' * sigmoid(alpha * g'), g' = min(g, L),
     measured on probes (l = 0 and l = 1 give g' sigmoid(alpha g') and beta; a huge l gives L),
     then checked on random values that cross the limit. None when it is not that function."""
-    def halves(linear, gate):
-        return torch.cat((gate, linear) if gate_first else (linear, gate), dim=-1)
-
     g = torch.linspace(0.1, 1.0, inter).repeat(4, 1)
-    h0, h1 = run(halves(torch.zeros_like(g), g)), run(halves(torch.ones_like(g), g))
+    h0, h1 = run(_join(torch.zeros_like(g), g, layout)), run(_join(torch.ones_like(g), g, layout))
     glu = h1 - h0
     ratio = glu / g
     if not bool(((ratio > 0) & (ratio < 1)).all()):
         return None
     alpha = float((torch.logit(ratio) / g).median())
     beta = float((h0 / glu).median())
-    big = run(halves(torch.full_like(g, 1e4), g))
+    big = run(_join(torch.full_like(g, 1e4), g, layout))
     limit = float((big / glu - beta).median())
     limit = 0.0 if limit > 1e3 else limit
     alpha, beta, limit = (_shortest(v - 1e-5 * abs(v) - 1e-7, v + 1e-5 * abs(v) + 1e-7) for v in (alpha, beta, limit))
     scale = 2 * limit if limit > 0 else 4.0
     probe = torch.randn(_PROBE_TOKENS, 2 * inter, generator=torch.Generator().manual_seed(2)) * scale
-    linear, gate = (probe[:, inter:], probe[:, :inter]) if gate_first else (probe[:, :inter], probe[:, inter:])
+    linear, gate = _split(probe, layout, inter)
     expected = moe_op.apply_activation(torch.cat((linear, gate), dim=-1), ("swiglu_clamped", alpha, beta, limit))
     got = run(probe)
     if got.shape != expected.shape or not torch.allclose(got, expected, **tol):
@@ -517,29 +547,37 @@ def _clamped_swiglu(run, inter: int, gate_first: bool, tol: dict) -> dict | None
 
 # ---- weights in TensorRT-LLM's layout ----------------------------------------------------------
 
-def _expert_weight(ctx: PassContext, mat: dict, swap_halves: bool, suffix: str) -> Node:
+def _to_op_layout(source, dim: int, rows: int, layout: tuple[int, int, int] | None):
+    """`source` with fc1's `rows` outputs (along `dim`) reordered from `layout` into the op's
+    [linear | gate] halves; `source` itself when already so (or not gated)."""
+    if layout is None:
+        return source
+    gate_start, linear_start, step = layout
+    inter = rows // 2
+    if (gate_start, linear_start, step) == (inter, 0, 1):
+        return source
+    return Concat((Narrow(source, dim, linear_start, inter, step), Narrow(source, dim, gate_start, inter, step)), dim=dim)
+
+
+def _expert_weight(ctx: PassContext, mat: dict, layout: tuple[int, int, int] | None, suffix: str) -> Node:
     """[E, out, in] (TensorRT-LLM `fc`/`proj` rows = outputs), gated halves as [linear; gate]."""
     name = mat["weight"].target
     spec = ctx.weights.spec(name)
     source, shape = spec.source, tuple(spec.shape)
     if mat["transposed"]:
         source, shape = Transposed(source, 1, 2), (shape[0], shape[2], shape[1])
-    if swap_halves:
-        half = shape[1] // 2
-        source = Concat((Narrow(source, 1, half, half), Narrow(source, 1, 0, half)), dim=1)
+    source = _to_op_layout(source, 1, shape[1], layout)
     if source is spec.source:
         return mat["weight"]
     return ctx.add_weight(f"{name}_{suffix}", WeightSpec(shape, spec.dtype, source))
 
 
-def _expert_bias_attr(ctx: PassContext, mat: dict, swap_halves: bool) -> Node | None:
+def _expert_bias_attr(ctx: PassContext, mat: dict, layout: tuple[int, int, int] | None) -> Node | None:
     if mat["bias"] is None:
         return None
     name = mat["bias"].target
     spec = ctx.weights.spec(name)
-    if not swap_halves:
+    source = _to_op_layout(spec.source, 1, spec.shape[1], layout)
+    if source is spec.source:
         return mat["bias"]
-    half = spec.shape[1] // 2
-    source = Concat((Narrow(spec.source, 1, half, half), Narrow(spec.source, 1, 0, half)), dim=1)
     return ctx.add_weight(f"{name}_fc1", WeightSpec(tuple(spec.shape), spec.dtype, source))
-

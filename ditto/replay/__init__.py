@@ -18,7 +18,7 @@ a replay bug):
 - What the documentation leaves open is refused, not guessed: an unknown layer type, an
   attribute of a newer TensorRT, an enum value without an entry, an undocumented corner case
   (the message names the layer, its type and the attribute).
-- The tests (tests/test_replay_layers.py) build networks by hand with the TensorRT API, never
+- The tests (tests/replay/test_layers.py) build networks by hand with the TensorRT API, never
   through the converters, and compare with numpy/torch expectations written independently;
   model tests compare the replay backend with `fx` and `hf`, and deliberately broken
   converters must make replay disagree.

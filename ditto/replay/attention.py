@@ -1,6 +1,6 @@
 """Replays of TensorRT's IAttention, RotaryEmbedding and KVCacheUpdate layers, which ditto's converters never create.
 
-Only tests build them (tests/test_replay_layers.py, tests/test_replay_onnx.py): replay interprets
+Only tests build them (tests/replay/test_layers.py, tests/replay/test_onnx_oracle.py): replay interprets
 any TensorRT network, and these are TensorRT's own transformer layers, kept for networks built
 with them and checked against ONNX Runtime's Attention, RotaryEmbedding and TensorScatter.
 

@@ -3,7 +3,8 @@
 The network is built exactly as `ditto build` builds it, for limits that fit the request;
 the paged KV-cache pool the engine takes and returns lives in torch, as for `fx`. A built
 network and its replay plan (weights uploaded to the device once, at the first step, and
-kept) are reused by every run with the same model, dtype, limits, probes and device.
+kept) are reused by every run with the same model, dtype, limits, probes and device; the
+sequence limit is rounded up to a power of two, so that requests of other lengths reuse it.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ class ReplayBackend:
         return missing_provider()
 
     def run(self, request: StepwiseRequest) -> list[StepDump]:
-        max_seq_len = max_seq_len_for(request)
+        # the network's sequence limit in powers of two: requests of other lengths (a context-only
+        # run next to a full one) share one network and one copy of the weights on the device
+        max_seq_len = 1 << (max_seq_len_for(request) - 1).bit_length()
         limits = (len(request.prompts), max_seq_len, sum(len(p) for p in request.prompts))
         program, plan, probe_names = prepared(request.model, request.dtype, limits, tuple(request.probes),
                                               str(request.device), _converters_fingerprint())

@@ -59,6 +59,14 @@ class ReplayPlan:
     held once. Constants are scheduled right before their first consumer, so a run without
     kept constants holds only the weights in use.
 
+    Layers computed from constants only (a weight's reshape, a cast or transpose of one, a
+    shape computed from constant dims) are folded the same way: computed at the first run with
+    `keep_constants` and kept, each run after that starts from the kept values. Only what a
+    layer of the per-run part (or the caller) reads is kept: a weight whose only consumer is a
+    folded transpose is kept once, as the transposed copy. The first run computes every layer
+    as `replay_network` does, with the same checks; the folding only skips recomputing, later,
+    what cannot change (a layer is a function of its inputs and attributes).
+
     Shape arithmetic stays on the host: SHAPE outputs, small integer constants, `host_*`
     network inputs and every integer/bool output computed only from such tensors are
     computed on the CPU (the same integer arithmetic), and moved to the device only where a
@@ -88,6 +96,18 @@ class ReplayPlan:
         on_device = self.device.type != "cpu" if host_shapes is None else host_shapes
         self.host = {name for name in self.declared_inputs if name.startswith("host_")} if on_device else set()
         self.steps = []
+        static = set()  # tensors computed from constants only
+        for layer in layers:
+            outs = _outputs(layer)
+            given = [t.name for t in _inputs(layer) if t is not None]
+            kind = layer.type.name
+            if outs and (kind == "CONSTANT" or (given and kind in _FOLDABLE and all(n in static for n in given))):
+                static.update(t.name for t in outs)
+        # folded tensors that the per-run part (or the caller) reads: kept after the first run
+        self.frontier = {n for layer in layers if not all(t.name in static for t in _outputs(layer)) or
+                         not _outputs(layer) for t in _inputs(layer) if t is not None for n in [t.name] if n in static}
+        self.frontier |= static & set(wanted)
+        self.folded = False  # True once a run with keep_constants has computed and kept them
         for index, layer in enumerate(layers):
             kind, layer = _checked(trt, layer)
             ins = [None if t is None else t.name for t in _inputs(layer)]
@@ -96,37 +116,70 @@ class ReplayPlan:
             host = on_device and _on_host(kind, layer, ins, outs, self.host)
             if host:
                 self.host.update(name for name, _, _ in outs)
-            self.steps.append(_Step(layer, kind, REPLAYS[kind].fn, ins, outs, free, (plugin_fields or {}).get(layer.name),
-                                    torch.device("cpu") if host else self.device))
+            step = _Step(layer, kind, REPLAYS[kind].fn, ins, outs, free, (plugin_fields or {}).get(layer.name),
+                         torch.device("cpu") if host else self.device)
+            step.static = bool(outs) and all(name in static for name, _, _ in outs)
+            step.host_read = _HOST_READ.get(kind, frozenset())
+            # a host layer's outputs are reused while its inputs are the very same tensors as at the
+            # last run (kept constants, reused outputs upstream) or, for SHAPE, of the same shape:
+            # replays never write into their host inputs, so equal inputs mean equal outputs
+            step.reuse = host and not step.static and keep_constants and (kind == "SHAPE" or bool(ins))
+            step.last = None
+            self.steps.append(step)
+        # after folding, a run skips the static layers: the kept ones are inserted, the others are not needed
+        self.run_steps = [step for step in self.steps if not step.static]
+        self.kept_names = [name for step in self.steps if step.static for name, _, _ in step.outs
+                           if name in self.frontier]
 
     def kept_bytes(self) -> int:
-        """Bytes of the constants kept on the device (the weights, once)."""
-        return sum(t.numel() * t.element_size() for t in self.constants.values() if t.device.type == self.device.type)
+        """Bytes kept on the device (the weights, once): views of one storage count once."""
+        storages = {}
+        for t in self.constants.values():
+            if t.device.type == self.device.type:
+                storage = t.untyped_storage()
+                storages[(storage.data_ptr(), t.device)] = storage.nbytes()
+        return sum(storages.values())
 
     def run(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         values = _network_inputs(self.declared_inputs, inputs, self.device, self.host)
-        for step in self.steps:
-            kept = self.constants.get(step.outs[0][0]) if step.kind == "CONSTANT" else None
-            if kept is not None:
-                values[step.outs[0][0]] = kept
-            else:
-                args = [None if n is None else values[n] for n in step.ins]
-                if step.device != _CPU:  # a device layer reads host tensors from the device
-                    args = [a if a is None or a.device == step.device else a.to(step.device, non_blocking=True)
-                            for a in args]
-                call = LayerCall(step.layer, step.kind, self.trt, args, step.device, step.fields, step.memo)
-                results = step.fn(call)
-                results = list(results) if isinstance(results, (list, tuple)) else [results]
-                if len(results) != len(step.outs):
-                    raise call.error(f"replay produced {len(results)} outputs, the layer has {len(step.outs)}")
-                for k, (name, dtype, shape) in enumerate(step.outs):
-                    _check_output(call, k, dtype, shape if shape is not None else tuple(step.layer.get_output(k).shape),
-                                  results[k])
-                    values[name] = results[k]
-                if step.kind == "CONSTANT" and self.keep_constants:
-                    self.constants[step.outs[0][0]] = results[0]
+        timer = getattr(self, "_timer", None)  # bench/replay_profile.py: times each layer
+        if self.folded:
+            values.update((name, self.constants[name]) for name in self.kept_names)
+            steps = self.run_steps
+        else:
+            steps = self.steps
+        for step in steps:
+            args = [None if n is None else values[n] for n in step.ins]
+            if step.reuse:  # host shape arithmetic: the same inputs as at the last run give the same outputs
+                key = tuple(args[0].shape) if step.kind == "SHAPE" else args
+                last = step.last
+                if last is not None and (last[0] == key if step.kind == "SHAPE" else
+                                         len(last[0]) == len(key) and all(a is b for a, b in zip(last[0], key))):
+                    for (name, _, _), value in zip(step.outs, last[1]):
+                        values[name] = value
+                    for name in step.free:
+                        values.pop(name, None)
+                    continue
+            if step.device != _CPU:  # a device layer reads host tensors from the device, except shape data
+                args = [a if a is None or a.device == step.device or i in step.host_read
+                        else a.to(step.device, non_blocking=True) for i, a in enumerate(args)]
+            call = LayerCall(step.layer, step.kind, self.trt, args, step.device, step.fields, step.memo)
+            results = step.fn(call) if timer is None else timer(step, lambda step=step, call=call: step.fn(call))
+            results = list(results) if isinstance(results, (list, tuple)) else [results]
+            if len(results) != len(step.outs):
+                raise call.error(f"replay produced {len(results)} outputs, the layer has {len(step.outs)}")
+            for k, (name, dtype, shape) in enumerate(step.outs):
+                _check_output(call, k, dtype, shape if shape is not None else tuple(step.layer.get_output(k).shape),
+                              results[k])
+                values[name] = results[k]
+            if step.reuse:
+                step.last = (key, results)
+            if step.static and self.keep_constants:
+                self.constants.update((name, values[name]) for name, _, _ in step.outs if name in self.frontier)
             for name in step.free:
                 values.pop(name, None)
+        if self.keep_constants:
+            self.folded = True
         return {name: values[name] for name in self.wanted}
 
 
@@ -151,8 +204,27 @@ def _on_host(kind: str, layer, ins: list, outs: list, host: set) -> bool:
     return from_host
 
 
+# layer kinds that are functions of their inputs and attributes alone: computed once when every
+# input is a constant (not assertions, plugins, attention or cache updates, which act on run state)
+_FOLDABLE = frozenset({
+    "SHUFFLE", "CAST", "ELEMENTWISE", "UNARY", "GATHER", "SLICE", "CONCATENATION", "SHAPE", "SQUEEZE", "UNSQUEEZE",
+    "IDENTITY", "REDUCE", "SELECT", "ACTIVATION", "MATRIX_MULTIPLY", "CUMULATIVE", "SOFTMAX", "NORMALIZATION", "FILL",
+})
+
+
+# inputs that a layer's replay reads as Python numbers (dims, starts, axes, lengths, write
+# positions), or, for GATHER's indices, takes on either device: a host tensor there stays on
+# the host (moving it to the device and reading it back would cost a device sync per layer)
+_HOST_READ = {
+    "SHUFFLE": frozenset({1}), "SLICE": frozenset({1, 2, 3, 5}), "FILL": frozenset({0}),
+    "SQUEEZE": frozenset({1}), "UNSQUEEZE": frozenset({1}), "CUMULATIVE": frozenset({1}), "GATHER": frozenset({1}),
+    "ATTENTION_INPUT": frozenset({5, 6}), "KV_CACHE_UPDATE": frozenset({2, 3}),
+}
+
+
 class _Step:
-    __slots__ = ("layer", "kind", "fn", "ins", "outs", "free", "fields", "device", "memo")
+    __slots__ = ("layer", "kind", "fn", "ins", "outs", "free", "fields", "device", "memo", "static", "host_read",
+                 "reuse", "last")
 
     def __init__(self, layer, kind, fn, ins, outs, free, fields, device):
         self.layer, self.kind, self.fn, self.ins, self.outs, self.free, self.fields = layer, kind, fn, ins, outs, free, fields
@@ -276,7 +348,9 @@ def _network_inputs(declared: dict, inputs: dict, device, host: set = frozenset(
                 f"input {name!r} is {value.dtype} {tuple(value.shape)}; the network takes {dtype} {shape} (-1: any)"
             )
         target = _CPU if name in host else device
-        values[name] = value if value.device == target else value.to(target)
+        # a host input is copied: a fresh tensor every run (never the caller's, which it may
+        # change in place), so host layers reading it are recomputed (ReplayPlan.run reuses by identity)
+        values[name] = value.clone() if name in host and value.device == target else value.to(target)
     return values
 
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import torch
 
-from ditto.replay.layers import _axes
+from ditto.replay.layer_args import axes_from_bitmask
 from ditto.replay.registry import LayerCall, replays, torch_dtype
 
 
 @replays("TOPK", reads=("axes", "indices_type", "k", "op"))
 def topk(call: LayerCall):
     x = call.input(0)
-    axes = _axes(call, "axes", x.dim())
+    axes = axes_from_bitmask(call, "axes", x.dim())
     if len(axes) != 1:
         raise call.refuse("axes", int(call.attr("axes")), "TensorRT's TopK reduces exactly one axis")
     k = int(call.attr("k"))

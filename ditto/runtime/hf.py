@@ -6,7 +6,7 @@ Two ways to run it (`DITTO_HF_MODE`):
   prompts left-padded with an attention mask, each token at its own position, one KV cache
   for the batch, the model's usual attention implementation (sdpa where the model has it).
 - `eager`: each sequence on its own (batch of one, eager attention), so no padding or
-  masking choice can touch the result; slow on GPUs. tests/test_hf_modes.py shows the two
+  masking choice can touch the result; slow on GPUs. tests/runtime/test_hf_modes.py shows the two
   agree within the project's bound.
 
 The model makes its own KV cache at the first step (some have their own cache class: MiniMax,

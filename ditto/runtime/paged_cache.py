@@ -21,7 +21,8 @@ class PagedKVCache:
     def __init__(self, attention: list[GPTAttentionParams], max_seq_len: int, batch: int, dtype, device="cpu"):
         kv_shapes = {(p.num_kv_heads, p.head_size, p.tokens_per_block) for p in attention}
         if len(kv_shapes) != 1:
-            raise DittoError(f"layers with different KV-head shapes {sorted(kv_shapes)} need several pools; not supported yet")
+            raise DittoError(f"layers with different KV shapes {sorted(kv_shapes)} (KV heads, head size, tokens per block) "
+                             "share the one pool only once the pad_kv_shapes pass has padded them to one shape")
         self._allocate(len(attention), *kv_shapes.pop(), max_seq_len, batch, dtype, device)
         # what TensorRT-LLM's C++ executor feeds by default: the model's window per layer (runtime_defaults)
         self.windows = [p.sliding_window or max_seq_len for p in attention]

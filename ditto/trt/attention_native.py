@@ -9,6 +9,7 @@ input is the plugin engine's. Per layer, with T packed tokens and S = max(sequen
 - sequence of each token: the number of `last_token_ids` at or below its index;
 - RoPE at `position_ids` (TensorRT-LLM's runtime feeds past + i there, the position the
   plugin derives from the sequence lengths), from the same cos/sin table as the reference op;
+  then an RMSNorm over each head when the op has `query_norm_after_rope` / `key_norm_after_rope`;
 - the new K/V are scattered into their (block unit, slot), units as in `ditto.ops.kv_cache`;
 - each token gathers its sequence's keys/values for positions 0..S-1 and attends to those at
   or before its own position (within the sliding window if any), scores and softmax float32;
@@ -95,6 +96,17 @@ def _softmax_with_sinks(ctx, scores, sinks, kv_heads: int, group: int):
     return _ew(ctx, weights, total, "DIV")
 
 
+def _rms_norm_after_rope(ctx, x, norm, head_size: int):
+    """x [T, heads, D] float32 * rsqrt(mean(x^2, -1) + eps) * weight; `norm` [D + 1] is the weight then eps."""
+    trt = ctx.trt
+    norm = ctx.cast(norm, torch.float32)
+    weight = ctx.reshape(ctx.columns(ctx.reshape(norm, [1, head_size + 1]), 0, head_size), [1, 1, head_size])
+    eps = ctx.reshape(ctx.columns(ctx.reshape(norm, [1, head_size + 1]), head_size, head_size + 1), [1, 1, 1])
+    mean = ctx.out(ctx.network.add_reduce(_ew(ctx, x, x, "PROD"), trt.ReduceOperation.AVG, 1 << 2, True), "mean_square")
+    root = ctx.out(ctx.network.add_unary(_ew(ctx, mean, eps, "SUM"), trt.UnaryOperation.SQRT), "rms")
+    return _ew(ctx, _ew(ctx, x, root, "DIV"), weight, "PROD")
+
+
 def lower(ctx: ConversionContext, params: GPTAttentionParams, inputs: dict, state: dict):
     """Native lowering of one gpt_attention; `state` carries the pool from layer to layer."""
     trt = ctx.trt
@@ -114,6 +126,10 @@ def lower(ctx: ConversionContext, params: GPTAttentionParams, inputs: dict, stat
         cos = ctx.reshape(ctx.columns(rows, 0, half), [tokens, 1, half])
         sin = ctx.reshape(ctx.columns(rows, half, 2 * half), [tokens, 1, half])
         q, k = _rope(ctx, q, cos, sin, params), _rope(ctx, k, cos, sin, params)
+    if "query_norm_after_rope" in inputs:
+        q = _rms_norm_after_rope(ctx, q, inputs["query_norm_after_rope"], D)
+    if "key_norm_after_rope" in inputs:
+        k = _rms_norm_after_rope(ctx, k, inputs["key_norm_after_rope"], D)
     if "query_position_scale" in inputs:  # q * table[position], after RoPE
         factor = ctx.out(ctx.network.add_gather(ctx.cast(inputs["query_position_scale"], torch.float32), positions, 0),
                          "query_scale")

@@ -5,7 +5,7 @@ Read (not copied) with the code-search store's `read_file`, which returns one st
 file and names its commit; the store holds no tagged 1.2.1 tree, so the commits are the stored
 versions of the TensorRT engine path of the 1.x line (`tensorrt_llm/version.py` at b35ac1b6 reads
 "1.2.0rc2"). Where the store did not report a commit, `commit` says so. ditto's code is checked
-against these facts by tests/test_trtllm_contract.py; when a fact changes in a new release, add a
+against these facts by tests/trtllm/test_contract.py; when a fact changes in a new release, add a
 line here (with its source) instead of editing the code's expectations.
 """
 

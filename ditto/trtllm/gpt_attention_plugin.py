@@ -194,6 +194,12 @@ NOT_PLUGIN_INPUTS = {
                             "index in the step's new tokens (`logn_scaling[token_idx_in_seq]`, 0 in generation, in "
                             "cpp/tensorrt_llm/kernels/unfusedAttentionKernels; store id 634291217, commit not "
                             "reported), not by its position, so ditto does not map it",
+    "query_norm_after_rope": "an RMSNorm of the query AFTER RoPE (HunYuan's QK-norm): the GPTAttention plugin "
+                             "applies RoPE inside the op and has no field or input for a norm after it (no field of "
+                             "functional.gpt_attention() at 0071496d, listed in gpt_attention_fields, is one)",
+    "key_norm_after_rope": "an RMSNorm of the key AFTER RoPE (HunYuan's QK-norm): the GPTAttention plugin applies "
+                           "RoPE inside the op and has no field or input for a norm after it (no field of "
+                           "functional.gpt_attention() at 0071496d, listed in gpt_attention_fields, is one)",
 }
 
 

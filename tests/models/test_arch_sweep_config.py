@@ -8,18 +8,13 @@ on 4 vs 8 heads), head_dim / KV heads left None (a TypeError in the attention's 
 per-layer lists longer than the layer count, RoPE parameters missing a layer type (KeyError),
 a hybrid classified as a testable LM, the MLA refusal turned into a bare shape error."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 from ditto.errors import DittoError
+from tests.tiny_models import arch_sweep
 
-_SPEC = importlib.util.spec_from_file_location(
-    "arch_sweep", Path(__file__).resolve().parents[2] / "scripts" / "arch_sweep.py")
-sweep = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(sweep)
+sweep = arch_sweep()
 
 # architectures the sweep once left as "setup" (transformers failed on the shrunk config)
 RUNNABLE = ["deepseek_v3", "hunyuan_v1_dense", "nemotron", "ministral", "cohere_compass_text", "dory", "dots1",
@@ -96,7 +91,7 @@ def test_gemma3n_text_converts_and_replays(tmp_path):
     # read again) and it multiplies with aten.multiply (replay needed the alias)
     from transformers import AutoModelForCausalLM
 
-    from tests.test_attention_variants import assert_backends_match_hf
+    from tests.tiny_models import assert_backends_match_hf
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(sweep.tiny_config("gemma3n_text")).eval()

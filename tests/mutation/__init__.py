@@ -10,6 +10,6 @@ part of `MUTANTS`; `--set listed|unlisted` runs one set.
 
 A mutant is (name, file, old snippet, new snippet, why, targeted tests). Its old snippet
 must occur exactly once in its file: a mutant whose anchor is gone (the code moved on) is
-reported as stale, never as a survivor, and `tests/test_mutation_anchors.py` fails while
+reported as stale, never as a survivor, and `tests/mutation/test_anchors.py` fails while
 any anchor is stale or ambiguous, so a refactor updates the mutants with the code.
 """

@@ -45,33 +45,35 @@ AREAS = (
 
 # targeted selections: node ids, never -k (a -k filter applies to every file of the selection)
 _TINY = ("tiny-gemma", "tiny-gpt2", "tiny-llama", "tiny-mistral", "tiny-phi3", "tiny-qwen2", "tiny-qwen3")
-PARITY = tuple(f"tests/test_core_parity.py::test_fx_matches_hf[torch.float32-{m}]" for m in _TINY)  # fx vs hf
-GENERIC = ("tests/test_core_generic.py", "tests/test_core_mutations.py")
-ROPE_FIELDS = ("tests/test_core_rope_fields.py",)  # RoPE fields against the HF config
-SIMPLIFY = ("tests/test_passes_simplify.py",)  # shuffle folding on small graphs
-CONFIG = ("tests/test_trtllm_config.py", "tests/test_trtllm_plugin.py")  # what ditto writes for TensorRT-LLM
-OPS = ("tests/test_ops_reference.py",)
+PARITY = tuple(f"tests/pipeline/test_fx_parity.py::test_fx_matches_hf[torch.float32-{m}]" for m in _TINY)  # fx vs hf
+GENERIC = ("tests/pipeline/test_generic_architectures.py", "tests/pipeline/test_broken_passes_caught.py")
+ROPE_FIELDS = ("tests/trtllm/test_rope_fields.py",)  # RoPE fields against the HF config
+SIMPLIFY = ("tests/passes/test_simplify_shuffles_permutations.py",)  # shuffle folding on small graphs
+CONFIG = ("tests/trtllm/test_config.py", "tests/trtllm/test_gpt_attention_plugin.py")  # what ditto writes for TensorRT-LLM
+OPS = ("tests/ops/test_gpt_attention_reference.py",)
 ALIBI = ("tests/ops/test_attention_alibi.py",)  # ALiBi on tiny BLOOM and MPT, hf vs fx vs replay
 TILED = ("tests/passes/test_attention_tiled_kv.py",)
 MLA = ("tests/passes/test_attention_mla.py",)  # multi-head latent attention on tiny DeepSeek-V2, hf vs fx vs replay
-GRANITE_SINK = ("tests/test_attention_variants.py::test_attention_sink_through_logsumexp_is_a_sink_parameter",)
+GRANITE_SINK = ("tests/pipeline/test_attention_variants.py::test_attention_sink_through_logsumexp_is_a_sink_parameter",)
 VARIANT_OPS = ("tests/ops/test_gpt_attention_variants.py",)  # ALiBi, sinks, query scale in the op vs dense attention
 QUERY_SCALE = ("tests/passes/test_attention_query_scale.py",)  # Beam's per-position query scale, hf vs fx vs replay  # K/V heads tiled (JetMoE style), regrouped for GQA
 SINKS = ("tests/ops/test_attention_sinks.py",)  # sinks on tiny FLINT, XGLM's eager attention, hf vs fx vs replay  # gpt_attention / paged cache against an SDPA reference
-REPLAY_MODELS = ("tests/test_replay.py::test_replay_matches_fx_and_hf",)  # replay vs fx and hf, every tiny model
-CONVERTERS = ("tests/test_trt_converters.py",)
-EDGES = ("tests/test_trt_converters_edges.py",)
-NATIVE = ("tests/test_native_attention.py",)
-WINDOW = ("tests/test_core_sliding_window.py",)  # a model with a window shorter than its prompts, fx and replay
-LAYERS = ("tests/test_replay_layers.py", "tests/test_replay_onnx.py")
-COMPARE = ("tests/test_compare.py", "tests/test_cli_compare.py")
-VERDICTS = ("tests/test_compare_verdicts.py",)
-GOLDENS = ("tests/test_harness_units.py", "tests/test_plugin_goldens.py", "tests/test_goldens_units.py")
+QK_NORM_AFTER_ROPE = ("tests/passes/test_attention_qk_norm_after_rope.py",)  # HunYuan, norm after RoPE, hf vs fx vs replay
+OPENAI_GPT = ("tests/passes/test_eager_attention_openai_gpt.py",)  # permuted key, 0/1 multiplicative mask
+REPLAY_MODELS = ("tests/replay/test_backend.py::test_replay_matches_fx_and_hf",)  # replay vs fx and hf, every tiny model
+CONVERTERS = ("tests/trt/test_converters.py",)
+EDGES = ("tests/trt/test_converters_edges.py",)
+NATIVE = ("tests/trt/test_attention_native.py",)
+WINDOW = ("tests/pipeline/test_sliding_window.py",)  # a model with a window shorter than its prompts, fx and replay
+LAYERS = ("tests/replay/test_layers.py", "tests/replay/test_onnx_oracle.py")
+COMPARE = ("tests/compare/test_comparator.py", "tests/cli/test_compare.py")
+VERDICTS = ("tests/compare/test_verdicts.py",)
+GOLDENS = ("tests/harness/test_units.py", "tests/harness/test_goldens_plugin.py", "tests/harness/test_goldens_units.py")
+PAD_KV = ("tests/passes/test_pad_kv_shapes.py",)  # mixed KV shapes (MiMo, Gemma 4) padded to one pool, fx and replay vs hf
 
 _OPS = "ditto/ops/gpt_attention.py"
 _ROPE = "ditto/ops/rope.py"
 _NATIVE = "ditto/trt/attention_native.py"
-_LAYERS = "ditto/replay/layers.py"
 _ATTN = "ditto/replay/attention.py"
 _STATS = "ditto/comparator/stats.py"
 
@@ -125,6 +127,13 @@ LISTED: tuple[Mutant, ...] = (
     Mutant("cache_positions_shifted", "ditto/runtime/paged_cache.py", "torch.arange(p, p + n, **i32)", "torch.arange(p + 1, p + n + 1, **i32)",
            "position_ids off by one", OPS + PARITY),
     # ---- passes --------------------------------------------------------------------------------
+    Mutant("pad_kv_heads_tiled", "ditto/passes/pad_kv_shapes.py",
+           "x = insert_op(graph, aten.unsqueeze.default, (x, 2))\n    x = insert_op(graph, aten.expand.default, (x, [-1, kv, repeats, d]))",
+           "x = insert_op(graph, aten.unsqueeze.default, (x, 1))\n    x = insert_op(graph, aten.expand.default, (x, [-1, repeats, kv, d]))",
+           "KV heads padded by tiling (copies of every head in turn), so query heads read other heads' K/V", PAD_KV),
+    Mutant("pad_kv_scale_of_padded_size", "ditto/passes/pad_kv_shapes.py",
+           "q_scaling=params.q_scaling * math.sqrt(params.head_size) / math.sqrt(head_size),", "q_scaling=params.q_scaling,",
+           "zero-padded head size changes the softmax scale (1/sqrt of the padded size)", PAD_KV),
     Mutant("pass_q_scaling_inverted", "ditto/passes/replace_attention.py", "q_scaling=1.0 / (scale * math.sqrt(op_size)),",
            "q_scaling=scale * math.sqrt(op_size),", "q_scaling inverted (same only for scale 1/sqrt(D))", PARITY + GENERIC),
     Mutant("pass_default_scale_missing", "ditto/passes/replace_attention.py", "scale = 1.0 / math.sqrt(head_size)", "scale = 1.0",
@@ -142,7 +151,7 @@ LISTED: tuple[Mutant, ...] = (
     Mutant("pass_eager_scale_mul_div_swapped", "ditto/passes/eager_attention_to_sdpa.py",
            "scale = float(scores.args[1]) if scores.target == aten.mul.Tensor else 1.0 / float(scores.args[1])",
            "scale = 1.0 / float(scores.args[1]) if scores.target == aten.mul.Tensor else float(scores.args[1])",
-           "eager attention scale inverted", ("tests/test_core_generic.py::test_eager_attention_is_normalised",) + PARITY),
+           "eager attention scale inverted", ("tests/pipeline/test_generic_architectures.py::test_eager_attention_is_normalised",) + PARITY),
     Mutant("pass_baddbmm_bias_dropped", "ditto/passes/eager_attention_to_sdpa.py", "            mask = _add_term(mask, bias, softmax)",
            "            pass", "baddbmm's bias term (BLOOM's ALiBi) dropped from the scores", ALIBI),
     Mutant("pass_sinks_not_recorded", "ditto/passes/eager_attention_to_sdpa.py", "        if sinks is not None:\n            sdpa.meta[SINKS_META]",
@@ -171,6 +180,28 @@ LISTED: tuple[Mutant, ...] = (
     Mutant("pass_lse_sink_scale_kept", "ditto/passes/eager_attention_to_sdpa.py", "            scaled.replace_all_uses_with(out)\n",
            "            pass\n", "logsumexp sink scaling kept beside an op that already has the sink (applied twice)",
            GRANITE_SINK),
+    Mutant("pass_post_rope_commute_unchecked", "ditto/passes/replace_attention.py",
+           "            if _commutes(ctx, raw, out, after, rope):", "            if True:",
+           "a transform after RoPE moved before it without checking that it commutes (QK-norm weights that differ "
+           "within a rotated pair converted to wrong numbers)", QK_NORM_AFTER_ROPE),
+    Mutant("pass_norm_after_rope_fit_unverified", "ditto/passes/replace_attention.py",
+           "    if not error <= tolerance * max(1.0, want.abs().max().item()):\n        _fail(sdpa, f\"a transform between RoPE and attention on {raw.name} neither",
+           "    if False:\n        _fail(sdpa, f\"a transform between RoPE and attention on {raw.name} neither",
+           "a transform after RoPE taken as an RMSNorm without verifying the fit (a LayerNorm converted wrongly)",
+           QK_NORM_AFTER_ROPE),
+    Mutant("op_norm_after_rope_eps_dropped", _OPS, "torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm[-1])",
+           "torch.rsqrt(x.pow(2).mean(-1, keepdim=True))", "RMSNorm after RoPE without its epsilon", QK_NORM_AFTER_ROPE),
+    Mutant("native_norm_after_rope_key_skipped", _NATIVE, "        k = _rms_norm_after_rope(ctx, k, inputs[\"key_norm_after_rope\"], D)",
+           "        pass", "the native lowering normalises the query after RoPE but not the key", QK_NORM_AFTER_ROPE),
+    Mutant("pass_post_rope_moved_reads_rotated", "ditto/passes/replace_attention.py", "    env = {cut: raw}\n",
+           "    env = {}\n", "the transform moved before RoPE still reads the rotated tensor (rotated twice)",
+           QK_NORM_AFTER_ROPE),
+    Mutant("pass_multiplicative_mask_not_zero_one", "ditto/passes/eager_attention_to_sdpa.py",
+           "    return bool(((value == 0) | (value == 1)).all())", "    return True",
+           "x * b + c * (1 - b) taken as a mask for a b that is not 0/1 (scores scaled, not masked)", OPENAI_GPT),
+    Mutant("pass_multiplicative_mask_dropped", "ditto/passes/eager_attention_to_sdpa.py",
+           "        return _skip_casts(x), _add_term(mask, term, softmax)", "        return _skip_casts(x), mask",
+           "OpenAI-GPT's multiplicative causal mask peeled but not added back as an additive mask", OPENAI_GPT),
     Mutant("pass_inplace_view_base_readers_ignored", "ditto/passes/functionalize_inplace.py", "if user is not node and order[user] > order[node] and user is not mutated:",
            "if False:", "an in-place update of a view rewritten although its base is read again",
            ("tests/passes/test_functionalize_views.py",)),
@@ -235,22 +266,22 @@ LISTED: tuple[Mutant, ...] = (
     Mutant("native_softcap_not_rescaled", _NATIVE, 'scores = _ew(ctx, scores, ctx.scalar(cap, scores), "PROD")', "pass",
            "soft-capping forgets to scale back in TensorRT", NATIVE + REPLAY_MODELS),
     # ---- replay layers -------------------------------------------------------------------------
-    Mutant("replay_reflect_off_by_one", _LAYERS, "torch.where(coords >= n, period - coords, coords)", "torch.where(coords >= n, period - coords - 1, coords)",
+    Mutant("replay_reflect_off_by_one", "ditto/replay/slicing.py", 'torch.where(coords >= n, period - coords, coords)', "torch.where(coords >= n, period - coords - 1, coords)",
            "REFLECT slice mirrors about the edge, not the edge element", LAYERS),
-    Mutant("replay_gather_lowest_index_invalid", _LAYERS, "valid = (indices >= -n) & (indices < n)", "valid = (indices > -n) & (indices < n)",
+    Mutant("replay_gather_lowest_index_invalid", "ditto/replay/slicing.py", 'valid = (indices >= -n) & (indices < n)', "valid = (indices > -n) & (indices < n)",
            "gather index -n treated as out of bounds", LAYERS),
-    Mutant("replay_floor_div_as_div", _LAYERS, '"FLOOR_DIV": _floor_div,', '"FLOOR_DIV": _div,', "FLOOR_DIV replayed as DIV", LAYERS),
-    Mutant("replay_avg_one_axis", _LAYERS, '"AVG": lambda x, axes, keep: x.mean(axes, keepdim=keep),',
+    Mutant("replay_floor_div_as_div", "ditto/replay/elementwise.py", '"FLOOR_DIV": _floor_div,', '"FLOOR_DIV": _div,', "FLOOR_DIV replayed as DIV", LAYERS),
+    Mutant("replay_avg_one_axis", "ditto/replay/reduce.py", '"AVG": lambda x, axes, keep: x.mean(axes, keepdim=keep),',
            '"AVG": lambda x, axes, keep: x.sum(axes, keepdim=keep) / x.shape[axes[0]],', "mean over several axes divides by one axis", LAYERS),
-    Mutant("replay_norm_unbiased_variance", _LAYERS, "variance = ((wide - mean) ** 2).mean(axes, keepdim=True)",
+    Mutant("replay_norm_unbiased_variance", "ditto/replay/reduce.py", 'variance = ((wide - mean) ** 2).mean(axes, keepdim=True)',
            "variance = wide.var(axes, keepdim=True)", "normalization with Bessel's correction", LAYERS),
-    Mutant("replay_cumulative_reverse_unflipped", _LAYERS, "    if call.attr(\"reverse\"):\n        out = out.flip(axis)\n    return out.to(x.dtype)", "    return out.to(x.dtype)",
+    Mutant("replay_cumulative_reverse_unflipped", "ditto/replay/reduce.py", '    if call.attr("reverse"):\n        out = out.flip(axis)\n    return out.to(x.dtype)', "    return out.to(x.dtype)",
            "reverse cumulative sum not flipped back", LAYERS),
-    Mutant("replay_scatter_strides_of_indices", _LAYERS, "flat = sum(c * math.prod(data.shape[d + 1 :])", "flat = sum(c * math.prod(indices.shape[d + 1 :])",
+    Mutant("replay_scatter_strides_of_indices", "ditto/replay/slicing.py", 'flat = sum(c * math.prod(data.shape[d + 1 :])', "flat = sum(c * math.prod(indices.shape[d + 1 :])",
            "ELEMENT scatter addresses with the indices' strides", LAYERS),
-    Mutant("replay_shuffle_inverse_permutation", _LAYERS, "    return order[:rank]\n", "    return sorted(range(rank), key=order[:rank].__getitem__)\n",
+    Mutant("replay_shuffle_inverse_permutation", "ditto/replay/shuffle.py", '    return order[:rank]\n', "    return sorted(range(rank), key=order[:rank].__getitem__)\n",
            "shuffle applies the inverse permutation", LAYERS),
-    Mutant("replay_matmul_transpose_ignored", _LAYERS, '(y.transpose(-1, -2) if op1 == "TRANSPOSE" else y)', "y",
+    Mutant("replay_matmul_transpose_ignored", "ditto/replay/matmul.py", '(y.transpose(-1, -2) if op1 == "TRANSPOSE" else y)', "y",
            "matrix multiply ignores TRANSPOSE on the second input", LAYERS),
     Mutant("replay_rotary_interleaved_flag", _ATTN, 'interleaved=bool(call.attr("interleaved"))', 'interleaved=not call.attr("interleaved")',
            "rotary layer replayed with the other pairing", LAYERS),
@@ -258,7 +289,7 @@ LISTED: tuple[Mutant, ...] = (
            "GQA replay maps query heads to the wrong KV heads", LAYERS),
     Mutant("replay_lower_right_sign", _ATTN, "allowed = cols <= rows + (s_kv - s_q)", "allowed = cols <= rows + (s_q - s_kv)",
            "LOWER_RIGHT causal diagonal anchored the wrong way", LAYERS),
-    Mutant("replay_softmax_axis_first", _LAYERS, "return torch.softmax(_wide(x), axes[0]).to(x.dtype)", "return torch.softmax(_wide(x), 0).to(x.dtype)",
+    Mutant("replay_softmax_axis_first", "ditto/replay/reduce.py", 'return torch.softmax(widen(x), axes[0]).to(x.dtype)', "return torch.softmax(widen(x), 0).to(x.dtype)",
            "softmax over the first axis", LAYERS),
     # ---- compare -------------------------------------------------------------------------------
     Mutant("compare_boundary_counts_out", _STATS, "n_out = (d > atol.to(ct) + rtol.to(ct) * y_abs)", "n_out = (d >= atol.to(ct) + rtol.to(ct) * y_abs)",
@@ -273,8 +304,8 @@ LISTED: tuple[Mutant, ...] = (
            "an all-zero side looks identical", COMPARE),
     Mutant("compare_mean_over_all", "ditto/comparator/__init__.py", "result.mean_abs = e.sum_abs / e.n_abs if e.n_abs else 0.0",
            "result.mean_abs = e.sum_abs / a.numel() if a.numel() else 0.0", "mean |a - b| counts NaN positions", COMPARE + VERDICTS),
-    Mutant("compare_only_in_b_ignored", "ditto/comparator/results.py", "and not self.only_in_a and not self.only_in_b", "and not self.only_in_a",
-           "a name only in B passes", COMPARE + VERDICTS),
+    Mutant("compare_only_in_b_ignored", "ditto/comparator/results.py", "and not only_in_a and not only_in_b", "and not only_in_a",
+           "a name (or a step) only in B passes", COMPARE + VERDICTS),
     # ---- MoE routers and activations (issue 11) ------------------------------------------------
     Mutant("moe_group_score_max_only", "ditto/ops/moe.py", "group_scores = grouped.topk(group_top, dim=-1).values.sum(dim=-1)",
            "group_scores = grouped.amax(dim=-1)", "DeepSeek-V3's group score (sum of the top 2) read as the max",
@@ -290,6 +321,19 @@ LISTED: tuple[Mutant, ...] = (
     Mutant("moe_pass_epsilon_undoubled", "ditto/passes/replace_moe.py", "return _shortest(low / 2, high / 2)",
            "return _shortest(low, high)", "the measured sparse-mixer threshold taken as epsilon",
            ("tests/passes/test_moe_recognition.py::test_router_is_recognised_and_fx_matches_hf[phimoe]",)),
+    Mutant("moe_interleaved_read_as_halves", "ditto/passes/replace_moe.py",
+           "return Concat((Narrow(source, dim, linear_start, inter, step), Narrow(source, dim, gate_start, inter, step)), dim=dim)",
+           "return Concat((Narrow(source, dim, inter, inter), Narrow(source, dim, 0, inter)), dim=dim)",
+           "every reordered fc1 taken as gate-first halves (GPT-OSS interleaves gate/up columns)",
+           ("tests/passes/test_moe_gpt_oss.py",)),
+    Mutant("moe_depends_on_walks_earlier_layers", "ditto/passes/replace_moe.py",
+           "if current in seen or current < target:", "if current in seen:",
+           "the expert-order search walks up through the router into earlier layers and gives up (GPT-OSS)",
+           ("tests/passes/test_moe_gpt_oss.py",)),
+    Mutant("moa_keys_not_checked", "ditto/passes/check_supported.py",
+           "if _reads(query, topk) and not any(_reads(other, topk) for other in others):", "if _reads(query, topk):",
+           "a routed MLP before an attention taken for a routed query",
+           ("tests/passes/test_routed_attention_refused.py",)),
     Mutant("moe_checkpoint_buffer_init_value", "ditto/exporter/graph.py",
            "and fqn in loaded.buffers and fqn not in loaded.sources:", "and fqn in loaded.buffers:",
            "a persistent buffer in the checkpoint (expert bias) keeps its init value",

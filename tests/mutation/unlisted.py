@@ -14,19 +14,18 @@ from __future__ import annotations
 
 from tests.mutation.mutants import COMPARE, CONVERTERS, EDGES, GOLDENS, LAYERS, PARITY, WINDOW, Mutant
 
-BATCHED = ("tests/test_gpt_attention_batched.py",)  # the batched kernel against the reference kernel
-HARNESS_UNITS = ("tests/test_harness_units.py",)
+BATCHED = ("tests/ops/test_gpt_attention_batched.py",)  # the batched kernel against the reference kernel
+HARNESS_UNITS = ("tests/harness/test_units.py",)
 TOLERANCES = ("tests/compare/test_tolerances.py",) + HARNESS_UNITS  # the tolerance rules
-MOE = ("tests/test_moe.py",)
-CONTRACT = ("tests/test_trtllm_contract.py", "tests/test_engine_runner.py")
+MOE = ("tests/pipeline/test_moe.py",)
+CONTRACT = ("tests/trtllm/test_contract.py", "tests/runtime/test_engine.py")
 CONVERTERS_MORE = ("tests/trt/test_converters_dtypes_and_sizes.py",)  # dtypes of *_like, negated sizes
-LOADING = ("tests/test_core_loading.py", "tests/test_moe.py")
+LOADING = ("tests/models/test_loading.py", "tests/pipeline/test_moe.py")
 
 _B = "ditto/ops/gpt_attention_batched.py"
 _TOL = "ditto/comparator/tolerances.py"
 _VERDICT = "harness/comparison.py"
 _GOLD = "harness/goldens.py"
-_LAYERS = "ditto/replay/layers.py"
 _MOE_OP = "ditto/ops/moe.py"
 
 
@@ -71,7 +70,7 @@ UNLISTED: tuple[Mutant, ...] = (
        "a candidate with more steps than the reference passes", HARNESS_UNITS + COMPARE),
     _u("verdict_deepest_first", _VERDICT, "for t in step.tensors:  # already in depth order",
        "for t in reversed(step.tensors):  # already in depth order", "the first divergence named at the deepest probe",
-       HARNESS_UNITS + ("tests/test_core_mutations.py",)),
+       HARNESS_UNITS + ("tests/pipeline/test_broken_passes_caught.py",)),
     # ---- goldens I/O ------------------------------------------------------------------------------
     _u("golden_last_step_not_loaded", _GOLD, 'for i in range(int(manifest.get("num_steps", -1))):',
        'for i in range(int(manifest.get("num_steps", -1)) - 1):', "a golden loads one step fewer than its manifest says",
@@ -99,9 +98,9 @@ UNLISTED: tuple[Mutant, ...] = (
     _u("conv_moe_renorm_over_tokens", "ditto/trt/converters/moe.py", 'reduce(ctx, weights, "SUM", [1], True, "weight_sum")',
        'reduce(ctx, weights, "SUM", [0], True, "weight_sum")', "MoE weights renormalised over tokens, not the top-k", MOE),
     # ---- replay layers ------------------------------------------------------------------------------
-    _u("replay_fill_first_delta", _LAYERS, "value = value + (beta[axis].to(call.device) * index)",
+    _u("replay_fill_first_delta", "ditto/replay/creation.py", 'value = value + (beta[axis].to(call.device) * index)',
        "value = value + (beta[0].to(call.device) * index)", "LINSPACE fill uses the first delta on every axis", LAYERS),
-    _u("replay_clip_bounds_swapped", _LAYERS, '"CLIP": lambda x, a, b: x.clamp(max=b).clamp(min=a),',
+    _u("replay_clip_bounds_swapped", "ditto/replay/elementwise.py", '"CLIP": lambda x, a, b: x.clamp(max=b).clamp(min=a),',
        '"CLIP": lambda x, a, b: x.clamp(max=a).clamp(min=b),', "CLIP's alpha and beta swapped", LAYERS),
     _u("replay_topk_min_max_swapped", "ditto/replay/topk.py", 'largest = call.enum("op", {"MAX": True, "MIN": False})',
        'largest = call.enum("op", {"MAX": False, "MIN": True})', "TopK MAX replayed as MIN", LAYERS + MOE),

@@ -10,7 +10,7 @@ import torch
 from ditto.errors import DittoError
 from ditto.pipeline import load_program
 from ditto.trtllm.gpt_attention_plugin import PluginOptions, gpt_attention_input_names
-from tests.test_attention_variants import assert_backends_match_hf, plugin_field, save_tiny
+from tests.tiny_models import assert_backends_match_hf, plugin_field, save_tiny
 
 # standard ALiBi slopes for 4 heads: 2 ** (-8 * h / 4), h = 1..4 (BLOOM and MPT with alibi_bias_max 8)
 SLOPES = [2.0**-2, 2.0**-4, 2.0**-6, 2.0**-8]

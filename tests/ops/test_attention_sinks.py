@@ -5,37 +5,13 @@ lowering) logits in float32 within 1e-4 of the largest logit; the sinks reach th
 `attention_sinks` input; the GPTAttention plugin lowering refuses them (TensorRT-LLM 1.2's plugin
 has no input for them). Also XGLM's eager attention (softmax over flattened heads, clamped scores)."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 from ditto.errors import DittoError
 from ditto.pipeline import load_program
 from ditto.trtllm.gpt_attention_plugin import refuse_unmapped_inputs
-from tests.test_attention_variants import assert_backends_match_hf
-
-_SWEEP = Path(__file__).resolve().parents[2] / "scripts" / "arch_sweep.py"
-
-
-def save_sweep_model(tmp_path, model_type: str, std: float = 0.2) -> str:
-    """The architecture sweep's tiny config of `model_type`, seeded random weights, saved."""
-    from transformers import AutoModelForCausalLM
-
-    spec = importlib.util.spec_from_file_location("arch_sweep", _SWEEP)
-    sweep = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sweep)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(sweep.tiny_config(model_type)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.normal_(0, std)
-            elif p.dim() == 1 and "sinks" in [n for n, q in model.named_parameters() if q is p][0]:
-                p.normal_(0, 2.0)  # sinks large enough to take a visible share of the softmax
-    model.save_pretrained(tmp_path)
-    return str(tmp_path)
+from tests.tiny_models import assert_backends_match_hf, save_sweep_model
 
 
 def _sink_weights(program):

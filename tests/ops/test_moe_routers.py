@@ -112,7 +112,7 @@ LOWERING = dict(CASES, **{"clamped-swiglu": dict(top_k=2, mode=1, scoring="softm
 
 @pytest.mark.parametrize("name", list(LOWERING))
 def test_native_lowering_replays_the_op(name):
-    from tests.test_trt_converters import Fn, N, check
+    from tests.converter_check import Fn, N, check
 
     case = LOWERING[name]
     activation = case.get("activation", "swiglu")

@@ -22,7 +22,7 @@ from ditto.errors import DittoError
 from ditto.pipeline import load_program
 from ditto.trtllm.gpt_attention_plugin import PluginOptions, gpt_attention_fields
 from tests.ops.test_attention_sinks import save_sweep_model
-from tests.test_attention_variants import assert_backends_match_hf
+from tests.pipeline.test_attention_variants import assert_backends_match_hf
 
 
 def test_deepseek_v2_mla_matches_hf(tmp_path):

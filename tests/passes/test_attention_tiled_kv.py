@@ -10,7 +10,7 @@ without the regrouping the heads read the wrong K/V (far out of bound)."""
 import torch
 
 from ditto.pipeline import load_program
-from tests.test_attention_variants import _SMALL, assert_backends_match_hf, save_tiny
+from tests.tiny_models import SMALL, assert_backends_match_hf, save_tiny
 
 
 def _tiled(hidden_states, n_rep):
@@ -23,7 +23,7 @@ def test_tiled_kv_heads_are_regrouped(tmp_path, monkeypatch):
     monkeypatch.setattr(sdpa, "repeat_kv", _tiled)
     monkeypatch.setattr(sdpa, "use_gqa_in_sdpa", lambda *args, **kwargs: False)
     monkeypatch.setattr(sdpa, "is_torchdynamo_compiling", lambda: True)  # no pack_gqa in generation steps
-    path = save_tiny(tmp_path, "llama", **_SMALL)
+    path = save_tiny(tmp_path, "llama", **SMALL)
     program = load_program(path)
     assert [(p.num_heads, p.num_kv_heads) for p in program.attention] == [(4, 2), (4, 2)]
     permutes = [n for n in program.graph_module.graph.nodes if n.target == torch.ops.aten.permute.default]

@@ -11,45 +11,13 @@ shrinks it): the parameters the pass reads off, and fx against HF.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-import torch
 
 from ditto.pipeline import load_program
 from ditto.runtime.backend import get_backend
 from ditto.runtime.fx import run_program
 from tests.parity import forced_request, materialized, worst_errors
-
-_SWEEP = Path(__file__).resolve().parents[2] / "scripts" / "arch_sweep.py"
-
-
-def _tiny_config(model_type: str, **overrides):
-    spec = importlib.util.spec_from_file_location("arch_sweep", _SWEEP)
-    sweep = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sweep)
-    config = sweep.tiny_config(model_type)
-    for key, value in overrides.items():
-        setattr(config, key, value)
-    return config
-
-
-def _save(directory: Path, model_type: str, **overrides) -> str:
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(_tiny_config(model_type, **overrides)).eval()
-    with torch.no_grad():  # larger random weights than the init, as the sweep: differences show
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.normal_(0, 0.1)
-        for name, buffer in model.named_buffers():
-            if name.endswith("e_score_correction_bias"):  # zero at init: a nonzero bias is the case to get right
-                buffer.copy_(torch.randn(buffer.shape) * 0.05)
-    model.save_pretrained(directory)
-    return str(directory)
-
+from tests.tiny_models import save_sweep_model
 
 MODELS = {
     "glm4_moe-grouped": ("glm4_moe", dict(n_group=2, topk_group=1, n_routed_experts=8),
@@ -64,7 +32,7 @@ MODELS = {
 @pytest.mark.parametrize("name", list(MODELS))
 def test_router_is_recognised_and_fx_matches_hf(name, tmp_path):
     model_type, overrides, expected = MODELS[name]
-    directory = _save(tmp_path, model_type, **overrides)
+    directory = save_sweep_model(tmp_path, model_type, std=0.1, **overrides)
     program = load_program(directory)
     assert program.moe, "no MoE layer recognised"
     for layer in program.moe:

@@ -1,5 +1,5 @@
 """`simplify_shuffles`: two permutes that do not commute fold into one; a concatenation of slices
-covering their source in order becomes the source (tests/test_passes_simplify.py has more cases)."""
+covering their source in order becomes the source (tests/passes/test_simplify_shuffles_permutations.py has more cases)."""
 
 import torch
 

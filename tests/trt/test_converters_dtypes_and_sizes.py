@@ -7,7 +7,7 @@ import operator
 
 import torch
 
-from tests.test_trt_converters import Fn, N, check, convert, rows
+from tests.converter_check import Fn, N, check, convert, rows
 
 
 def test_full_like_keeps_an_integer_dtype():

@@ -198,7 +198,7 @@ def test_build_says_which_moe_lowering_it_used(tmp_path, capsys):
     import json
 
     from ditto.builder import build
-    from tests.test_model_derived import LIMITS
+    from tests.build_checks import LIMITS
 
     if importlib.util.find_spec("tensorrt_llm") is not None:
         pytest.skip("TensorRT-LLM installed: the plugin may be chosen")

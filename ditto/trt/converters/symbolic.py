@@ -46,24 +46,19 @@ def sym_size(ctx, x, dim):
     return d if d >= 0 else ctx.dim(x, dim)
 
 
-@converter(operator.add)
-def add(ctx, a, b):
-    return size_op(ctx, a, b, "SUM")
+def _size_arithmetic(op: str):
+    """The converter of the Python operator `_PYTHON[op]` on sizes."""
+
+    def convert(ctx, a, b):
+        return size_op(ctx, a, b, op)
+
+    convert.__name__ = op.lower()
+    return convert
 
 
-@converter(operator.sub)
-def sub(ctx, a, b):
-    return size_op(ctx, a, b, "SUB")
-
-
-@converter(operator.mul)
-def mul(ctx, a, b):
-    return size_op(ctx, a, b, "PROD")
-
-
-@converter(operator.floordiv)
-def floordiv(ctx, a, b):
-    return size_op(ctx, a, b, "FLOOR_DIV")
+# +, -, * and // on sizes: one converter each, from the table that also computes them on ints
+for _op in ("SUM", "SUB", "PROD", "FLOOR_DIV"):
+    converter(_PYTHON[_op])(_size_arithmetic(_op))
 
 
 @converter(operator.mod)
