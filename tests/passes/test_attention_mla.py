@@ -21,8 +21,7 @@ import torch
 from ditto.errors import DittoError
 from ditto.pipeline import load_program
 from ditto.trtllm.gpt_attention_plugin import PluginOptions, gpt_attention_fields
-from tests.ops.test_attention_sinks import save_sweep_model
-from tests.pipeline.test_attention_variants import assert_backends_match_hf
+from tests.tiny_models import assert_backends_match_hf, save_sweep_model
 
 
 def test_deepseek_v2_mla_matches_hf(tmp_path):
@@ -61,24 +60,7 @@ def test_sparse_attention_indexer_is_refused_by_name(tmp_path):
 def test_value_head_wider_than_query_key_pads_query_and_key(tmp_path):
     # the other side of the padding: a value head (48) wider than the query/key head (32): q and k get
     # zero features (nothing added to q.k, the explicit scale kept), the op's head is the value's
-    import importlib.util
-
-    from transformers import AutoModelForCausalLM
-
-    from tests.ops.test_attention_sinks import _SWEEP  # the sweep's tiny config, one size changed
-
-    spec = importlib.util.spec_from_file_location("arch_sweep", _SWEEP)
-    sweep = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sweep)
-    config = sweep.tiny_config("deepseek_v2")
-    config.v_head_dim = 48
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.normal_(0, 0.2)
-    model.save_pretrained(tmp_path)
-    program = load_program(str(tmp_path))
+    path = save_sweep_model(tmp_path, "deepseek_v2", v_head_dim=48)
+    program = load_program(path)
     assert {(p.head_size, p.value_head_size, p.query_key_head_size) for p in program.attention} == {(48, 0, 32)}
-    assert_backends_match_hf(str(tmp_path))
+    assert_backends_match_hf(path)
