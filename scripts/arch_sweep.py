@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 import tempfile
@@ -287,6 +288,8 @@ def _worst(reference, dumps) -> float:
 def _first_line(e: BaseException) -> str:
     lines = [line.strip() for line in str(e).strip().splitlines()]
     text = " ".join(lines[:2]) if lines and lines[0].endswith(":") else (lines[0] if lines else repr(e))
+    # the pass manager's prefix ("pass NAME (round 1, after ...): ") would push the reason past the cut
+    text = re.sub(r"^pass \S+ \(round [^)]*\): ", "", text)
     return text[:300]
 
 
@@ -328,7 +331,7 @@ _REASONS = [
     (r"mask depends on the token values", "mask computed from token values"),
     (r"long-RoPE", "long-RoPE (issue 9 defect 4)"),
     (r"RoPE is applied to only one", "RoPE found on the query only (attention experts)"),
-    (r"picks among the tokens", "sparse attention (an indexer's top-k over tokens)"),
+    (r"picks among the tokens|sparse attention: ", "sparse attention (an indexer's top-k over tokens)"),
     (r"multi-head latent attention", "multi-head latent attention (MLA: value head size differs from query/key)"),
     (r"torch\.export failed.*data-dependent", "torch.export: a branch or loop on tensor values (MoE experts looped over the picked experts)"),
     (r"torch\.export failed.*Constraints violated", "torch.export: the forward fixes the token count (prompt tokens prepended)"),

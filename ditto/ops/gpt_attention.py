@@ -22,6 +22,10 @@ Semantics follow the plugin in its "remove input padding + paged KV cache" mode:
 - RMSNorm after RoPE (`query_norm_after_rope` / `key_norm_after_rope` [head_size + 1] float32, HunYuan's
   QK-norm): each rotated head y becomes y * rsqrt(mean(y^2) + eps) * weight (weight first, eps last).
 
+- `value_head_size` / `query_key_head_size` (multi-head latent attention): informational, nonzero
+  when the model's value (query/key) head is narrower than `head_size`; the attention pass padded
+  it with zero features, so the kernel computes with `head_size` alone.
+
 The output is [num_tokens, num_heads * head_size] in the dtype of `qkv`.
 """
 
@@ -104,6 +108,8 @@ def gpt_attention(
     attn_logit_softcapping_scale: float,
     sliding_window: int,
     tokens_per_block: int,
+    value_head_size: int = 0,
+    query_key_head_size: int = 0,
     alibi_slopes: Optional[torch.Tensor] = None,
     attention_sinks: Optional[torch.Tensor] = None,
     query_position_scale: Optional[torch.Tensor] = None,

@@ -61,6 +61,8 @@ _IMPLEMENTED = {
     "key_norm_after_rope": {None},
     "sliding_window": None,
     "tokens_per_block": None,
+    "value_head_size": None,  # informational (MLA padding happens outside the op)
+    "query_key_head_size": None,
 }
 
 

@@ -35,6 +35,13 @@ class GPTAttentionParams:
     sliding_window: int = 0
     # the paged KV cache layout
     tokens_per_block: int = 64
+    # Multi-head latent attention (DeepSeek-V2/V3) with its K/V decompressed per head: the model's value
+    # (or query/key) head is narrower than `head_size`; 0 when equal. The attention pass zero-pads the
+    # narrower side to `head_size` before the op and slices the output back to `value_head_size` after it;
+    # the op, its lowerings and the KV cache compute with `head_size` only (a valid plain GPTAttention,
+    # `is_mla_enabled` 0; TensorRT-LLM's own MLA mode is not used, see ditto/trtllm/gpt_attention_plugin.py).
+    value_head_size: int = 0
+    query_key_head_size: int = 0
 
     @property
     def has_rope(self) -> bool:

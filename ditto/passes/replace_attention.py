@@ -24,6 +24,14 @@ Recognition is by what the subgraphs compute, not by their spelling:
   transform between RoPE and the attention (QK-norm after RoPE, HunYuan) is moved before RoPE when it
   commutes with the rotation (verified by probing), else must be an RMSNorm over each head
   (`query_norm_after_rope` / `key_norm_after_rope`, weight and eps fitted by probing and verified).
+- multi-head latent attention (DeepSeek-V2/V3, K/V decompressed per head): a value head narrower
+  (or wider) than the query/key head is zero-padded to one op head size and the output sliced
+  back (`value_head_size` / `query_key_head_size`); q = cat(q_nope, rope(q_rot)) and
+  k = cat(k_nope, expand(rope(k_rot))) with the rotated run not leading, or one head shared by all
+  (`_latent_rope_pieces`), go to the op with the rotated run first in q and in k alike (q.k is
+  unchanged by the same feature permutation of both), so the op's partial RoPE on leading features
+  applies; a feature permutation after RoPE (DeepSeek-V3's rope_interleave) is read at position 0
+  and must be the same for q and k. Sparse attention (an indexer's top-k builds the mask) is refused.
 """
 
 from __future__ import annotations
@@ -79,13 +87,19 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
         _fail(node, f"expected a [1, heads, tokens, head_size] query, got {tuple(q_shape)}")
     num_heads, head_size = int(q_shape[1]), int(q_shape[3])
     num_kv_heads = int(k_shape[1])
-    if tuple(k_shape[:3]) == tuple(v_shape[:3]) and int(k_shape[3]) == head_size != int(v_shape[3]):
-        _fail(node, f"the value head size {int(v_shape[3])} differs from the query/key head size {head_size} "
-              "(multi-head latent attention, DeepSeek-V2/V3 style, decompressed to per-head K/V); multi-head latent "
-              "attention is not supported yet (TensorRT-LLM's GPTAttention takes one head size outside its MLA mode)")
-    if tuple(k_shape) != tuple(v_shape) or num_heads % num_kv_heads or int(k_shape[3]) != head_size:
+    value_size = int(v_shape[3])
+    if tuple(k_shape[:3]) != tuple(v_shape[:3]) or num_heads % num_kv_heads or int(k_shape[3]) != head_size:
         _fail(node, f"query {tuple(q_shape)}, key {tuple(k_shape)}, value {tuple(v_shape)} do not form MHA/GQA/MQA")
+    # a value head of another size than the query/key head (multi-head latent attention, DeepSeek-V2/V3 style,
+    # decompressed to per-head K/V): the op takes one head size, the larger; the narrower side is zero-padded
+    # (zero query/key features add nothing to q.k; zero value features give zero outputs, sliced off)
+    op_size = max(head_size, value_size)
     if isinstance(mask, Node) and mask in token_dependent:
+        picker = _token_topk(mask)
+        if picker is not None:  # DeepSeek-V3.2 / GLM-5 style DSA: an indexer's top-k over keys builds the mask
+            _fail(node, f"sparse attention: the attention mask comes from the top-k {picker.name} at "
+                  f"{source_line(picker)}, which picks among the tokens of the sequence the keys each query attends "
+                  "to (a lightning indexer, DeepSeek-V3.2 style); sparse attention is not supported yet")
         _fail(node, "the attention mask depends on the token values, not only on positions (a dynamic mask); "
               "TensorRT-LLM's attention takes causal or sliding-window masks")
     try:
@@ -93,10 +107,17 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
     except (ValueError, RuntimeError) as e:
         _fail(node, f"the attention mask could not be computed from positions alone ({e})")
 
-    q_raw, q_rope, q_operands = _rope_input(q, position_only, token_dependent, node)
-    k_raw, k_rope, _ = _rope_input(k, position_only, token_dependent, node)
-    rope, query_scale, norms_after_rope = None, None, (None, None)
-    if k_rope is None and q_rope is not None:  # the query alone: a per-position scale (scalable softmax)?
+    # RoPE on a trailing part of the head, the key's shared by all heads (DeepSeek-V2/V3 MLA): the pieces
+    pieces = _latent_rope_pieces(q, k, num_heads, num_kv_heads, position_only, token_dependent, node)
+    rope, query_scale, norms_after_rope, q_raw, k_raw = None, None, (None, None), q, k
+    if pieces is not None:
+        rope = _identify_piece_rope(ctx, pieces, node)  # verified on the query's and the key's rotated piece
+    else:
+        q_raw, q_rope, q_operands = _rope_input(q, position_only, token_dependent, node)
+        k_raw, k_rope, _ = _rope_input(k, position_only, token_dependent, node)
+    if pieces is not None:
+        pass  # verified on the rotated pieces
+    elif k_rope is None and q_rope is not None:  # the query alone: a per-position scale (scalable softmax)?
         query_scale = _identify_query_scale(ctx, q_raw, q, node)
     elif q_rope is not None or k_rope is not None:
         if q_rope is None or k_rope is None:
@@ -131,19 +152,28 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
         layer_idx=layer_idx,
         num_heads=num_heads,
         num_kv_heads=num_kv_heads,
-        head_size=head_size,
-        q_scaling=1.0 / (scale * math.sqrt(head_size)),
+        head_size=op_size,
+        q_scaling=1.0 / (scale * math.sqrt(op_size)),
         **_position_fields(rope, alibi_slopes, _max_positions(config)),
         attn_logit_softcapping_scale=float(node.meta.get(SOFTCAP_META, 0.0)),
         sliding_window=sliding_window,
         tokens_per_block=ctx.tokens_per_block,
+        value_head_size=value_size if value_size != op_size else 0,
+        query_key_head_size=head_size if head_size != op_size else 0,
     )
     ctx.attention.append(params)
 
     with graph.inserting_before(node):
-        parts = [_to_rows(graph, x, heads) for x, heads in ((q_raw, num_heads), (k_raw, num_kv_heads), (v, num_kv_heads))]
+        if pieces is not None:  # the rotated piece first: the same feature permutation of q and k keeps q.k
+            q_heads = _pieces_to_heads(graph, pieces[0], num_heads)
+            k_heads = _pieces_to_heads(graph, pieces[1], num_kv_heads)
+        else:
+            q_heads, k_heads = _to_heads(graph, q_raw, num_heads), _to_heads(graph, k_raw, num_kv_heads)
+        v_heads = _to_heads(graph, v, num_kv_heads)
+        parts = [_rows_of(graph, _pad_features(graph, x, op_size), heads)
+                 for x, heads in ((q_heads, num_heads), (k_heads, num_kv_heads), (v_heads, num_kv_heads))]
         if k_tiled:  # query head i * KV + j reads KV head j: regroup as head j * G + i (TensorRT-LLM's GQA)
-            parts[0] = _regroup_heads(graph, parts[0], num_heads // num_kv_heads, num_kv_heads, head_size)
+            parts[0] = _regroup_heads(graph, parts[0], num_heads // num_kv_heads, num_kv_heads, op_size)
         packed = insert_op(graph, aten.cat.default, (parts, -1))
         qkv = insert_op(graph, aten.reshape.default, (packed, [-1, params.qkv_width]))
         tensors = {name: ctx.engine_inputs.get(name) for name in TENSOR_INPUTS}
@@ -164,11 +194,27 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
             name="gpt_attention",
         )
         if k_tiled:  # back to the model's head order
-            attn = _regroup_heads(graph, attn, num_kv_heads, num_heads // num_kv_heads, head_size)
-        rows = insert_op(graph, aten.reshape.default, (attn, [1, -1, num_heads, head_size]))
+            attn = _regroup_heads(graph, attn, num_kv_heads, num_heads // num_kv_heads, op_size)
+        rows = insert_op(graph, aten.reshape.default, (attn, [1, -1, num_heads, op_size]))
+        if value_size != op_size:  # the zero features of the padded value heads
+            rows = insert_op(graph, aten.slice.Tensor, (rows, 3, 0, value_size))
         heads_first = insert_op(graph, aten.permute.default, (rows, [0, 2, 1, 3]))
     node.replace_all_uses_with(heads_first)
     graph.erase_node(node)
+
+
+def _token_topk(mask: Node, limit: int = 400) -> Node | None:
+    """A top-k among the mask's inputs (looking at most `limit` nodes back), or None."""
+    seen, stack = {mask}, [mask]
+    while stack and len(seen) <= limit:
+        current = stack.pop()
+        if is_call(current, aten.topk.default):
+            return current
+        for n in current.all_input_nodes:
+            if n not in seen:
+                seen.add(n)
+                stack.append(n)
+    return None
 
 
 def _rope_before_post_transform(ctx: PassContext, pairs, num_heads: int, head_size: int, sdpa: Node,
@@ -476,13 +522,17 @@ def _rope_signature(ctx: PassContext, raw: Node, region: list[Node], operands: s
     return ops, digest, str(tuple(fake(raw).shape)), fake(raw).dtype
 
 
-def _probe(ctx: PassContext, raw: Node, out: Node, values: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+def _probe(ctx: PassContext, raw: Node, out: Node, values: torch.Tensor, positions: torch.Tensor,
+           perm: torch.Tensor | None = None) -> torch.Tensor:
+    """`out` computed from `raw` = values at `positions`; `perm` [D] reorders its last-axis features
+    (undoing a feature permutation the model applies after RoPE, see `_output_permutation`)."""
     known = {
         raw: values,
         ctx.engine_inputs["position_ids"]: positions.to(torch.int32),
         ctx.engine_inputs["input_ids"]: torch.zeros(positions.shape[0], dtype=torch.int32),
     }
-    return evaluate([out], known, ctx.weights.load)[0].float()
+    y = evaluate([out], known, ctx.weights.load)[0].float()
+    return y if perm is None else y[..., perm]
 
 
 def _layout(raw: Node, head_size: int) -> tuple[int, int]:
@@ -494,7 +544,8 @@ def _layout(raw: Node, head_size: int) -> tuple[int, int]:
     return 3 - token_axis, token_axis
 
 
-def _identify_rope(ctx: PassContext, raw: Node, out: Node, heads: int, head_size: int, sdpa: Node) -> RopeInfo:
+def _identify_rope(ctx: PassContext, raw: Node, out: Node, heads: int, head_size: int, sdpa: Node,
+                   perm: torch.Tensor | None = None) -> RopeInfo:
     dtype = fake(raw).dtype
     head_axis, token_axis = _layout(raw, head_size)
     probe_positions = torch.tensor([1, 2, 3, 7, 19])
@@ -506,7 +557,7 @@ def _identify_rope(ctx: PassContext, raw: Node, out: Node, heads: int, head_size
         for h in range(heads):
             if first + h < head_size:
                 x[:, h, first + h] = 1
-        y = _probe(ctx, raw, out, _arrange(x, head_axis, token_axis), probe_positions)
+        y = _probe(ctx, raw, out, _arrange(x, head_axis, token_axis), probe_positions, perm)
         y = _unarrange(y, head_axis, token_axis)
         for h in range(heads):
             if first + h < head_size:
@@ -531,7 +582,7 @@ def _identify_rope(ctx: PassContext, raw: Node, out: Node, heads: int, head_size
     for start in range(0, max_positions, 2048):
         positions = torch.arange(start, min(start + 2048, max_positions))
         x = probe.expand(len(positions), heads, head_size).clone()
-        y = _unarrange(_probe(ctx, raw, out, _arrange(x, head_axis, token_axis), positions), head_axis, token_axis)[:, 0]
+        y = _unarrange(_probe(ctx, raw, out, _arrange(x, head_axis, token_axis), positions, perm), head_axis, token_axis)[:, 0]
         if style == NEOX:
             rows.append(torch.cat([y[:, :half], y[:, half:dim]], dim=-1))
         else:
@@ -569,21 +620,40 @@ def _identify_query_scale(ctx: PassContext, raw: Node, out: Node, sdpa: Node) ->
     return table
 
 
-def _verify_rope(ctx: PassContext, raw: Node, out: Node, rope: RopeInfo, sdpa: Node) -> None:
+def _verify_rope(ctx: PassContext, raw: Node, out: Node, rope: RopeInfo, sdpa: Node,
+                 perm: torch.Tensor | None = None) -> None:
     """A random probe through the graph must equal ditto's RoPE with the recognised table."""
     shape = fake(raw).shape
-    head_axis, token_axis = _layout(raw, int(shape[3]))
-    heads, head_size = int(shape[head_axis]), int(shape[3])
+    if len(shape) == 3:  # one head, [1, T, D] (MLA's shared key part, viewed as one head after it)
+        heads, head_size = 1, int(shape[2])
+    else:
+        head_axis, token_axis = _layout(raw, int(shape[3]))
+        heads, head_size = int(shape[head_axis]), int(shape[3])
     dtype = fake(raw).dtype
     gen = torch.Generator().manual_seed(0)
     positions = torch.randint(0, rope.cos_sin.shape[0], (6,), generator=gen)
     x = torch.randn(len(positions), heads, head_size, generator=gen).to(dtype)
-    got = _unarrange(_probe(ctx, raw, out, _arrange(x, head_axis, token_axis), positions), head_axis, token_axis)
+    got = _from_graph(_probe(ctx, raw, out, _to_graph(x, raw), positions, perm), out)
     want = apply_rope(x.float(), rope.cos_sin[positions], rope.dim, rope.style)
     tolerance = 1e-4 if dtype == torch.float32 else 5e-2
-    error = (got - want).abs().max().item()
+    error = (got - want).abs().max().item() if got.shape == want.shape else float("inf")
     if not error <= tolerance * max(1.0, want.abs().max().item()):
         _fail(sdpa, f"RoPE on {raw.name} recognised as {rope.style} dim {rope.dim} does not reproduce the graph (error {error:.3g})")
+
+
+def _to_graph(x: torch.Tensor, node: Node) -> torch.Tensor:
+    """[tokens, heads, D] -> `node`'s layout: rank 4 as `_arrange`, or [1, tokens, D] for one head."""
+    shape = fake(node).shape
+    if len(shape) == 3:
+        return x.reshape(1, x.shape[0], x.shape[2])
+    return _arrange(x, *_layout(node, int(shape[3])))
+
+
+def _from_graph(y: torch.Tensor, node: Node) -> torch.Tensor:
+    shape = fake(node).shape
+    if len(shape) == 3:
+        return y.reshape(y.shape[1], 1, y.shape[2])
+    return _unarrange(y, *_layout(node, int(shape[3])))
 
 
 def _arrange(x: torch.Tensor, head_axis: int, token_axis: int) -> torch.Tensor:
@@ -658,13 +728,159 @@ def _alibi_slopes(sdpa: Node, bias: torch.Tensor, allowed: torch.Tensor, num_hea
     return slopes.expand(num_heads).contiguous().float()
 
 
-def _to_rows(graph, x: Node, heads: int) -> Node:
-    """[1, heads, T, D] or [1, T, heads, D] -> [1, T, heads * D]."""
+class _Piece:
+    """A run of head features of the attention's query or key: `raw` (before RoPE) [1, heads, T, width],
+    [1, T, heads, width] or, for one head, [1, T, width]; `rotated` the RoPE output of it (None: no RoPE);
+    `expanded`: one head broadcast to all heads (the key's shared RoPE part in MLA)."""
+
+    def __init__(self, start, width, raw, rotated, operands, expanded):
+        self.start, self.width, self.raw, self.rotated = start, width, raw, rotated
+        self.operands, self.expanded = operands, expanded
+
+
+def _cat_pieces(x: Node):
+    """x = cat([p1, p2, ...], last axis) -> [(piece, start, width)], or None."""
+    if not is_call(x, aten.cat.default):
+        return None
+    rank = len(fake(x).shape)
+    dim = x.args[1] if len(x.args) > 1 else x.kwargs.get("dim", 0)
+    if dim % rank != rank - 1:
+        return None
+    out, start = [], 0
+    for piece in x.args[0]:
+        width = int(fake(piece).shape[-1])
+        out.append((piece, start, width))
+        start += width
+    return out
+
+
+def _strip_head_expand(x: Node, heads: int) -> tuple[Node, bool]:
+    """expand(p, [.., heads, .., ..]) of a one-head [1, 1, T, w] p -> (p, True), else (x, False)."""
+    if is_call(x, aten.expand.default):
+        inner_shape = fake(x.args[0]).shape
+        if len(inner_shape) == 4 and inner_shape[1] == 1 and fake(x).shape[1] == heads:
+            return x.args[0], True
+    return x, False
+
+
+def _latent_rope_pieces(q: Node, k: Node, num_heads: int, num_kv_heads: int, position_only: set,
+                        token_dependent: set, sdpa: Node):
+    """(query pieces, key pieces) with the rotated piece first, when RoPE rotates one run of features
+    that is not the head's leading one, or the key's rotated run is one head shared by all heads:
+    q = cat([q_nope, rope(q_rot)], -1), k = cat([k_nope, expand(rope(k_rot))], -1) (DeepSeek-V2/V3
+    multi-head latent attention). Moving the same run of features to the front of q and of k keeps
+    every q.k, and makes the RoPE the op's partial RoPE on leading features. None otherwise (the
+    general path handles RoPE on leading features)."""
+    result = []
+    for x, heads in ((q, num_heads), (k, num_kv_heads)):
+        found = _cat_pieces(x)
+        if found is None:
+            return None
+        pieces = []
+        for piece, start, width in found:
+            inner, expanded = _strip_head_expand(piece, heads)
+            # the complex RoPE's closing cast, type_as(rotated, the input): walk from its value
+            walked = inner.args[0] if is_call(inner, aten.type_as.default) else inner
+            raw, rotated, operands = _rope_input(walked, position_only, token_dependent, sdpa)
+            rotated = inner if rotated is not None else None
+            shape = fake(raw).shape
+            if rotated is not None and (shape[-1] != width or len(shape) not in (3, 4)):
+                return None
+            if len(shape) == 3 and not (rotated is not None and fake(rotated).shape[1] == 1 and expanded):
+                return None
+            pieces.append(_Piece(start, width, raw, rotated, operands, expanded))
+        rotated = [p for p in pieces if p.rotated is not None]
+        if len(rotated) != 1:
+            return None
+        result.append([rotated[0]] + [p for p in pieces if p.rotated is None])
+    (q_rot, *_), (k_rot, *_) = result
+    if (q_rot.start, q_rot.width) != (k_rot.start, k_rot.width):
+        return None
+    if q_rot.start == 0 and not (q_rot.expanded or k_rot.expanded):
+        return None
+    return result
+
+
+def _identify_piece_rope(ctx: PassContext, pieces, sdpa: Node) -> RopeInfo:
+    """The RoPE of the rotated query piece (identified on it alone), verified on the query's and the
+    key's rotated piece; it must rotate leading features of the piece (the piece moves to the front)."""
+    q_rot, k_rot = pieces[0][0], pieces[1][0]
+    shape = fake(q_rot.raw).shape
+    if len(shape) != 4:
+        _fail(sdpa, f"the query's rotated features {q_rot.raw.name} have the shape {tuple(shape)}")
+    head_axis, _ = _layout(q_rot.raw, q_rot.width)
+    perm = _output_permutation(ctx, q_rot.raw, q_rot.rotated, int(shape[head_axis]), q_rot.width)
+    key = (_rope_signature(ctx, q_rot.raw, *q_rot.operands), None if perm is None else tuple(perm.tolist()))
+    if key not in ctx.identified_rope:
+        ctx.identified_rope[key] = _identify_rope(ctx, q_rot.raw, q_rot.rotated, int(shape[head_axis]), q_rot.width,
+                                                  sdpa, perm)
+    rope = ctx.identified_rope[key]
+    # the key's piece must have the same permutation: then it cancels in q.k
+    _verify_rope(ctx, q_rot.raw, q_rot.rotated, rope, sdpa, perm)
+    _verify_rope(ctx, k_rot.raw, k_rot.rotated, rope, sdpa, perm)
+    return rope
+
+
+def _output_permutation(ctx: PassContext, raw: Node, out: Node, heads: int, width: int) -> torch.Tensor | None:
+    """The reordering [width] that undoes a feature permutation the model applies after RoPE
+    (DeepSeek-V3's `rope_interleave`: pairs (x[2i], x[2i+1]) rotated and written to (i, i + width/2)),
+    or None. At position 0 RoPE is the identity up to a constant (yarn's attention factor), so
+    there the piece's transform is that permutation alone. Applied to the query's and the key's
+    rotated piece alike, it cancels in every q.k: the op may rotate the unpermuted features."""
+    dtype = fake(raw).dtype
+    head_axis, token_axis = _layout(raw, width)
+    x = torch.zeros(width, heads, width, dtype=dtype)
+    for j in range(width):
+        x[j, :, j] = 1
+    y = _unarrange(_probe(ctx, raw, out, _arrange(x, head_axis, token_axis), torch.zeros(width, dtype=torch.long)),
+                   head_axis, token_axis)[:, 0]  # [input feature, output feature]
+    perm = y.abs().argmax(dim=1)  # output feature of each input feature
+    if sorted(perm.tolist()) != list(range(width)) or torch.equal(perm, torch.arange(width)):
+        return None
+    scale = y[0, perm[0]]
+    if not torch.allclose(y, scale * torch.eye(width)[perm], atol=1e-6 * max(1.0, abs(float(scale)))):
+        return None
+    return perm
+
+
+def _to_heads(graph, x: Node, heads: int) -> Node:
+    """[1, heads, T, D], [1, T, heads, D] or (one head) [1, T, D] -> [1, T, heads, D]."""
     shape = fake(x).shape
+    if len(shape) == 3:
+        return insert_op(graph, aten.reshape.default, (x, [1, -1, 1, int(shape[2])]))
     token_axis = next(i for i, d in enumerate(shape) if not isinstance(d, int))
     if token_axis == 2:
         x = insert_op(graph, aten.permute.default, (x, [0, 2, 1, 3]))
-    return insert_op(graph, aten.reshape.default, (x, [1, -1, heads * int(shape[3])]))
+    return x
+
+
+def _pieces_to_heads(graph, pieces: list, heads: int) -> Node:
+    """The pieces' raw features (rotated piece first) as one [1, T, heads, D]."""
+    parts = []
+    for piece in pieces:
+        part = _to_heads(graph, piece.raw, heads)
+        if int(fake(part).shape[2]) != heads:
+            if not piece.expanded:
+                raise DittoError(f"{piece.raw.name} has {int(fake(part).shape[2])} heads, not {heads}")
+            part = insert_op(graph, aten.expand.default, (part, [-1, -1, heads, piece.width]))
+        parts.append(part)
+    return insert_op(graph, aten.cat.default, (parts, -1))
+
+
+def _pad_features(graph, x: Node, size: int) -> Node:
+    """[1, T, heads, d] -> [1, T, heads, size] with zero features past d (the narrower head of MLA)."""
+    width = int(fake(x).shape[3])
+    if width == size:
+        return x
+    zeros = insert_op(graph, aten.zeros_like.default, (x,))
+    blocks = [x] + [zeros] * -(-(size - width) // width)
+    padded = insert_op(graph, aten.cat.default, (blocks, -1))
+    return insert_op(graph, aten.slice.Tensor, (padded, 3, 0, size))
+
+
+def _rows_of(graph, x: Node, heads: int) -> Node:
+    """[1, T, heads, D] -> [1, T, heads * D]."""
+    return insert_op(graph, aten.reshape.default, (x, [1, -1, heads * int(fake(x).shape[3])]))
 
 
 def _table_attr(ctx: PassContext, base: str, table: torch.Tensor | None) -> Node | None:

@@ -27,6 +27,14 @@ Facts read (not copied) from NVIDIA/TensorRT-LLM, the TensorRT engine path of th
 - `tensorrt_llm/plugin/plugin.py` (`ContextFMHAType`: disabled 0, enabled 1) and
   `tensorrt_llm/builder.py` `build()`: `use_fp8_context_fmha` is forced off without FP8
   quantization; `use_paged_context_fmha` defaults to True.
+
+Multi-head latent attention: createPlugin (gptAttentionPlugin.cpp, commit above) also reads
+`is_mla_enabled`, `q_lora_rank`, `kv_lora_rank`, `qk_nope_head_dim`, `qk_rope_head_dim` and
+`v_head_dim` (contract.py, `gpt_attention_create_plugin_reads`), TensorRT-LLM's own MLA mode with a
+compressed latent KV cache. Ditto does not use it: it emits MLA as a plain GPTAttention
+(`is_mla_enabled` 0, those fields 0) whose `head_size` is the query/key head, the value zero-padded
+to it and the output sliced back outside the plugin (`GPTAttentionParams.value_head_size`), and
+RoPE moved to the leading features (see ditto/passes/replace_attention.py).
 """
 
 from __future__ import annotations

@@ -53,6 +53,7 @@ CONFIG = ("tests/trtllm/test_config.py", "tests/trtllm/test_gpt_attention_plugin
 OPS = ("tests/ops/test_gpt_attention_reference.py",)
 ALIBI = ("tests/ops/test_attention_alibi.py",)  # ALiBi on tiny BLOOM and MPT, hf vs fx vs replay
 TILED = ("tests/passes/test_attention_tiled_kv.py",)
+MLA = ("tests/passes/test_attention_mla.py",)  # multi-head latent attention on tiny DeepSeek-V2, hf vs fx vs replay
 GRANITE_SINK = ("tests/pipeline/test_attention_variants.py::test_attention_sink_through_logsumexp_is_a_sink_parameter",)
 VARIANT_OPS = ("tests/ops/test_gpt_attention_variants.py",)  # ALiBi, sinks, query scale in the op vs dense attention
 QUERY_SCALE = ("tests/passes/test_attention_query_scale.py",)  # Beam's per-position query scale, hf vs fx vs replay  # K/V heads tiled (JetMoE style), regrouped for GQA
@@ -135,8 +136,8 @@ LISTED: tuple[Mutant, ...] = (
     Mutant("pad_kv_scale_of_padded_size", "ditto/passes/pad_kv_shapes.py",
            "q_scaling=params.q_scaling * math.sqrt(params.head_size) / math.sqrt(head_size),", "q_scaling=params.q_scaling,",
            "zero-padded head size changes the softmax scale (1/sqrt of the padded size)", PAD_KV),
-    Mutant("pass_q_scaling_inverted", "ditto/passes/replace_attention.py", "q_scaling=1.0 / (scale * math.sqrt(head_size)),",
-           "q_scaling=scale * math.sqrt(head_size),", "q_scaling inverted (same only for scale 1/sqrt(D))", PARITY + GENERIC),
+    Mutant("pass_q_scaling_inverted", "ditto/passes/replace_attention.py", "q_scaling=1.0 / (scale * math.sqrt(op_size)),",
+           "q_scaling=scale * math.sqrt(op_size),", "q_scaling inverted (same only for scale 1/sqrt(D))", PARITY + GENERIC),
     Mutant("pass_default_scale_missing", "ditto/passes/replace_attention.py", "scale = 1.0 / math.sqrt(head_size)", "scale = 1.0",
            "SDPA's default scale forgotten", PARITY + GENERIC),
     Mutant("pass_rotary_base_default", _ROPE, "rotary_embedding_base=self.base,",
@@ -161,6 +162,23 @@ LISTED: tuple[Mutant, ...] = (
            "floor.args[1] > 0:", "XGLM's clamp not peeled: its attention stays unrecognised", SINKS),
     Mutant("pass_tiled_kv_not_regrouped", "ditto/passes/replace_attention.py", "        if k_tiled:  # query head i * KV + j",
            "        if False:  # query head i * KV + j", "tiled K/V heads read with grouped-GQA head mapping", TILED),
+    Mutant("pass_mla_rope_piece_not_first", "ditto/passes/replace_attention.py",
+           "result.append([rotated[0]] + [p for p in pieces if p.rotated is None])",
+           "result.append([p for p in pieces if p.rotated is None] + [rotated[0]])",
+           "MLA's rotated features left where the model has them (the op rotates the leading ones)", MLA),
+    Mutant("pass_mla_output_slice_wrong", "ditto/passes/replace_attention.py", "(rows, 3, 0, value_size))",
+           "(rows, 3, op_size - value_size, op_size))", "the zero-padded value features sliced back instead of the real ones",
+           MLA),
+    Mutant("pass_mla_rope_permutation_inverted", "ditto/passes/replace_attention.py",
+           "perm = y.abs().argmax(dim=1)  # output feature of each input feature",
+           "perm = y.abs().argmax(dim=0)  # output feature of each input feature",
+           "the feature permutation after RoPE (DeepSeek-V3's rope_interleave) undone the wrong way round", MLA),
+    Mutant("pass_mla_q_scaling_unpadded_head", "ditto/passes/replace_attention.py",
+           "        q_scaling=1.0 / (scale * math.sqrt(op_size)),\n        **_position_fields",
+           "        q_scaling=1.0 / (scale * math.sqrt(head_size)),\n        **_position_fields",
+           "q_scaling from the model's query/key head, not the op's padded head (value wider than q/k)", MLA),
+    Mutant("pass_sparse_indexer_not_named", "ditto/passes/replace_attention.py", "picker = _token_topk(mask)",
+           "picker = None", "sparse attention refused as a generic token-dependent mask (the indexer unnamed)", MLA),
     Mutant("pass_lse_sink_scale_kept", "ditto/passes/eager_attention_to_sdpa.py", "            scaled.replace_all_uses_with(out)\n",
            "            pass\n", "logsumexp sink scaling kept beside an op that already has the sink (applied twice)",
            GRANITE_SINK),
