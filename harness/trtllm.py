@@ -50,6 +50,9 @@ CONVERT_SCRIPTS = {
     "qwen2": ("qwen", []),
     "qwen3": ("qwen", []),
     "gemma": ("gemma", ["--ckpt-type", "hf"]),
+    # tensorrt_llm/models/__init__.py MODEL_MAP (store id 2489028756; commit not given): GEMMA2_ARCHITECTURE
+    # maps to GemmaForCausalLM, so Gemma-2 converts with gemma's script
+    "gemma2": ("gemma", ["--ckpt-type", "hf"]),
     "phi3": ("phi", []),
     "gpt2": ("gpt", []),
     # examples/models/core/mixtral/README.md (commit 10c1d594): Mixtral uses llama's script
