@@ -44,7 +44,7 @@ from torch.fx import Node
 
 from ditto.errors import DittoError
 from ditto.graph.evaluate import evaluate
-from ditto.graph.insert import fake_empty, insert_op
+from ditto.graph.insert import insert_op
 from ditto.graph.nodes import fake, is_call, source_line
 from ditto.models.weights import InMemoryTensor, WeightSpec
 from ditto.ops import gpt_attention as _op  # noqa: F401  (registers torch.ops.ditto.gpt_attention)
@@ -884,26 +884,18 @@ def _rows_of(graph, x: Node, heads: int) -> Node:
 
 
 def _table_attr(ctx: PassContext, base: str, table: torch.Tensor | None) -> Node | None:
-    """A get_attr for a rotary table, shared by every layer with the same values."""
+    """A get_attr for a table (RoPE, ALiBi slopes, sinks...), shared by every layer with the same
+    values; a new one through the one weight-attr helper, PassContext.add_weight."""
     if table is None:
         return None
     for name in ctx.weights.names():
-        if name.startswith(base):
-            source = ctx.weights.spec(name).source
-            if isinstance(source, InMemoryTensor) and torch.equal(source.tensor, table):
-                break
-    else:
-        name = base if base not in ctx.weights else f"{base}_{len(ctx.weights.names())}"
-        ctx.weights.add(name, WeightSpec(tuple(table.shape), table.dtype, InMemoryTensor(table)))
-        ctx.gm.register_buffer(name, torch.empty(table.shape, dtype=table.dtype, device="meta"))
-    graph = ctx.graph
-    existing = next((n for n in graph.nodes if n.op == "get_attr" and n.target == name), None)
-    if existing is not None:
-        return existing
-    with graph.inserting_before(next(n for n in graph.nodes if n.op != "placeholder")):
-        node = graph.get_attr(name)
-    node.meta["val"] = fake_empty(graph, table.shape, table.dtype)
-    return node
+        source = ctx.weights.spec(name).source
+        if name.startswith(base) and isinstance(source, InMemoryTensor) and torch.equal(source.tensor, table):
+            existing = next((n for n in ctx.graph.nodes if n.op == "get_attr" and n.target == name), None)
+            if existing is not None:
+                return existing
+    name = base if base not in ctx.weights else f"{base}_{len(ctx.weights.names())}"
+    return ctx.add_weight(name, WeightSpec(tuple(table.shape), table.dtype, InMemoryTensor(table)))
 
 
 def _max_positions(config) -> int:
