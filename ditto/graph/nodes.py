@@ -23,3 +23,15 @@ def source_line(node: Node) -> str:
     trace = node.meta.get("stack_trace") or ""
     lines = [line.strip() for line in trace.strip().splitlines() if line.strip().startswith("File")]
     return lines[-1] if lines else "(no source line recorded)"
+
+
+def ancestors(node: Node, limit: int | None = None):
+    """`node` and every node it reads, transitively (depth first), looking at `limit` nodes at most."""
+    seen, stack = {node}, [node]
+    while stack and (limit is None or len(seen) <= limit):
+        current = stack.pop()
+        yield current
+        for n in current.all_input_nodes:
+            if n not in seen:
+                seen.add(n)
+                stack.append(n)

@@ -45,7 +45,7 @@ from torch.fx import Node
 from ditto.errors import DittoError
 from ditto.graph.evaluate import evaluate
 from ditto.graph.insert import insert_op
-from ditto.graph.nodes import fake, is_call, source_line
+from ditto.graph.nodes import ancestors, fake, is_call, source_line
 from ditto.models.weights import InMemoryTensor, WeightSpec
 from ditto.ops import gpt_attention as _op  # noqa: F401  (registers torch.ops.ditto.gpt_attention)
 from ditto.ops.gpt_attention import OPTIONAL_TENSOR_INPUTS, TENSOR_INPUTS
@@ -205,16 +205,7 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
 
 def _token_topk(mask: Node, limit: int = 400) -> Node | None:
     """A top-k among the mask's inputs (looking at most `limit` nodes back), or None."""
-    seen, stack = {mask}, [mask]
-    while stack and len(seen) <= limit:
-        current = stack.pop()
-        if is_call(current, aten.topk.default):
-            return current
-        for n in current.all_input_nodes:
-            if n not in seen:
-                seen.add(n)
-                stack.append(n)
-    return None
+    return next((n for n in ancestors(mask, limit) if is_call(n, aten.topk.default)), None)
 
 
 def _rope_before_post_transform(ctx: PassContext, pairs, num_heads: int, head_size: int, sdpa: Node,
@@ -496,16 +487,7 @@ def _rotated_tensor(region: list[Node], position_only: set, token_dependent: set
 
 def _depends_on(node: Node, target: Node, limit: int = 256) -> bool:
     """Whether `node` reads `target`, looking at most `limit` nodes back (RoPE regions are small)."""
-    seen, stack = {node}, [node]
-    while stack and len(seen) <= limit:
-        current = stack.pop()
-        if current is target:
-            return True
-        for n in current.all_input_nodes:
-            if n not in seen:
-                seen.add(n)
-                stack.append(n)
-    return False
+    return any(n is target for n in ancestors(node, limit))
 
 
 def _rope_signature(ctx: PassContext, raw: Node, region: list[Node], operands: set[Node]) -> tuple:

@@ -214,7 +214,7 @@ LISTED: tuple[Mutant, ...] = (
     Mutant("trtllm_alibi_slopes_last", "ditto/trtllm/gpt_attention_plugin.py", 'names.insert(names.index("host_context_lengths"), "alibi_slopes")',
            'names.append("alibi_slopes")', "ALiBi slopes bound to the wrong plugin input", ALIBI),
     Mutant("replay_plugin_alibi_as_learned", "ditto/replay/plugin_layers.py", '2: "rope_gpt_neox", 4: "alibi"}',
-           '2: "rope_gpt_neox", 4: "learned_absolute"}', "plugin replay ignores ALiBi", ("tests/replay/test_plugin_alibi.py",)),
+           '2: "rope_gpt_neox", 4: "learned_absolute"}', "plugin replay ignores ALiBi", ("tests/replay/test_plugin_layers.py::test_alibi_plugin_maps_to_the_reference_op",)),
     # ---- converters ----------------------------------------------------------------------------
     Mutant("conv_rsub_operands", "ditto/trt/converters/elementwise.py", 'return binary(ctx, b, _scaled(ctx, a, alpha), "SUB")',
            'return binary(ctx, a, _scaled(ctx, b, alpha), "SUB")', "rsub computes a - b", CONVERTERS),

@@ -1,8 +1,5 @@
-"""Replay of IAttention, RotaryEmbedding and KVCacheUpdate (layers only tests build:
-ditto/replay/attention.py), on networks built by hand with the TensorRT-RTX API.
-
-Each expectation is written independently in numpy (or plain Python), from the behaviour
-TensorRT documents (see tests/replay/_helpers.py for the shared network builder)."""
+"""Replay of IAttention, RotaryEmbedding and KVCacheUpdate, layers only tests build (ditto/replay/attention.py),
+against attention written in numpy."""
 
 from __future__ import annotations
 

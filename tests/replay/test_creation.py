@@ -1,7 +1,5 @@
-"""Replay of CAST, CONSTANT, CONCATENATION, SHAPE, FILL, SQUEEZE, EINSUM and ASSERTION, on networks built by hand with the TensorRT-RTX API.
-
-Each expectation is written independently in numpy (or plain Python), from the behaviour
-TensorRT documents (see tests/replay/_helpers.py for the shared network builder)."""
+"""Replay of CAST, CONSTANT, CONCATENATION, SHAPE, FILL, SQUEEZE, EINSUM and ASSERTION, against numpy
+written from TensorRT's documentation of each layer."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""Replay of whole networks: layer order, and what replay refuses, naming the layer; on
-networks built by hand with the TensorRT-RTX API.
-
-Each expectation is written independently in numpy (or plain Python), from the behaviour
-TensorRT documents (see tests/replay/_helpers.py for the shared network builder)."""
+"""Replay of whole networks: layers run after the producers of their inputs; what replay refuses, naming the layer."""
 
 from __future__ import annotations
 

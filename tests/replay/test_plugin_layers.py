@@ -1,7 +1,5 @@
-"""Replay of the GPTAttention plugin layer (a test double: TensorRT-RTX has no plugin layers), on networks built by hand with the TensorRT-RTX API.
-
-Each expectation is written independently in numpy (or plain Python), from the behaviour
-TensorRT documents (see tests/replay/_helpers.py for the shared network builder)."""
+"""Replay of the GPTAttention plugin layer (a test double: TensorRT-RTX has no plugin layers) against
+ditto's reference op: RoPE, ALiBi, refused fields."""
 
 from __future__ import annotations
 
@@ -9,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from ditto.ops.kv_cache import unregister_pool
 from ditto.replay import ReplayError
 from ditto.replay.registry import REPLAYS
 from tests.replay._helpers import (
@@ -28,8 +27,6 @@ from tests.replay._helpers import (
 
 
 def test_gpt_attention_plugin_maps_to_the_reference_op():
-    from ditto.ops.kv_cache import unregister_pool
-
     rotary = 8
     fields = plugin_fields(2, rotary)  # PositionEmbeddingType.rope_gpt_neox
     positions = np.arange(16)[:, None] * (10000.0 ** (-np.arange(0, rotary, 2) / rotary))[None]
@@ -57,6 +54,36 @@ def test_gpt_attention_plugin_maps_to_the_reference_op():
                 REPLAYS["PLUGIN_V2"].fn(gpt_attention_call({**fields, **bad}, list(feed.values())))
         with pytest.raises(ReplayError, match="plugin_fields"):
             REPLAYS["PLUGIN_V2"].fn(gpt_attention_call(None, list(feed.values())))
+    finally:
+        for pool in pools:
+            unregister_pool(pool)
+
+
+def test_alibi_plugin_maps_to_the_reference_op():
+    """Replay of TensorRT-LLM's GPTAttention plugin with ALiBi (position_embedding_type 4, the slopes as
+    the ALIBI_SLOPES input between ROTARY_COS_SIN's place and HOST_CONTEXT_LENGTH, no RoPE inputs):
+    the same numbers as ditto's reference op given the slopes, exactly (the same kernel runs)."""
+    fields = plugin_fields(4, 0)  # PositionEmbeddingType.alibi, no RoPE
+    slopes = torch.tensor([0.5, 0.25, 0.125, 1.0])
+    qkv = torch.randn(sum(LENGTHS), (HEADS + 2 * KV_HEADS) * HEAD_SIZE, generator=torch.Generator().manual_seed(0))
+
+    def feed(pool):
+        return plugin_inputs(pool, qkv, {"alibi_slopes": slopes})
+
+    pools = [new_pool() for _ in range(2)]
+    try:
+        replayed = REPLAYS["PLUGIN_V2"].fn(gpt_attention_call(fields, list(feed(pools[0]).values())))
+        inputs = feed(pools[1])
+        kwargs = {k: fields[k] for k in OP_FIELDS}
+        expected = torch.ops.ditto.gpt_attention(**inputs, **kwargs, rotary_inv_freq=None, rotary_cos_sin=None,
+                                                 position_embedding_type="alibi", rotary_embedding_scale_type="none",
+                                                 sliding_window=16)
+        assert torch.equal(replayed, expected)
+        without = {k: v for k, v in inputs.items() if k != "alibi_slopes"}
+        plain = torch.ops.ditto.gpt_attention(**without, **kwargs, rotary_inv_freq=None, rotary_cos_sin=None,
+                                              position_embedding_type="alibi", rotary_embedding_scale_type="none",
+                                              sliding_window=16)
+        assert not torch.allclose(plain, expected, atol=1e-3)  # the slopes were applied
     finally:
         for pool in pools:
             unregister_pool(pool)

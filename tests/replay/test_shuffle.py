@@ -1,7 +1,4 @@
-"""Replay of SHUFFLE (first transpose, reshape, second transpose), on networks built by hand with the TensorRT-RTX API.
-
-Each expectation is written independently in numpy (or plain Python), from the behaviour
-TensorRT documents (see tests/replay/_helpers.py for the shared network builder)."""
+"""Replay of SHUFFLE (first transpose, reshape, second transpose), against numpy written from TensorRT's documentation of each layer."""
 
 from __future__ import annotations
 
