@@ -329,6 +329,8 @@ _REASONS = [
     (r"no pattern matched .*softmax", "softmax outside a recognised attention (ALiBi, sinks, other score terms)"),
     (r"different KV-head shapes", "layers with different KV head shapes (one KV pool only)"),
     (r"mask depends on the token values", "mask computed from token values"),
+    (r"no list of decoder layers for", "decoder layers run in loops (more attention calls than decoder layers; Dory's recurrent depth)"),
+    (r"computed by projections chosen per token", "token-routed attention (a mixture of attention heads: JetMoE's MoA)"),
     (r"long-RoPE", "long-RoPE (issue 9 defect 4)"),
     (r"RoPE is applied to only one", "RoPE found on the query only (attention experts)"),
     (r"picks among the tokens|sparse attention: ", "sparse attention (an indexer's top-k over tokens)"),
@@ -400,6 +402,8 @@ def main(argv=None) -> int:
         types = args.only.split(",") if args.only else sorted(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
         if args.shard:
             k, n = (int(v) for v in args.shard.split("/"))
+            if not 0 <= k < n:  # 0-based: 2/2 would silently skip the first type
+                parser.error(f"--shard {args.shard}: K counts from 0, so 0 <= K < N (e.g. 0/2 and 1/2)")
             types = types[k::n]
         signal.signal(signal.SIGALRM, _alarm)
         for model_type in types:
