@@ -11,7 +11,6 @@ a hybrid classified as a testable LM, the MLA refusal turned into a bare shape e
 import pytest
 import torch
 
-from ditto.errors import DittoError
 from tests.tiny_models import arch_sweep
 
 sweep = arch_sweep()
@@ -62,15 +61,18 @@ def test_layer_types_of_linear_attention_make_a_hybrid():
     assert sweep.family("some_new_model", type("Config", (), {"layer_types": ["full_attention"]})()) is None
 
 
-def test_multi_head_latent_attention_is_refused_by_name(tmp_path):
+def test_multi_head_latent_attention_converts_with_a_padded_value_head(tmp_path):
+    """The sweep's shrunk DeepSeek-V2 keeps MLA's narrower value head: it converts as one padded
+    GPTAttention (parity vs HF: tests/passes/test_attention_mla.py)."""
     from transformers import AutoModelForCausalLM
 
     from ditto.pipeline import load_program
 
     torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(sweep.tiny_config("deepseek_v2")).save_pretrained(tmp_path)
-    with pytest.raises(DittoError, match=r"modeling_deepseek_v2.py.*multi-head latent attention.*not supported yet"):
-        load_program(str(tmp_path))
+    config = sweep.tiny_config("deepseek_v2")
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path)
+    attention = [params.as_dict() for params in load_program(str(tmp_path)).attention]
+    assert attention and all(0 < p["value_head_size"] < p["head_size"] for p in attention), attention[0]
 
 
 def test_markdown_groups_refusals_and_setups_by_reason(capsys):
