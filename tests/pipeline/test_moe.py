@@ -15,6 +15,7 @@ import inspect
 
 import pytest
 import torch
+import transformers
 
 from ditto.errors import DittoError
 from ditto.exporter.export import forward_arguments
@@ -189,7 +190,7 @@ def test_unknown_routing_is_refused_with_the_source_line(monkeypatch):
         return logits, top, ids
 
     monkeypatch.setattr(modeling_mixtral.MixtralTopKRouter, "forward", squared)
-    with pytest.raises(DittoError, match=r"mixture-of-experts at .*modeling_mixtral.py.*none of the known routers"):
+    with pytest.raises(DittoError, match=r"mixture-of-experts at .*File \".*\.py\", line \d+.*none of the known routers"):
         load_program("tiny-mixtral")
 
 
@@ -342,7 +343,10 @@ def test_a_split_conversion_sized_by_the_model_loads(tmp_path):
     conversion without a model ("'NoneType' object has no attribute 'get_parameter'"), or
     shapes taken from the wrong target."""
     from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
+    if "sarvam_moe" not in CONFIG_MAPPING_NAMES:  # a machine fact: added to transformers after 5.17
+        pytest.skip(f"this transformers ({transformers.__version__}) has no sarvam_moe")
     config = AutoConfig.for_model("sarvam_moe", vocab_size=64, hidden_size=32, intermediate_size=16, moe_intermediate_size=8,
                                   num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
                                   num_experts=4, num_experts_per_tok=2)
