@@ -636,7 +636,11 @@ def test_ctrl_c_during_imports(tmp_path):
     time.sleep(0.8)  # importing torch and transformers takes seconds
     proc.send_signal(signal.SIGINT)
     err = proc.stderr.read()
-    assert proc.wait(timeout=120) == 130, err
+    # 130, or killed by SIGINT after ditto's own message (a shell reports both as 130): when the
+    # signal lands inside a C extension's import that runs Python code through PyRun_* (pybind11),
+    # CPython marks the KeyboardInterrupt unhandled even though ditto caught it, and re-kills
+    # itself with SIGINT at exit; seen once in a loaded CI run
+    assert proc.wait(timeout=120) in (130, -signal.SIGINT), err
     assert "Traceback" not in err and err.strip().splitlines()[-1].endswith("nothing was left half-written")
     assert not (tmp_path / "d").exists()
 
