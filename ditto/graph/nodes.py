@@ -35,3 +35,18 @@ def ancestors(node: Node, limit: int | None = None):
             if n not in seen:
                 seen.add(n)
                 stack.append(n)
+
+
+def computed_from(node, target: Node, limit: int | None = None) -> bool:
+    """Whether `node` is computed from `target`; nodes before `target` in the graph cannot be, so
+    the walk stops there (and after `limit` nodes)."""
+    stack, seen = [node], set()
+    while stack and (limit is None or len(seen) < limit):
+        current = stack.pop()
+        if current is target:
+            return True
+        if current in seen or not isinstance(current, Node) or current < target:
+            continue
+        seen.add(current)
+        stack.extend(current.all_input_nodes)
+    return False

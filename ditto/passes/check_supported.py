@@ -16,7 +16,7 @@ import operator
 import torch
 
 from ditto.errors import DittoError
-from ditto.graph.nodes import is_call, source_line
+from ditto.graph.nodes import computed_from, is_call, source_line
 from ditto.passes.manager import PassContext
 
 aten = torch.ops.aten
@@ -121,14 +121,5 @@ def _routed_query(topk, ctx):
 
 
 def _reads(node, target) -> bool:
-    """Whether `node` is computed from `target` (nodes before `target` cannot be: not walked)."""
-    stack, seen = [node], set()
-    while stack:
-        current = stack.pop()
-        if current is target:
-            return True
-        if current in seen or not isinstance(current, torch.fx.Node) or current < target:
-            continue
-        seen.add(current)
-        stack.extend(current.all_input_nodes)
-    return False
+    """Whether `node` is computed from `target`."""
+    return computed_from(node, target)

@@ -39,7 +39,7 @@ from torch.fx import Node
 from ditto.errors import DittoError
 from ditto.graph.evaluate import evaluate
 from ditto.graph.insert import insert_op
-from ditto.graph.nodes import fake, is_call, source_line
+from ditto.graph.nodes import computed_from, fake, is_call, source_line
 from ditto.models.weights import Concat, Narrow, Transposed, WeightSpec
 from ditto.ops import moe as moe_op
 from ditto.passes.manager import PassContext, register_pass
@@ -243,16 +243,7 @@ def _depends_on(node: Node, target: Node, limit: int = 64) -> bool:
     """Whether `node` reads `target`, within `limit` nodes. Nodes before `target` in the graph
     cannot read it and are not walked (else a branch up into earlier layers, e.g. through the
     expert ids to the router, uses up the limit before the direct path is seen: GPT-OSS)."""
-    stack, seen = [node], set()
-    while stack and len(seen) < limit:
-        current = stack.pop()
-        if current is target:
-            return True
-        if current in seen or current < target:
-            continue
-        seen.add(current)
-        stack.extend(current.all_input_nodes)
-    return False
+    return computed_from(node, target, limit)
 
 
 # ---- regions identified by what they compute -----------------------------------------------------

@@ -3,6 +3,7 @@ becomes one `ditto.moe` op with the same outputs."""
 
 import torch
 
+from ditto.graph.nodes import ancestors
 from tests.passes._helpers import check_pass, model_context
 
 # the op sums the experts' contributions in its own order
@@ -21,10 +22,4 @@ def test_each_moe_block_becomes_one_moe_op():
     # the routing the op replaced reaches no output any more (in-place leftovers keep it in the graph
     # until functionalize_inplace, which runs first in the pipeline, has made them removable)
     output = next(n for n in c["ctx"].graph.nodes if n.op == "output")
-    seen, pending = set(), [output]
-    while pending:
-        node = pending.pop()
-        if node not in seen:
-            seen.add(node)
-            pending.extend(node.all_input_nodes)
-    assert not any(n.target is torch.ops.aten.topk.default for n in seen)
+    assert not any(n.target is torch.ops.aten.topk.default for n in ancestors(output))
