@@ -91,6 +91,6 @@ def prepared(model: str, dtype: torch.dtype, limits: tuple[int, int, int], probe
     built = build_network(program, _trt(), NetworkLimits(max_batch_size=max_batch_size, max_seq_len=max_seq_len,
                                                          max_num_tokens=max_num_tokens),
                           {p: node.name for p, node in nodes.items()})
-    plan = ReplayPlan(built.network, device=device)
+    plan = ReplayPlan(built.network, device=device, donated={POOL_INPUT})  # replay_steps hands its pool over
     plan.keep_alive = built  # the network's constants point into the built network's host tensors
     return program, plan, list(nodes)

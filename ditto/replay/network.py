@@ -75,12 +75,13 @@ class ReplayPlan:
     """
 
     def __init__(self, network, outputs=None, device="cpu", plugin_fields=None, keep_constants: bool = True,
-                 host_shapes: bool | None = None):
+                 host_shapes: bool | None = None, donated: frozenset | set = frozenset()):
         trt = sys.modules[type(network).__module__]  # the bindings module (tensorrt or tensorrt_rtx)
         if not network.get_flag(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED):
             raise DittoError("replay follows strongly typed networks only; create the network with STRONGLY_TYPED")
         self.network, self.trt, self.device = network, trt, torch.device(device)
         self.keep_constants = keep_constants
+        self.donated = frozenset(donated)  # network inputs the caller lets layers write into (see run)
         self.constants: dict[str, torch.Tensor] = {}  # output tensor name -> kept value
         self.declared_inputs = {network.get_input(i).name: network.get_input(i) for i in range(network.num_inputs)}
         layers = dependency_order(network)
@@ -125,6 +126,7 @@ class ReplayPlan:
             # replays never write into their host inputs, so equal inputs mean equal outputs
             step.reuse = host and not step.static and keep_constants and (kind == "SHAPE" or bool(ins))
             step.last = None
+            step.may_overwrite = _OVERWRITES.get(kind, ())
             self.steps.append(step)
         # after folding, a run skips the static layers: the kept ones are inserted, the others are not needed
         self.run_steps = [step for step in self.steps if not step.static]
@@ -163,7 +165,8 @@ class ReplayPlan:
             if step.device != _CPU:  # a device layer reads host tensors from the device, except shape data
                 args = [a if a is None or a.device == step.device or i in step.host_read
                         else a.to(step.device, non_blocking=True) for i, a in enumerate(args)]
-            call = LayerCall(step.layer, step.kind, self.trt, args, step.device, step.fields, step.memo)
+            call = LayerCall(step.layer, step.kind, self.trt, args, step.device, step.fields, step.memo,
+                             self._overwritable(step, args, values) if step.may_overwrite else frozenset())
             results = step.fn(call) if timer is None else timer(step, lambda step=step, call=call: step.fn(call))
             results = list(results) if isinstance(results, (list, tuple)) else [results]
             if len(results) != len(step.outs):
@@ -181,6 +184,23 @@ class ReplayPlan:
         if self.keep_constants:
             self.folded = True
         return {name: values[name] for name in self.wanted}
+
+    def _overwritable(self, step, args: list, values: dict) -> frozenset:
+        """The inputs of `step` its replay may write into: at their last use, not a caller's
+        input (unless donated), and sharing storage with no other live value or kept constant
+        (a reshape is a view: writing through one name would change the other)."""
+        allowed = set()
+        for i in step.may_overwrite:
+            name = step.ins[i] if i < len(step.ins) else None
+            if (name is None or name not in step.free or step.ins.count(name) > 1
+                    or (name in self.declared_inputs and name not in self.donated)):
+                continue
+            storage = args[i].untyped_storage().data_ptr()
+            others = [v for n, v in values.items() if n != name and isinstance(v, torch.Tensor)]
+            others += list(self.constants.values())
+            if all(v.device != args[i].device or v.untyped_storage().data_ptr() != storage for v in others):
+                allowed.add(i)
+        return frozenset(allowed)
 
 
 _CPU = torch.device("cpu")
@@ -222,9 +242,14 @@ _HOST_READ = {
 }
 
 
+# layer kinds whose replay can write into an input instead of copying it (LayerCall.overwritable):
+# SCATTER's data, the KV pool that every layer of a step writes its new keys and values into
+_OVERWRITES = {"SCATTER": (0,)}
+
+
 class _Step:
     __slots__ = ("layer", "kind", "fn", "ins", "outs", "free", "fields", "device", "memo", "static", "host_read",
-                 "reuse", "last")
+                 "reuse", "last", "may_overwrite")
 
     def __init__(self, layer, kind, fn, ins, outs, free, fields, device):
         self.layer, self.kind, self.fn, self.ins, self.outs, self.free, self.fields = layer, kind, fn, ins, outs, free, fields

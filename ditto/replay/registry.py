@@ -84,6 +84,10 @@ class LayerCall:
     # attribute values read at an earlier run of the same layer (a network does not change
     # once built; reading through the bindings costs more than many small torch ops)
     memo: dict | None = None
+    # input indices whose tensor the replay may write into instead of copying: the plan found it
+    # at its last use, shared with no other live value, not a kept constant, not a caller's input
+    # (unless the caller donated it)
+    overwritable: frozenset = frozenset()
 
     @property
     def name(self) -> str:

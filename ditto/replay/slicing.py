@@ -191,7 +191,9 @@ def scatter(call: LayerCall) -> torch.Tensor:
         raise call.error(f"updates are {updates.dtype}, data {data.dtype}")
     indices = indices.long()
     mode = call.enum("mode", {"ELEMENT": "ELEMENT", "ND": "ND"})
-    out = data.clone(memory_format=torch.contiguous_format)
+    # TensorRT's scatter writes a new tensor; where the data input is dead after this layer (the
+    # KV pool chain of a step), writing into it computes the same without a copy per layer
+    out = data if 0 in call.overwritable and data.is_contiguous() else data.clone(memory_format=torch.contiguous_format)
     if mode == "ELEMENT":
         axis = axis_index(call, "axis", int(call.attr("axis")), data.dim())
         fits = all(i <= n for d, (i, n) in enumerate(zip(indices.shape, data.shape)) if d != axis)

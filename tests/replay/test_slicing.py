@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -193,3 +194,52 @@ def test_scatter_writing_one_element_twice_is_refused():
     net.out(layer)
     with pytest.raises(ReplayError, match="twice"):
         net.run(data=data)
+
+
+def _scatter_chain(net: Net, data):
+    """data -> scatter rows 0 -> scatter rows 2 (-> 'out'); the chain of a step's KV writes."""
+    first = net.network.add_scatter(data, net.const(np.array([[0]], dtype=np.int32)),
+                                    net.const(np.full((1, 3), 5, np.float32)), trt.ScatterMode.ND)
+    second = net.network.add_scatter(first.get_output(0), net.const(np.array([[2]], dtype=np.int32)),
+                                     net.const(np.full((1, 3), 7, np.float32)), trt.ScatterMode.ND)
+    return first, second
+
+
+def test_scatter_writes_in_place_only_into_dead_undonated_free_values():
+    """A scatter whose data is dead after it writes in place (no copy of the KV pool per layer);
+    a caller's input is written only when donated; a value still read later is never written."""
+    from ditto.replay.network import ReplayPlan
+
+    data = randn(4, 3)
+    expected = data.copy()
+    expected[0], expected[2] = 5, 7
+    net = Net()
+    first, second = _scatter_chain(net, net.input("data", data))
+    net.out(second)
+    for donated in (set(), {"data"}):
+        given = torch.from_numpy(data.copy())
+        out = ReplayPlan(net.network, donated=donated).run({"data": given})["out"]
+        np.testing.assert_array_equal(out.numpy(), expected)
+        # the second scatter's data (the first's output) is dead: written in place either way
+        assert (out.data_ptr() == given.data_ptr()) == bool(donated)
+        np.testing.assert_array_equal(given.numpy(), expected if donated else data)
+
+    # the first scatter's output is read after the second (a second network output): kept intact
+    net = Net()
+    first, second = _scatter_chain(net, net.input("data", data))
+    net.out(second)
+    net.out(first, "first")
+    outs = ReplayPlan(net.network, donated={"data"}).run({"data": torch.from_numpy(data.copy())})
+    np.testing.assert_array_equal(outs["out"].numpy(), expected)
+    assert outs["first"][2].tolist() == data[2].tolist()
+
+    # a view of the data that lives on (a reshape read after the scatter) is not written through
+    net = Net()
+    inp = net.input("data", data)
+    view = net.shuffle(inp, (0, 1), (12,), (0,))
+    first, second = _scatter_chain(net, inp)
+    net.out(second)
+    net.out(view, "flat")
+    outs = ReplayPlan(net.network, donated={"data"}).run({"data": torch.from_numpy(data.copy())})
+    np.testing.assert_array_equal(outs["flat"].numpy(), data.reshape(-1))
+    np.testing.assert_array_equal(outs["out"].numpy(), expected)
