@@ -11,6 +11,7 @@ from ditto.debug.artifacts import write_graph_artifacts
 from ditto.errors import DittoError
 from ditto.exporter.export import export_model
 from ditto.exporter.graph import to_graph_module
+from ditto.models.attention_impl import cannot_compute, guarded_sdpa
 from ditto.models.loader import load_model
 from ditto.passes.check_supported import check_supported
 from ditto.passes.manager import PassContext, run_passes
@@ -32,7 +33,18 @@ def load_program(
     """Export `model` and rewrite it into TensorRT-LLM form, with weights left on disk."""
     loaded = load_model(model, dtype, trust_remote_code=trust_remote_code, attn_implementation=attn_implementation)
     refuse_unsupported_rope(loaded.config)
-    exported = export_model(loaded)
+    try:
+        with guarded_sdpa():
+            exported = export_model(loaded)
+    except Exception as e:
+        reason = cannot_compute(e)
+        if reason is None:
+            raise
+        if attn_implementation is not None:
+            raise DittoError(f"{reason}; export with attn_implementation='eager'") from e
+        # the model's SDPA path would drop part of the attention (ditto.models.attention_impl)
+        loaded = load_model(model, dtype, trust_remote_code=trust_remote_code, attn_implementation="eager")
+        exported = export_model(loaded)
     gm, weights = to_graph_module(exported, loaded)
     ctx = PassContext(gm, weights, loaded, tokens_per_block=tokens_per_block)
     log = run_passes(ctx, passes)  # None: every registered pass, in `ditto.passes.manager.pipeline()` order

@@ -7,9 +7,10 @@ private engine inputs, so it survives harmless changes to how a backend feeds it
 
 The manifest records what produced it. A golden whose model, dtype, prompts, steps or format
 differ from this run is stale: reported with what differs, never compared. The model is its
-content hash (`harness.models.content_hash`: config.json without `transformers_version`, and
-every byte of the weight files for models up to 1 GiB, so all tiny models): the weights'
-fingerprint. The built-in tiny models are seeded by ditto; if another torch drew other random
+content hash (`harness.models.content_hash`: config.json without `transformers_version` (for a
+built-in tiny model its recipe instead, `ditto.models.tiny.recipe_identity`: transformers
+versions write one config in other layouts), and every byte of the weight files for models up
+to 1 GiB, so all tiny models): the weights' fingerprint. The built-in tiny models are seeded by ditto; if another torch drew other random
 weights, the hash would differ and the golden would be stale, as it should be.
 
 Where it was recorded (device; ditto, torch and transformers versions) is the golden's

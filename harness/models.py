@@ -106,7 +106,9 @@ def content_hash(directory: Path) -> str:
     files = _weight_files(directory)
     total = sum(p.stat().st_size for p in files)
     digest = hashlib.sha256()
-    digest.update(_config_bytes(directory / "config.json"))
+    from ditto.models.tiny import recipe_identity
+
+    digest.update(recipe_identity(directory) or _config_bytes(directory / "config.json"))
     for path in files:
         digest.update(f"\0{path.relative_to(directory)}\0{path.stat().st_size}\0".encode())
         if total <= FULL_HASH_LIMIT:

@@ -168,6 +168,21 @@ def tiny_model_dir(name: str) -> Path:
     return target
 
 
+def recipe_identity(directory: Path) -> bytes | None:
+    """What defines a built-in tiny model's directory (its recipe and the weight generator's
+    version), or None for any other directory. Its config.json is written by whichever
+    transformers made it, and versions place keys differently (5.17 writes GLM's
+    `partial_rotary_factor` at the top level, 5.24 inside `rope_parameters`): the same model,
+    other bytes."""
+    marker = Path(directory) / "DITTO_TINY_MODEL"
+    if not marker.is_file():
+        return None
+    name = marker.read_text().split(":", 1)[0]
+    if name not in TINY_MODELS:
+        return None
+    return json.dumps([name, TINY_MODELS[name][1], _GENERATOR_VERSION], sort_keys=True).encode()
+
+
 def _create(name: str, folder: Path) -> None:
     from transformers import AutoConfig, AutoModelForCausalLM
 

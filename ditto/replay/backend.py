@@ -42,15 +42,21 @@ class ReplayBackend:
         max_seq_len = 1 << (max_seq_len_for(request) - 1).bit_length()
         limits = (len(request.prompts), max_seq_len, sum(len(p) for p in request.prompts))
         program, plan, probe_names = prepared(request.model, request.dtype, limits, tuple(request.probes),
-                                              str(request.device), _converters_fingerprint())
+                                              str(request.device), _converters_fingerprint(), _graphs_enabled())
         self.last_plan = plan  # for benches: what it keeps on the device
-        return replay_steps(request, program, max_seq_len, set(plan.declared_inputs), plan.run)
+        # one pool per plan, reused by its runs: the recorded graphs' signatures hold its address
+        return replay_steps(request, program, max_seq_len, set(plan.declared_inputs), plan.run, plan.run_state)
 
 
-def replay_steps(request: StepwiseRequest, program, max_seq_len: int, network_inputs: set, replay) -> list[StepDump]:
+def replay_steps(request: StepwiseRequest, program, max_seq_len: int, network_inputs: set, replay,
+                 keep: dict | None = None) -> list[StepDump]:
     """Run `request` stepwise over a paged KV-cache pool in torch, `replay(feed) -> outputs`
-    executing the network once per step (the pool goes in as POOL_INPUT and comes back)."""
-    cache = PagedKVCache(program.attention, max_seq_len, len(request.prompts), program.dtype, request.device)
+    executing the network once per step (the pool goes in as POOL_INPUT and comes back).
+    `keep`: where the pool is kept for the next run (reused when it has the same shape)."""
+    cache = PagedKVCache(program.attention, max_seq_len, len(request.prompts), program.dtype, request.device,
+                         reuse=None if keep is None else keep.get("kv_pool"))
+    if keep is not None:
+        keep["kv_pool"] = cache.pool
 
     def step(inputs):
         feed = {name: value for name, value in inputs.items() if name in network_inputs}
@@ -70,6 +76,13 @@ def replay_steps(request: StepwiseRequest, program, max_seq_len: int, network_in
         cache.close()
 
 
+def _graphs_enabled() -> bool:
+    """CUDA graphs for the device work (on a CUDA device); DITTO_REPLAY_GRAPHS=0 runs layer by layer."""
+    import os
+
+    return os.environ.get("DITTO_REPLAY_GRAPHS", "1") != "0"
+
+
 def _converters_fingerprint() -> int:
     """Which converter each target has: a converter swapped (a test's planted bug, a plugin's
     own converter) makes another network, never the cached one."""
@@ -80,7 +93,7 @@ def _converters_fingerprint() -> int:
 
 @functools.lru_cache(maxsize=2)
 def prepared(model: str, dtype: torch.dtype, limits: tuple[int, int, int], probes: tuple[str, ...], device: str,
-             converters: int):
+             converters: int, graphs: bool = False):
     """(program, replay plan, probe names) of the network for these build options, built once."""
     from ditto.pipeline import load_program
     from ditto.trt.network import NetworkLimits, build_network
@@ -91,6 +104,10 @@ def prepared(model: str, dtype: torch.dtype, limits: tuple[int, int, int], probe
     built = build_network(program, _trt(), NetworkLimits(max_batch_size=max_batch_size, max_seq_len=max_seq_len,
                                                          max_num_tokens=max_num_tokens),
                           {p: node.name for p, node in nodes.items()})
-    plan = ReplayPlan(built.network, device=device, donated={POOL_INPUT})  # replay_steps hands its pool over
+    # replay_steps hands its pool over; sequence lengths are read on the host (the step's shapes follow
+    # them) and, on a GPU, each input-shape signature's device work is one CUDA graph (ditto.replay.graphs)
+    plan = ReplayPlan(built.network, device=device, donated={POOL_INPUT}, host_inputs={"sequence_length"},
+                      graphs=graphs)
     plan.keep_alive = built  # the network's constants point into the built network's host tensors
+    plan.run_state = {}  # what its runs keep for the next (the KV pool, see replay_steps)
     return program, plan, list(nodes)

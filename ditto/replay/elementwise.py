@@ -32,8 +32,7 @@ def _floor_div(call, a, b):
 
 
 def _no_zero_divisor(call, b):
-    if bool((b == 0).any()):
-        raise call.error("integer division by zero")
+    call.undefined_if(b == 0, "integer division by zero")
 
 
 def _logical(fn):
@@ -189,8 +188,8 @@ def cast(call: LayerCall) -> torch.Tensor:
     dtype = torch_dtype(call.attr("to_type"), f"to_type of layer {call.name!r}")
     if x.dtype.is_floating_point and not dtype.is_floating_point and dtype != torch.bool:
         # the Cast operator page shows truncation (6.7 -> 6); negative non-integers are not shown
-        if bool(((x < 0) & (x != x.trunc())).any()):
-            raise call.error("cast of negative non-integer floats to an integer type: TensorRT does not document it")
+        call.undefined_if((x < 0) & (x != x.trunc()),
+                          "cast of negative non-integer floats to an integer type: TensorRT does not document it")
     return x.to(dtype)
 
 

@@ -75,7 +75,8 @@ class ReplayPlan:
     """
 
     def __init__(self, network, outputs=None, device="cpu", plugin_fields=None, keep_constants: bool = True,
-                 host_shapes: bool | None = None, donated: frozenset | set = frozenset()):
+                 host_shapes: bool | None = None, donated: frozenset | set = frozenset(),
+                 host_inputs: frozenset | set = frozenset(), graphs=False):
         trt = sys.modules[type(network).__module__]  # the bindings module (tensorrt or tensorrt_rtx)
         if not network.get_flag(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED):
             raise DittoError("replay follows strongly typed networks only; create the network with STRONGLY_TYPED")
@@ -95,7 +96,11 @@ class ReplayPlan:
         layers = _sources_before_first_use(_needed(layers, wanted))
         last_use = {t.name: i for i, layer in enumerate(layers) for t in _inputs(layer) if t is not None}
         on_device = self.device.type != "cpu" if host_shapes is None else host_shapes
-        self.host = {name for name in self.declared_inputs if name.startswith("host_")} if on_device else set()
+        self.host_split = on_device
+        # network inputs the caller gives on the host: TensorRT-LLM's host_* and `host_inputs` (values
+        # the caller also has there, e.g. sequence lengths, so that shape arithmetic on them needs no sync)
+        self.host = ({name for name in self.declared_inputs if name.startswith("host_") or name in host_inputs}
+                     if on_device else set())
         self.steps = []
         static = set()  # tensors computed from constants only
         for layer in layers:
@@ -119,6 +124,7 @@ class ReplayPlan:
                 self.host.update(name for name, _, _ in outs)
             step = _Step(layer, kind, REPLAYS[kind].fn, ins, outs, free, (plugin_fields or {}).get(layer.name),
                          torch.device("cpu") if host else self.device)
+            step.on_host = host
             step.static = bool(outs) and all(name in static for name, _, _ in outs)
             step.host_read = _HOST_READ.get(kind, frozenset())
             # a host layer's outputs are reused while its inputs are the very same tensors as at the
@@ -132,6 +138,13 @@ class ReplayPlan:
         self.run_steps = [step for step in self.steps if not step.static]
         self.kept_names = [name for step in self.steps if step.static for name, _, _ in step.outs
                            if name in self.frontier]
+        # graphs: True records the device work of each input signature as a CUDA graph on a CUDA
+        # device (ditto.replay.graphs); a recorder object records with it on any device (tests)
+        self.graphs = None
+        if graphs and keep_constants and (graphs is not True or self.device.type == "cuda"):
+            from ditto.replay.graphs import StepGraphs
+
+            self.graphs = StepGraphs(self, None if graphs is True else graphs)
 
     def kept_bytes(self) -> int:
         """Bytes kept on the device (the weights, once): views of one storage count once."""
@@ -144,46 +157,64 @@ class ReplayPlan:
 
     def run(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         values = _network_inputs(self.declared_inputs, inputs, self.device, self.host)
-        timer = getattr(self, "_timer", None)  # bench/replay_profile.py: times each layer
         if self.folded:
             values.update((name, self.constants[name]) for name in self.kept_names)
+            if self.graphs is not None:
+                outputs = self.graphs.run(values)
+                if outputs is not None:
+                    return outputs
             steps = self.run_steps
         else:
             steps = self.steps
         for step in steps:
-            args = [None if n is None else values[n] for n in step.ins]
-            if step.reuse:  # host shape arithmetic: the same inputs as at the last run give the same outputs
-                key = tuple(args[0].shape) if step.kind == "SHAPE" else args
-                last = step.last
-                if last is not None and (last[0] == key if step.kind == "SHAPE" else
-                                         len(last[0]) == len(key) and all(a is b for a, b in zip(last[0], key))):
-                    for (name, _, _), value in zip(step.outs, last[1]):
-                        values[name] = value
-                    for name in step.free:
-                        values.pop(name, None)
-                    continue
-            if step.device != _CPU:  # a device layer reads host tensors from the device, except shape data
-                args = [a if a is None or a.device == step.device or i in step.host_read
-                        else a.to(step.device, non_blocking=True) for i, a in enumerate(args)]
-            call = LayerCall(step.layer, step.kind, self.trt, args, step.device, step.fields, step.memo,
-                             self._overwritable(step, args, values) if step.may_overwrite else frozenset())
-            results = step.fn(call) if timer is None else timer(step, lambda step=step, call=call: step.fn(call))
-            results = list(results) if isinstance(results, (list, tuple)) else [results]
-            if len(results) != len(step.outs):
-                raise call.error(f"replay produced {len(results)} outputs, the layer has {len(step.outs)}")
-            for k, (name, dtype, shape) in enumerate(step.outs):
-                _check_output(call, k, dtype, shape if shape is not None else tuple(step.layer.get_output(k).shape),
-                              results[k])
-                values[name] = results[k]
-            if step.reuse:
-                step.last = (key, results)
-            if step.static and self.keep_constants:
-                self.constants.update((name, values[name]) for name, _, _ in step.outs if name in self.frontier)
-            for name in step.free:
-                values.pop(name, None)
+            self._execute(step, values)
         if self.keep_constants:
             self.folded = True
         return {name: values[name] for name in self.wanted}
+
+    def _execute(self, step, values: dict, copies: dict | None = None, capturing: bool = False,
+                 free: bool = True) -> None:
+        """Compute one layer into `values`. `copies`: device copies of host tensors that device
+        layers read as data (a recorded CUDA graph reads them from there); `free`: drop the
+        values whose last use this layer is."""
+        args = [None if n is None else values[n] for n in step.ins]
+        if step.reuse:  # host shape arithmetic: the same inputs as at the last run give the same outputs
+            key = tuple(args[0].shape) if step.kind == "SHAPE" else args
+            last = step.last
+            if last is not None and (last[0] == key if step.kind == "SHAPE" else
+                                     len(last[0]) == len(key) and all(a is b for a, b in zip(last[0], key))):
+                for (name, _, _), value in zip(step.outs, last[1]):
+                    values[name] = value
+                if free:
+                    for name in step.free:
+                        values.pop(name, None)
+                return
+        if not step.on_host and (copies is not None or step.device != _CPU):
+            # a device layer reads host tensors from the device (from `copies` while recording), except shape data
+            args = [a if a is None or i in step.host_read or step.ins[i] not in self.host
+                    else copies[step.ins[i]] if copies is not None else a.to(step.device, non_blocking=True)
+                    for i, a in enumerate(args)]
+        host_args = frozenset(i for i, a in enumerate(args) if a is not None and a.device.type == "cpu"
+                              and (not self.host_split or step.ins[i] in self.host))
+        call = LayerCall(step.layer, step.kind, self.trt, args, step.device, step.fields, step.memo,
+                         self._overwritable(step, args, values) if step.may_overwrite else frozenset(), capturing,
+                         host_args)
+        timer = getattr(self, "_timer", None)  # bench/replay_profile.py: times each layer
+        results = step.fn(call) if timer is None else timer(step, lambda: step.fn(call))
+        results = list(results) if isinstance(results, (list, tuple)) else [results]
+        if len(results) != len(step.outs):
+            raise call.error(f"replay produced {len(results)} outputs, the layer has {len(step.outs)}")
+        for k, (name, dtype, shape) in enumerate(step.outs):
+            _check_output(call, k, dtype, shape if shape is not None else tuple(step.layer.get_output(k).shape),
+                          results[k])
+            values[name] = results[k]
+        if step.reuse:
+            step.last = (key, results)
+        if step.static and self.keep_constants:
+            self.constants.update((name, values[name]) for name, _, _ in step.outs if name in self.frontier)
+        if free:
+            for name in step.free:
+                values.pop(name, None)
 
     def _overwritable(self, step, args: list, values: dict) -> frozenset:
         """The inputs of `step` its replay may write into: at their last use, not a caller's
@@ -249,7 +280,7 @@ _OVERWRITES = {"SCATTER": (0,)}
 
 class _Step:
     __slots__ = ("layer", "kind", "fn", "ins", "outs", "free", "fields", "device", "memo", "static", "host_read",
-                 "reuse", "last", "may_overwrite")
+                 "reuse", "last", "may_overwrite", "on_host")
 
     def __init__(self, layer, kind, fn, ins, outs, free, fields, device):
         self.layer, self.kind, self.fn, self.ins, self.outs, self.free, self.fields = layer, kind, fn, ins, outs, free, fields

@@ -35,8 +35,7 @@ def reduce(call: LayerCall) -> torch.Tensor:
     if call.attr("op").name == "AVG" and not x.dtype.is_floating_point:
         total = x.long().sum(axes, keepdim=keep)
         count = math.prod(x.shape[a] for a in axes)
-        if bool((total % count != 0).any()):
-            raise call.error("integer AVG with an inexact mean: TensorRT does not document its rounding")
+        call.undefined_if(total % count != 0, "integer AVG with an inexact mean: TensorRT does not document its rounding")
         return (total // count).to(x.dtype)
     return fn(widen(x), axes, keep).to(x.dtype)
 

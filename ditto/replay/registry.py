@@ -88,6 +88,12 @@ class LayerCall:
     # at its last use, shared with no other live value, not a kept constant, not a caller's input
     # (unless the caller donated it)
     overwritable: frozenset = frozenset()
+    # True while the plan records a CUDA graph: the device work is recorded, not run, so a replay
+    # must not read device values on the host (see `undefined_if`)
+    capturing: bool = False
+    # input indices holding host values (shape data the plan computed on the host, never written
+    # in place); a plan without a host/device split passes every CPU input
+    host_args: frozenset = frozenset()
 
     @property
     def name(self) -> str:
@@ -98,6 +104,15 @@ class LayerCall:
 
     def refuse(self, attribute: str, value, why: str = "replay does not know this value") -> ReplayError:
         return self.error(f"{attribute} = {_show(value)}: {why}")
+
+    def undefined_if(self, bad: torch.Tensor, message: str) -> None:
+        """Refuse inputs for which TensorRT leaves the result undefined (`bad` true anywhere): an
+        error naming the layer; while a CUDA graph is recorded, a device-side assert instead (a
+        host read of `bad` would sync the device, which recording does not allow)."""
+        if self.capturing:
+            torch._assert_async(torch.logical_not(bad.any()), f"layer {self.name!r} ({self.kind}): {message}")
+        elif bool(bad.any()):
+            raise self.error(message)
 
     def attr(self, attribute: str):
         if self.memo is None:

@@ -45,7 +45,8 @@ def slice_(call: LayerCall) -> torch.Tensor:
         n = x.shape[axis]
         coords = first + torch.arange(count, device=x.device, dtype=torch.int64) * step
         valid = (coords >= 0) & (coords < n)
-        if mode == "STRICT_BOUNDS" and not bool(valid.all()):
+        ends = (first, first + (count - 1) * step) if count else ()  # the extreme coordinates, on the host
+        if mode == "STRICT_BOUNDS" and not all(0 <= c < n for c in ends):
             raise call.error(f"STRICT_BOUNDS slice reads coordinates {coords.tolist()} of an axis of length {n}")
         if n == 0 and count:
             raise call.error(f"{mode} slice of length {count} on an empty axis")
@@ -79,7 +80,7 @@ def gather(call: LayerCall) -> torch.Tensor:
         raise call.error(f"indices are {indices.dtype}; TensorRT takes int32 or int64")
     mode = call.enum("mode", {"DEFAULT": _gather_default, "ELEMENT": _gather_element, "ND": _gather_nd})
     elementwise = int(call.attr("num_elementwise_dims"))
-    if indices.device.type == "cpu":  # host indices (shape data, a constant column list)
+    if 1 in call.host_args:  # host indices (shape data, a constant column list)
         if mode is _gather_default and elementwise == 0:
             out = _gather_host_indices(call, data, indices)
             if out is not None:
@@ -221,10 +222,10 @@ def scatter(call: LayerCall) -> torch.Tensor:
 
 
 def _check_targets(call, indices, n):
-    if bool(((indices < 0) | (indices >= n)).any()):
-        raise call.error(f"scatter indices outside [0, {n}) (negative or out-of-bounds scatter indices are not documented)")
+    call.undefined_if((indices < 0) | (indices >= n),
+                      f"scatter indices outside [0, {n}) (negative or out-of-bounds scatter indices are not documented)")
 
 
 def _check_unique(call, flat):
-    if flat.numel() != flat.reshape(-1).unique().numel():
-        raise call.error("scatter writes one element twice, which TensorRT leaves undefined")
+    ordered = flat.reshape(-1).sort().values  # a target written twice: two equal neighbours once sorted
+    call.undefined_if(ordered[1:] == ordered[:-1], "scatter writes one element twice, which TensorRT leaves undefined")

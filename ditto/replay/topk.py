@@ -25,7 +25,8 @@ def topk(call: LayerCall):
         raise call.refuse("k", k, f"outside [1, {x.shape[axes[0]]}]")
     largest = call.enum("op", {"MAX": True, "MIN": False})
     values, indices = torch.topk(x, k, dim=axes[0], largest=largest, sorted=True)
-    if k > 1 and bool((values.diff(dim=axes[0]) == 0).any()):
-        raise call.error("two of the selected values are equal; TensorRT does not document the order of ties")
+    if k > 1:
+        call.undefined_if(values.diff(dim=axes[0]) == 0,
+                          "two of the selected values are equal; TensorRT does not document the order of ties")
     index_dtype = torch_dtype(call.attr("indices_type"), f"indices_type of layer {call.name!r}")
     return values, indices.to(index_dtype)

@@ -30,6 +30,7 @@ import logging
 import torch
 
 from ditto.errors import DittoError
+from ditto.models.attention_impl import cannot_compute, guarded_sdpa
 from ditto.models.loader import dtype_kwarg, load_config, resolve_model_dir
 from ditto.probes import check_probes, probe_modules
 from ditto.runtime.backend import StepDump, StepwiseRequest, env_choice, register_backend
@@ -71,7 +72,21 @@ class HfBackend:
         return None
 
     def run(self, request: StepwiseRequest) -> list[StepDump]:
-        model, modules = _model(request.model, request.dtype, request.device, "sdpa" if self.mode == "batched" else "eager")
+        if self.mode != "batched":
+            return self._run(request, "eager")
+        try:
+            with guarded_sdpa():
+                return self._run(request, "sdpa")
+        except Exception as e:
+            reason = cannot_compute(e)
+            if reason is None:
+                raise
+            # SDPA would compute another model (ditto.models.attention_impl): the batch on eager attention
+            _log.warning("hf: %s; running the batch with eager attention", reason)
+            return self._run(request, "eager")
+
+    def _run(self, request: StepwiseRequest, attention: str) -> list[StepDump]:
+        model, modules = _model(request.model, request.dtype, request.device, attention)
         probes = check_probes(request.probes, modules, request.model)
         captured: dict[str, torch.Tensor] = {}
         hooks = []

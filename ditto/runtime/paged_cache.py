@@ -18,12 +18,13 @@ from ditto.ops.params import GPTAttentionParams
 
 
 class PagedKVCache:
-    def __init__(self, attention: list[GPTAttentionParams], max_seq_len: int, batch: int, dtype, device="cpu"):
+    def __init__(self, attention: list[GPTAttentionParams], max_seq_len: int, batch: int, dtype, device="cpu",
+                 reuse: torch.Tensor | None = None):
         kv_shapes = {(p.num_kv_heads, p.head_size, p.tokens_per_block) for p in attention}
         if len(kv_shapes) != 1:
             raise DittoError(f"layers with different KV shapes {sorted(kv_shapes)} (KV heads, head size, tokens per block) "
                              "share the one pool only once the pad_kv_shapes pass has padded them to one shape")
-        self._allocate(len(attention), *kv_shapes.pop(), max_seq_len, batch, dtype, device)
+        self._allocate(len(attention), *kv_shapes.pop(), max_seq_len, batch, dtype, device, reuse)
         # what TensorRT-LLM's C++ executor feeds by default: the model's window per layer (runtime_defaults)
         self.windows = [p.sliding_window or max_seq_len for p in attention]
 
@@ -39,17 +40,21 @@ class PagedKVCache:
         cache.windows = [min(w, max_seq_len) for w in windows] if windows else [max_seq_len] * num_layers
         return cache
 
-    def _allocate(self, num_layers, num_kv_heads, head_size, tokens_per_block, max_seq_len, batch, dtype, device):
+    def _allocate(self, num_layers, num_kv_heads, head_size, tokens_per_block, max_seq_len, batch, dtype, device,
+                  reuse=None):
+        """`reuse`: an earlier cache's pool, zeroed and used again when it has this shape, type and device
+        (a runner that recorded CUDA graphs over one pool keeps its address across runs)."""
         self.num_kv_heads, self.head_size, self.tokens_per_block = num_kv_heads, head_size, tokens_per_block
         self.num_layers = num_layers
         self.max_seq_len = max_seq_len
         self.blocks_per_seq = math.ceil(max_seq_len / self.tokens_per_block)
         self.batch = batch
-        self.pool = torch.zeros(
-            (batch * self.blocks_per_seq, self.num_layers, 2, self.num_kv_heads, self.tokens_per_block, self.head_size),
-            dtype=dtype,
-            device=device,
-        )
+        shape = (batch * self.blocks_per_seq, self.num_layers, 2, self.num_kv_heads, self.tokens_per_block, self.head_size)
+        if (reuse is not None and tuple(reuse.shape) == shape and reuse.dtype == dtype
+                and reuse.device == torch.device(device)):
+            self.pool = reuse.zero_()
+        else:
+            self.pool = torch.zeros(shape, dtype=dtype, device=device)
         self.pointer = register_pool(self.pool)
         # sequence b owns blocks [b * blocks_per_seq, (b + 1) * blocks_per_seq)
         offsets = torch.empty((1, batch, 2, self.blocks_per_seq), dtype=torch.int32)

@@ -162,8 +162,14 @@ def lower(ctx: ConversionContext, params: GPTAttentionParams, inputs: dict, stat
         pool = ctx.out(scatter, "kv_write")
     state["pool"] = pool
 
-    # read every position 0..S-1 of each token's sequence
+    # read every position 0..S-1 of each token's sequence, S the longest sequence rounded up to whole
+    # KV blocks (at most the arange's max_seq_len): the positions past a sequence's end are masked
+    # below, and S changes once per block of decode steps instead of every step, so a runtime that
+    # keeps one plan per input shape (a CUDA graph in ditto.replay) reuses it for a block of steps
     longest = ctx.out(ctx.network.add_reduce(ctx.cast(inputs["sequence_length"], torch.int32), trt.ReduceOperation.MAX, 1, True), "longest")
+    blocks = _ew(ctx, _ew(ctx, longest, _int(ctx, tpb - 1), "SUM"), _int(ctx, tpb), "FLOOR_DIV")
+    span_limit = ctx.cast(ctx.dim(state["arange"], 0), torch.int32)
+    longest = _ew(ctx, _ew(ctx, blocks, _int(ctx, tpb), "PROD"), span_limit, "MIN")
     key_pos = ctx.network.add_slice(state["arange"], (0,), (1,), (1,))
     key_pos.set_input(2, ctx.cast_int64(longest))
     key_pos = ctx.out(key_pos, "key_positions")  # [S]

@@ -52,11 +52,23 @@ def test_content_hash_follows_weights_and_config(tmp_path, monkeypatch):
     data = bytearray(weights.read_bytes())
     data[-5] ^= 1  # one bit of one weight
     weights.write_bytes(bytes(data))
-    assert content_hash(copy) != base
+    flipped = content_hash(copy)
+    assert flipped != base
+    # a built-in tiny model is its recipe: config.json laid out by another transformers is the same model
     config = json.loads((copy / "config.json").read_text())
+    config["rope_theta"] = config.get("rope_parameters", {}).pop("rope_theta", 10000.0)
+    (copy / "config.json").write_text(json.dumps(config))
+    assert content_hash(copy) == flipped
+    # any other directory is its config.json (without transformers_version) and weights
+    (copy / "DITTO_TINY_MODEL").unlink()
+    plain = content_hash(copy)
+    config["transformers_version"] = "0.0.1"
+    (copy / "config.json").write_text(json.dumps(config))
+    assert content_hash(copy) == plain
     config["rms_norm_eps"] = 1e-3
     (copy / "config.json").write_text(json.dumps(config))
     changed = content_hash(copy)
+    assert changed != plain
     # large checkpoints are sampled: still sensitive to the header and to sampled blocks
     monkeypatch.setattr(models, "FULL_HASH_LIMIT", 0)
     sampled = content_hash(copy)

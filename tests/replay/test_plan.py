@@ -183,3 +183,84 @@ def test_requests_of_other_lengths_share_one_network():
     plan = backend.last_plan
     backend.run(forced_request("tiny-llama", steps=0, probes=[]))
     assert backend.last_plan is plan
+
+
+class _ReRunRecorder:
+    """A stand-in for CUDA graph recording on the CPU: replaying re-runs the recorded body on the
+    buffers it was recorded with (what a graph reads), with the host values it saw then (what a
+    graph bakes in). A signature that misses something a recording depends on replays stale."""
+
+    def __init__(self):
+        self.recorded, self.replays = 0, 0
+
+    def record(self, body):
+        self.recorded += 1
+
+        def replay():
+            self.replays += 1
+            body()
+
+        return replay
+
+
+def _stepwise(plan_factory, request):
+    from ditto.replay.backend import replay_steps
+
+    program = replay_backend.prepared(request.model, request.dtype, (len(request.prompts), 64,
+                                      sum(len(p) for p in request.prompts)), (), "cpu",
+                                      replay_backend._converters_fingerprint())[0]
+    plan = plan_factory(replay_backend.prepared(request.model, request.dtype, (len(request.prompts), 64,
+                                                sum(len(p) for p in request.prompts)), (), "cpu",
+                                                replay_backend._converters_fingerprint())[1].network)
+    return plan, replay_steps(request, program, 64, set(plan.declared_inputs), plan.run)
+
+
+def test_recorded_device_work_replays_what_layer_by_layer_computes():
+    """Device layers recorded once per input signature (the CUDA graph path) and replayed give the
+    layer-by-layer results over a context step and decode steps that cross a KV block; the
+    signature changes only where the step's shapes do (S rounds up to whole blocks)."""
+    from ditto.replay.network import ReplayPlan
+    from ditto.trt.attention_native import POOL_INPUT
+
+    request = forced_request("tiny-llama", steps=30, probes=[])  # the longest prompt, 9 tokens, passes 32
+    common = dict(donated={POOL_INPUT}, host_inputs={"sequence_length"}, host_shapes=True)
+    _, plain = _stepwise(lambda net: ReplayPlan(net, **common), request)
+    recorder = _ReRunRecorder()
+    graphed, recorded = _stepwise(lambda net: ReplayPlan(net, graphs=recorder, **common), request)
+    assert worst_errors(plain, recorded)["logits"] == 0.0
+    # the context step folds the constants; decode steps read keys up to S = 32, then 64 (blocks of
+    # 32 tokens): two signatures, each recorded at its first step and replayed at the others
+    assert recorder.recorded == graphed.graphs.recorded == 2
+    assert recorder.replays == 30 - 2
+
+
+def test_device_layers_read_no_device_value_on_the_host():
+    """What makes the device work recordable as a CUDA graph: run on the meta device (which holds
+    no values) with recording's rules, a context and a decode step of a ditto network compute
+    without reading any device tensor on the host (the sequence lengths come on the host)."""
+    from ditto.replay.network import ReplayPlan
+
+    request = forced_request("tiny-llama", steps=1, probes=[])
+    limits = (len(request.prompts), 16, sum(len(p) for p in request.prompts))
+    _program, plan, _ = replay_backend.prepared(request.model, request.dtype, limits, (), "cpu",
+                                                replay_backend._converters_fingerprint())
+    meta = ReplayPlan(plan.network, device="meta", host_inputs={"sequence_length"}, keep_constants=False)
+    feed = _feed(plan, request)
+    values = {k: (v if k in meta.host else v.to("meta")) for k, v in feed.items()}
+    state = dict(values)
+    for step in meta.steps:
+        meta._execute(step, state, capturing=not step.on_host)
+    assert state["logits"].device.type == "meta"
+
+
+def test_runs_of_one_plan_reuse_one_kv_pool_zeroed():
+    """The replay backend keeps its KV pool for the plan's next run (a recorded graph's signature
+    holds the pool's address); reused, it starts from zeros: a second run equals the first."""
+    replay_backend.prepared.cache_clear()
+    request = forced_request("tiny-llama", steps=3, probes=[])
+    backend = get_backend("replay")
+    first = backend.run(request)
+    pool = backend.last_plan.run_state["kv_pool"]
+    second = backend.run(request)
+    assert backend.last_plan.run_state["kv_pool"] is pool
+    assert worst_errors(first, second)["logits"] == 0.0
