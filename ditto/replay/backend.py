@@ -18,7 +18,7 @@ from ditto.replay.network import ReplayPlan
 from ditto.runtime.backend import StepDump, StepwiseRequest, register_backend
 from ditto.runtime.fx import max_seq_len_for
 from ditto.runtime.paged_cache import PagedKVCache
-from ditto.runtime.stepwise import run_steps
+from ditto.runtime.stepwise import refuse_beyond_limit, run_steps
 from ditto.trt.attention_native import POOL_INPUT, POOL_OUTPUT
 
 
@@ -50,6 +50,7 @@ class ReplayBackend:
 def replay_steps(request: StepwiseRequest, program, max_seq_len: int, network_inputs: set, replay) -> list[StepDump]:
     """Run `request` stepwise over a paged KV-cache pool in torch, `replay(feed) -> outputs`
     executing the network once per step (the pool goes in as POOL_INPUT and comes back)."""
+    refuse_beyond_limit(program, request)
     cache = PagedKVCache(program.attention, max_seq_len, len(request.prompts), program.dtype, request.device)
 
     def step(inputs):
