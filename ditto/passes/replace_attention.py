@@ -31,7 +31,17 @@ Recognition is by what the subgraphs compute, not by their spelling:
   (`_latent_rope_pieces`), go to the op with the rotated run first in q and in k alike (q.k is
   unchanged by the same feature permutation of both), so the op's partial RoPE on leading features
   applies; a feature permutation after RoPE (DeepSeek-V3's rope_interleave) is read at position 0
-  and must be the same for q and k. Sparse attention (an indexer's top-k builds the mask) is refused.
+  and must be the same for q and k.
+- sparse attention (DeepSeek-V3.2 / GLM-5 DSA: a lightning indexer's top-k over the keys builds the mask,
+  every key it does not pick masked out): when the mask reads the tokens only through top-k indices whose k
+  is min(K, keys) or a constant K (read from the graph), and the mask with every key picked is its other
+  operand (checked by evaluating it), the top-k term is dropped and the indexer becomes dead code. This is
+  exact for sequences of at most K tokens: a query at position p sees p + 1 keys (the indexer scores future
+  ones -inf), and a top-k of K >= p + 1 keeps all of them, so the sparse mask removes nothing. The limit K
+  is recorded (`ctx.sequence_limits`, the program's `sequence_limit`): `ditto build` caps max_seq_len at it
+  and refuses a larger one, fx and replay refuse longer requests. TensorRT-LLM's GPTAttention has no field
+  for a sparse (indexed) key selection, so this is the only exact mapping. Any other top-k-built mask (K
+  not readable, the picks' values or only some of them in the mask) stays refused by name.
 """
 
 from __future__ import annotations
