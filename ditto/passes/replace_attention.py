@@ -285,16 +285,17 @@ def _keep_all_topk_mask(ctx: PassContext, mask: Node, token_dependent: set):
 
 
 def _keep_all_shape(topk: Node):
-    """((the top-k input's shape with None for the token axes, its axis), K) when the top-k runs along a
-    token axis and keeps k = min(K, the axis size) or a constant K; ((None, None), None) otherwise."""
+    """((the top-k input's shape with None for the token axes, its axis), K) when the top-k runs along the
+    token axis (its size the token count itself: the export sees whole sequences, so that is the sequence
+    length) and keeps k = min(K, the axis size) or a constant K; (None, None) otherwise."""
     x, k = topk.args[0], topk.args[1]
     dim = topk.args[2] if len(topk.args) > 2 else topk.kwargs.get("dim", -1)
     shape = fake(x).shape if fake(x) is not None else ()
     if not shape or isinstance(shape[dim], int):
         return None, None  # not a choice among the tokens
     size = shape[dim].node.expr
-    if any(not isinstance(d, int) and d.node.expr != size for d in shape):
-        return None, None
+    if not size.is_Symbol or any(not isinstance(d, int) and d.node.expr != size for d in shape):
+        return None, None  # an axis of 2 * tokens (or other) keys: K would not bound the sequence
     if is_call(k, torch.sym_min) and len(k.args) == 2:
         ints = [a for a in k.args if isinstance(a, int)]
         sizes = [a for a in k.args if isinstance(a, Node) and getattr(a.meta.get("val"), "node", None) is not None

@@ -190,6 +190,8 @@ LISTED: tuple[Mutant, ...] = (
     Mutant("sparse_keep_all_unchecked", "ditto/passes/replace_attention.py",
            "if torch.broadcast_shapes(got.shape, want.shape) != got.shape or not torch.equal(got, want.expand_as(got)):",
            "if False:", "a top-k term dropped without checking that keeping every key leaves the other operand", SPARSE),
+    Mutant("sparse_axis_not_the_tokens", "ditto/passes/replace_attention.py", "if not size.is_Symbol or any(",
+           "if not size.free_symbols or any(", "a top-k over 2 x tokens keys taken as bounding the sequence at K", SPARSE),
     Mutant("sparse_limit_not_enforced", "ditto/runtime/stepwise.py",
            "program.sequence_limit.check(max(len(p) for p in request.prompts) + request.steps,",
            "program.sequence_limit.check(max(len(p) for p in request.prompts),",

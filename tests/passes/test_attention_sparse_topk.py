@@ -5,7 +5,7 @@ with every key kept is its other operand; the limit K is recorded. Anything else
 - the pass on tiny DeepSeek-V3.2 (index_topk 8, 6 tokens): 2 attentions replaced, the graph computes
   what it computed before within float32 rounding, limit 8 recorded per layer;
 - K is read from the graph: a constant k or min(K, the axis size) along a token axis; not k = n - 1,
-  not a top-k over a static axis (experts);
+  not a top-k over a static axis (experts) or over twice the tokens (K would not bound the sequence);
 - a mask built from only part of the picks (the first key each query picks) is not "every key kept":
   refused as sparse attention (the check that the kept-all mask equals the other operand)."""
 
@@ -30,18 +30,20 @@ def test_keep_all_top_k_term_dropped_and_limit_recorded(tmp_path):
 
 
 class _TopK(torch.nn.Module):
-    def __init__(self, k):
+    def __init__(self, k, twice=False):
         super().__init__()
-        self.k = k
+        self.k, self.twice = k, twice
 
     def forward(self, x):  # [tokens, tokens] scores of the keys for each query
+        if self.twice:  # [tokens, 2 * tokens]: K keys kept would bound the sequence at K / 2
+            x = torch.cat([x, x], dim=-1)
         return x.topk(self.k(x.shape[-1]), dim=-1).indices
 
 
-def _topk_node(k, dims=None):
+def _topk_node(k, dims=None, twice=False):
     x = torch.randn(10, 10)
     n = Dim("n", min=8, max=64)
-    gm = torch.export.export(_TopK(k), (x,), dynamic_shapes=(dims or {0: n, 1: n},)).module()
+    gm = torch.export.export(_TopK(k, twice), (x,), dynamic_shapes=(dims or {0: n, 1: n},)).module()
     return next(node for node in gm.graph.nodes if node.target == torch.ops.aten.topk.default)
 
 
@@ -55,8 +57,9 @@ def test_k_read_from_the_graph(k, keep):
     assert _keep_all_shape(_topk_node(k))[1] == keep
 
 
-def test_top_k_over_a_static_axis_is_not_over_the_keys():
+def test_top_k_over_a_static_axis_or_twice_the_tokens_is_not_over_the_keys():
     assert _keep_all_shape(_topk_node(lambda n: min(3, n), dims={0: Dim("n", min=8, max=64)}))[1] is None
+    assert _keep_all_shape(_topk_node(lambda n: min(6, n), twice=True))[1] is None
 
 
 def test_mask_from_part_of_the_picks_stays_refused(tmp_path, monkeypatch):
