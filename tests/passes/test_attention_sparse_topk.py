@@ -35,7 +35,8 @@ class _TopK(torch.nn.Module):
         self.k, self.twice = k, twice
 
     def forward(self, x):  # [tokens, tokens] scores of the keys for each query
-        if self.twice:  # [tokens, 2 * tokens]: K keys kept would bound the sequence at K / 2
+        if self.twice:  # [2 * tokens, 2 * tokens]: K keys kept would bound the sequence at K / 2
+            x = torch.cat([x, x], dim=0)
             x = torch.cat([x, x], dim=-1)
         return x.topk(self.k(x.shape[-1]), dim=-1).indices
 
