@@ -72,7 +72,10 @@ def build(
     with stages("load, export, passes"):
         program = load_program(model, dtype, tokens_per_block=tokens_per_block or TRTLLM_BUILD_DEFAULTS["tokens_per_block"],
                                trust_remote_code=trust_remote_code)
-    resolved = resolve_limits(program.hf_config, **given)
+    resolved = resolve_limits(program.hf_config, sequence_limit=program.sequence_limit, **given)
+    if program.sequence_limit is not None and max_seq_len is None and resolved.max_seq_len == program.sequence_limit.tokens:
+        progress(f"max_seq_len: {resolved.max_seq_len}, capped by the model's sequence limit: "
+                 f"{program.sequence_limit.construct}")
     options = BuildOptions(dtype=program.dtype, **dataclasses.asdict(resolved), gpt_attention_plugin=attention == "plugin")
     extra = {name: name for name in add_output}
     # probes by meaning (layers.3.mlp, ...) -> their FX nodes, outputs named by meaning

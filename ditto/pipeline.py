@@ -64,6 +64,7 @@ def load_program(
         pass_log=log,
         probe_modules=probe_modules(loaded.model, num_layers),
         moe=list(ctx.moe),
+        sequence_limit=min(ctx.sequence_limits, key=lambda limit: limit.tokens, default=None),
     )
     write_graph_artifacts(program)
     return program

@@ -130,8 +130,12 @@ OVERRIDES = {
                  layer_types=["sliding_attention", "full_attention", "sliding_attention"]),
     # the default leaves the shared-expert count None, which the MoE block multiplies by
     "dots1": dict(n_shared_experts=1),
-    # its validator wants as many KV heads as query heads
-    "dots3_note_text": dict(num_key_value_heads=4),
+    # its validator wants as many KV heads as query heads; its sliding-window layers take their sizes from
+    # swa_* settings the generic shrinking does not see (defaults: 64 heads, LoRA ranks 1024): shrunk as the
+    # released model's ratios have them (half the heads of the indexed layers, a wider no-RoPE query/key part)
+    "dots3_note_text": dict(num_key_value_heads=4, swa_num_attention_heads=2, swa_num_key_value_heads=2,
+                            swa_q_lora_rank=32, swa_kv_lora_rank=16, swa_head_dim=48, swa_qk_nope_head_dim=32,
+                            swa_v_head_dim=16),
     # KV-sharing layers count from the end of the stack; none in a 2-layer model
     "gemma3n_text": dict(num_kv_shared_layers=0, vocab_size_per_layer_input=256, hidden_size_per_layer_input=16,
                          altup_num_inputs=2, laurel_rank=8, activation_sparsity_pattern=[0.0, 0.0]),

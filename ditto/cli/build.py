@@ -33,7 +33,8 @@ def add_arguments(parser) -> None:
     limits.add_argument("--max-input-len", type=int, help="tokens of one prompt (default: 1024, at most max-seq-len)")
     limits.add_argument("--max-seq-len", type=int,
                         help="prompt + generated tokens of one sequence (default: the model's max_position_embeddings "
-                             "times its RoPE scaling factor)")
+                             "times its RoPE scaling factor, capped at the model's sequence limit where ditto's conversion "
+                             "is exact only up to a length: sparse attention's top-k)")
     limits.add_argument("--max-num-tokens", type=int,
                         help="tokens of all sequences in one step (default: 8192, at most max-seq-len x max-batch-size)")
     limits.add_argument("--tokens-per-block", type=int, help="paged KV-cache block size, a power of 2 (default: 32)")

@@ -30,6 +30,8 @@ def run(args) -> int:
         f"{first.head_size}, {first.position_embedding_type}"
         + (f" (rotary dim {first.rotary_embedding_dim})" if first.has_rope else "")
     )
+    if program.sequence_limit is not None:
+        print(f"sequence limit: {program.sequence_limit.tokens} tokens ({program.sequence_limit.construct})")
     if args.artifacts:
         print(f"artifacts: {args.artifacts}")
     return 0

@@ -20,6 +20,7 @@ from ditto.graph.insert import fake_empty
 from ditto.models.loader import LoadedModel
 from ditto.models.weights import WeightSpec, WeightTable
 from ditto.ops.params import GPTAttentionParams
+from ditto.program import SequenceLimit
 from ditto.registry import add_unique
 
 
@@ -36,6 +37,8 @@ class PassContext:
     moe: list[dict] = field(default_factory=list)
     # RoPE identified per rotation signature: layers with the same rotation share one identification
     identified_rope: dict = field(default_factory=dict)
+    # lengths beyond which a recognised construct no longer computes the model (ditto.program.SequenceLimit)
+    sequence_limits: list[SequenceLimit] = field(default_factory=list)
 
     @property
     def graph(self) -> torch.fx.Graph:

@@ -8,7 +8,13 @@ layers, global_head_dim on full ones) are padded up to the largest shape, exactl
 - KV heads: each K/V head is repeated r = KV' / KV times (repeat-interleaved). Query head h read
   KV head floor(h * KV / H); with the copies it reads head floor(h * KV' / H), a copy of
   floor(floor(h * KV' / H) / r) = floor(h * KV / H): the same values. KV' is the least common
-  multiple of the layers' KV-head counts and must divide every layer's query-head count.
+  multiple of the layers' KV-head counts.
+- query heads, where KV' does not divide a layer's H (Dots3: 4 heads on indexed layers, 2 on
+  sliding ones, each with as many KV heads): each query head is repeated s = lcm(H, KV') / H times
+  (repeat-interleaved, H' = H * s; refused with per-head ALiBi slopes or sinks). Copy i of head h, head
+  h * s + i, reads KV' head floor((h * s + i) * KV' / H'), a copy of floor((h + i / s) * KV / H) =
+  floor(h * KV / H) (with g = H / KV and h = a g + b, b + i / s < g): its own K/V. The op's output
+  keeps copy 0 of each head. The cost is compute: the layer attends with s times its heads.
 - head size: Q, K and V are zero-padded from D to D' (q.k is unchanged: the padded products
   are 0 * 0); the softmax scale stays the model's (q_scaling' = q_scaling * sqrt(D) / sqrt(D'));
   RoPE rotates the first rotary_embedding_dim channels, which are the model's; the padded V
@@ -39,18 +45,15 @@ _QKV = TENSOR_INPUTS.index("qkv")
 
 
 def padded_kv_shape(attention: list[GPTAttentionParams]) -> tuple[int, int]:
-    """(KV heads, head size) every layer is padded to; a DittoError when the heads cannot be
-    repeated exactly (the common KV-head count must divide every layer's query heads)."""
-    kv_heads = math.lcm(*(p.num_kv_heads for p in attention))
-    head_size = max(p.head_size for p in attention)
-    uneven = sorted({p.num_heads for p in attention if p.num_heads % kv_heads})
-    if uneven:
-        raise DittoError(
-            f"layers with KV-head counts {sorted({p.num_kv_heads for p in attention})} share one KV-cache pool only "
-            f"with {kv_heads} KV heads each, which does not divide {uneven} query heads; TensorRT-LLM's engine "
-            "path sizes the cache by one KV shape, so these layers cannot be expressed"
-        )
-    return kv_heads, head_size
+    """(KV heads, head size) every layer is padded to: the least common multiple of the KV-head
+    counts, the widest head."""
+    return math.lcm(*(p.num_kv_heads for p in attention)), max(p.head_size for p in attention)
+
+
+def query_repeats(num_heads: int, kv_heads: int) -> int:
+    """How many times each of a layer's `num_heads` query heads is repeated so that `kv_heads` KV
+    heads divide them: 1 when they already do."""
+    return math.lcm(num_heads, kv_heads) // num_heads
 
 
 @register_pass("pad_kv_shapes", requires=("replace_attention",), before=("replace_moe",))
@@ -61,14 +64,23 @@ def pad_kv_shapes(ctx: PassContext) -> int:
     kv_heads, head_size = padded_kv_shape(ctx.attention)
     ops = {n.kwargs["layer_idx"]: n for n in ctx.graph.nodes if n.target is torch.ops.ditto.gpt_attention.default}
     before = sum(p.num_kv_heads * p.head_size for p in ctx.attention)
+    repeated = sorted({p.num_heads for p in ctx.attention if query_repeats(p.num_heads, kv_heads) > 1})
     count = 0
     for i, params in enumerate(ctx.attention):
         if (params.num_kv_heads, params.head_size) == (kv_heads, head_size):
             continue
         if params.layer_idx not in ops:
             raise DittoError(f"attention layer {params.layer_idx} has no gpt_attention op in the graph")
+        per_head = [name for name in ("alibi_slopes", "attention_sinks") if ops[params.layer_idx].kwargs.get(name) is not None]
+        if query_repeats(params.num_heads, kv_heads) > 1 and per_head:
+            raise DittoError(
+                f"attention layer {params.layer_idx} has {params.num_heads} query heads, which {kv_heads} KV heads (the "
+                f"least common multiple of the layers' {sorted({p.num_kv_heads for p in ctx.attention})}, one KV-cache "
+                f"pool) do not divide, and per-head {' and '.join(per_head)}: ditto repeats query heads only without "
+                "them, so these layers cannot share one KV shape yet")
         padded = dataclasses.replace(
             params,
+            num_heads=params.num_heads * query_repeats(params.num_heads, kv_heads),
             num_kv_heads=kv_heads,
             head_size=head_size,
             q_scaling=params.q_scaling * math.sqrt(params.head_size) / math.sqrt(head_size),
@@ -81,12 +93,16 @@ def pad_kv_shapes(ctx: PassContext) -> int:
         "KV shapes differ between layers %s: padded to %d KV heads x head size %d in one KV-cache pool; "
         "the cache holds %.2fx the values the model needs", sorted(shapes), kv_heads, head_size, after / before,
     )
+    if repeated:
+        log.warning("layers with %s query heads have them repeated to a multiple of %d KV heads; they attend with "
+                    "that many more heads", repeated, kv_heads)
     return count
 
 
 def _pad_one(graph: torch.fx.Graph, op: Node, old: GPTAttentionParams, new: GPTAttentionParams) -> None:
     H, KV, D = old.num_heads, old.num_kv_heads, old.head_size
     repeats, extra = new.num_kv_heads // KV, new.head_size - D
+    copies = new.num_heads // H  # of each query head
     qkv = op.args[_QKV]
     with graph.inserting_before(op):
         heads = insert_op(graph, aten.reshape.default, (qkv, [-1, H + 2 * KV, D]))
@@ -95,6 +111,8 @@ def _pad_one(graph: torch.fx.Graph, op: Node, old: GPTAttentionParams, new: GPTA
         v = insert_op(graph, aten.slice.Tensor, (heads, 1, H + KV, H + 2 * KV))
         if repeats > 1:
             k, v = (_repeat_heads(graph, x, KV, repeats, D) for x in (k, v))
+        if copies > 1:
+            q = _repeat_heads(graph, q, H, copies, D)
         if extra:
             q, k, v = (_zero_pad_last(graph, x, extra) for x in (q, k, v))
         packed = insert_op(graph, aten.cat.default, ([q, k, v], 1))
@@ -104,7 +122,8 @@ def _pad_one(graph: torch.fx.Graph, op: Node, old: GPTAttentionParams, new: GPTA
     op.meta["val"] = fake_value(graph, op.target, op.args, op.kwargs)
     users = list(op.users)
     with graph.inserting_before(op.next):
-        out = insert_op(graph, aten.reshape.default, (op, [-1, H, new.head_size]))
+        out = insert_op(graph, aten.reshape.default, (op, [-1, H, copies, new.head_size]))
+        out = insert_op(graph, aten.select.int, (out, 2, 0))  # copy 0 of each query head
         if extra:
             out = insert_op(graph, aten.slice.Tensor, (out, 2, 0, D))
         out = insert_op(graph, aten.reshape.default, (out, [-1, H * D]))

@@ -31,7 +31,17 @@ Recognition is by what the subgraphs compute, not by their spelling:
   (`_latent_rope_pieces`), go to the op with the rotated run first in q and in k alike (q.k is
   unchanged by the same feature permutation of both), so the op's partial RoPE on leading features
   applies; a feature permutation after RoPE (DeepSeek-V3's rope_interleave) is read at position 0
-  and must be the same for q and k. Sparse attention (an indexer's top-k builds the mask) is refused.
+  and must be the same for q and k.
+- sparse attention (DeepSeek-V3.2 / GLM-5 DSA: a lightning indexer's top-k over the keys builds the mask,
+  every key it does not pick masked out): when the mask reads the tokens only through top-k indices whose k
+  is min(K, keys) or a constant K (read from the graph), and the mask with every key picked is its other
+  operand (checked by evaluating it), the top-k term is dropped and the indexer becomes dead code. This is
+  exact for sequences of at most K tokens: a query at position p sees p + 1 keys (the indexer scores future
+  ones -inf), and a top-k of K >= p + 1 keeps all of them, so the sparse mask removes nothing. The limit K
+  is recorded (`ctx.sequence_limits`, the program's `sequence_limit`): `ditto build` caps max_seq_len at it
+  and refuses a larger one, fx and replay refuse longer requests. TensorRT-LLM's GPTAttention has no field
+  for a sparse (indexed) key selection, so this is the only exact mapping. Any other top-k-built mask (K
+  not readable, the picks' values or only some of them in the mask) stays refused by name.
 """
 
 from __future__ import annotations
@@ -53,6 +63,7 @@ from ditto.ops.params import GPTAttentionParams
 from ditto.ops.rope import GPTJ, NEOX, RopeInfo, apply_rope, no_rope_fields
 from ditto.passes.eager_attention_to_sdpa import SINKS_META, SOFTCAP_META
 from ditto.passes.manager import PassContext, register_pass
+from ditto.program import SequenceLimit
 
 aten = torch.ops.aten
 SDPA = aten.scaled_dot_product_attention.default
@@ -94,6 +105,11 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
     # decompressed to per-head K/V): the op takes one head size, the larger; the narrower side is zero-padded
     # (zero query/key features add nothing to q.k; zero value features give zero outputs, sliced off)
     op_size = max(head_size, value_size)
+    if isinstance(mask, Node) and mask in token_dependent:
+        kept = _keep_all_topk_mask(ctx, mask, token_dependent)
+        if kept is not None:  # sparse attention that keeps every key up to K tokens: causal attention there
+            mask, limit = kept
+            ctx.sequence_limits.append(limit)
     if isinstance(mask, Node) and mask in token_dependent:
         picker = _token_topk(mask)
         if picker is not None:  # DeepSeek-V3.2 / GLM-5 style DSA: an indexer's top-k over keys builds the mask
@@ -201,6 +217,99 @@ def _replace_one(ctx: PassContext, node: Node, position_only: set, token_depende
         heads_first = insert_op(graph, aten.permute.default, (rows, [0, 2, 1, 3]))
     node.replace_all_uses_with(heads_first)
     graph.erase_node(node)
+
+
+def _keep_all_topk_mask(ctx: PassContext, mask: Node, token_dependent: set):
+    """(the mask without its top-k term, the SequenceLimit K) when the mask reads the tokens only through
+    top-k indices over the keys, each keeping k = min(K, keys) (or K) of them, and the mask with every
+    key kept (each row a permutation of all keys: two orders tried) equals one of its operands; else None.
+
+    Why that is exact up to K tokens: a query at position p has p + 1 keys that are not future ones, the
+    indexer scores the future ones -inf, so a top-k of K >= p + 1 entries keeps every visible key and the
+    sparse mask removes nothing. TensorRT-LLM's GPTAttention has no field for a sparse (indexed) key
+    selection, so this is the only exact mapping; beyond K tokens the program refuses (the recorded limit)."""
+    input_ids = ctx.engine_inputs["input_ids"]
+    reached, picks, stack = set(), [], [mask]
+    while stack:  # the mask's token-dependent ancestors, up to the top-k nodes
+        node = stack.pop()
+        if node in reached:
+            continue
+        reached.add(node)
+        if is_call(node, aten.topk.default):
+            picks.append(node)
+            continue
+        if node is input_ids:
+            return None  # the mask reads the tokens other than through a top-k
+        stack.extend(a for a in node.all_input_nodes if a in token_dependent)
+    indices = [u for t in picks for u in t.users if u in reached]
+    if not picks or not all(is_call(u, operator.getitem) and u.args[1] == 1 for u in indices):
+        return None  # a top-k's values (not only which keys it picks) enter the mask
+    found = {t: _keep_all_shape(t) for t in picks}
+    if any(keep is None for _, keep in found.values()):
+        return None
+    base, node = None, mask
+    while base is None:  # down the chain from the mask to the operation that adds the top-k term
+        tainted = [a for a in node.all_input_nodes if a in reached]
+        clean = [a for a in node.all_input_nodes if a not in reached and _pairwise(a)]
+        if len(tainted) != 1 or len(clean) > 1:
+            return None
+        base, node = (clean[0] if clean else None), tainted[0]
+    t = _MASK_PROBE_TOKENS
+    known = {
+        ctx.engine_inputs["position_ids"]: torch.arange(t, dtype=torch.int32),
+        input_ids: torch.zeros(t, dtype=torch.int32),
+    }
+    gen = torch.Generator().manual_seed(0)
+    try:
+        (want,) = evaluate([base], known, ctx.weights.load)
+        for order in ("ascending", "random"):
+            feeds = dict(known)
+            for getitem in indices:
+                (shape, dim), _ = found[getitem.args[0]]
+                sizes = [t if d is None else d for d in shape]
+                keys = torch.rand(sizes, generator=gen).argsort(dim) if order == "random" else \
+                    torch.arange(t).reshape([-1 if i == dim % len(sizes) else 1 for i in range(len(sizes))]).expand(sizes)
+                feeds[getitem] = keys.contiguous()
+            (got,) = evaluate([mask], feeds, ctx.weights.load)
+            if torch.broadcast_shapes(got.shape, want.shape) != got.shape or not torch.equal(got, want.expand_as(got)):
+                return None
+    except (DittoError, ValueError, RuntimeError, IndexError):
+        return None
+    keep = min(k for _, k in found.values())
+    first = picks[0]
+    return base, SequenceLimit(keep, f"sparse attention (the top-k {first.name} at {source_line(first)} keeps the "
+                                     f"{keep} best-scored keys of each query, a lightning indexer, DeepSeek-V3.2 style; "
+                                     f"it keeps every key, which makes it ordinary causal attention, only while a "
+                                     f"sequence has at most {keep} tokens; TensorRT-LLM's attention has no sparse key "
+                                     "selection)")
+
+
+def _keep_all_shape(topk: Node):
+    """((the top-k input's shape with None for the token axes, its axis), K) when the top-k runs along the
+    token axis (its size the token count itself: the export sees whole sequences, so that is the sequence
+    length) and keeps k = min(K, the axis size) or a constant K; (None, None) otherwise."""
+    x, k = topk.args[0], topk.args[1]
+    dim = topk.args[2] if len(topk.args) > 2 else topk.kwargs.get("dim", -1)
+    shape = fake(x).shape if fake(x) is not None else ()
+    if not shape or isinstance(shape[dim], int):
+        return None, None  # not a choice among the tokens
+    size = shape[dim].node.expr
+    if not size.is_Symbol or any(not isinstance(d, int) and d.node.expr != size for d in shape):
+        return None, None  # an axis of 2 * tokens (or other) keys: K would not bound the sequence
+    if is_call(k, torch.sym_min) and len(k.args) == 2:
+        ints = [a for a in k.args if isinstance(a, int)]
+        sizes = [a for a in k.args if isinstance(a, Node) and getattr(a.meta.get("val"), "node", None) is not None
+                 and a.meta["val"].node.expr == size]
+        k = ints[0] if len(ints) == 1 and len(sizes) == 1 else None
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        return None, None
+    return (tuple(d if isinstance(d, int) else None for d in shape), dim), k
+
+
+def _pairwise(node: Node) -> bool:
+    """A value over pairs of tokens (its last two axes are token axes): a mask or scores."""
+    value = fake(node)
+    return value is not None and value.dim() >= 2 and not any(isinstance(d, int) for d in value.shape[-2:])
 
 
 def _token_topk(mask: Node, limit: int = 400) -> Node | None:

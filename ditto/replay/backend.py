@@ -18,7 +18,7 @@ from ditto.replay.network import ReplayPlan
 from ditto.runtime.backend import StepDump, StepwiseRequest, register_backend
 from ditto.runtime.fx import max_seq_len_for
 from ditto.runtime.paged_cache import PagedKVCache
-from ditto.runtime.stepwise import run_steps
+from ditto.runtime.stepwise import refuse_beyond_limit, run_steps
 from ditto.trt.attention_native import POOL_INPUT, POOL_OUTPUT
 
 
@@ -53,6 +53,7 @@ def replay_steps(request: StepwiseRequest, program, max_seq_len: int, network_in
     """Run `request` stepwise over a paged KV-cache pool in torch, `replay(feed) -> outputs`
     executing the network once per step (the pool goes in as POOL_INPUT and comes back).
     `keep`: where the pool is kept for the next run (reused when it has the same shape)."""
+    refuse_beyond_limit(program, request)
     cache = PagedKVCache(program.attention, max_seq_len, len(request.prompts), program.dtype, request.device,
                          reuse=None if keep is None else keep.get("kv_pool"))
     if keep is not None:

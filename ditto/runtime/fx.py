@@ -19,7 +19,7 @@ from ditto.ops.gpt_attention_batched import batched_gpt_attention_unchecked, uns
 from ditto.probes import program_probe_nodes
 from ditto.runtime.backend import StepDump, StepwiseRequest, env_choice, register_backend
 from ditto.runtime.paged_cache import PagedKVCache
-from ditto.runtime.stepwise import run_steps
+from ditto.runtime.stepwise import refuse_beyond_limit, run_steps
 
 _FACTORIES = {
     torch.ops.aten.arange.default,
@@ -105,6 +105,7 @@ class FxBackend:
 
 def run_program(program, request: StepwiseRequest) -> list[StepDump]:
     """Run a materialised program stepwise (the fx backend without its program cache)."""
+    refuse_beyond_limit(program, request)
     gm = program.graph_module
     nodes = program_probe_nodes(program, request.probes, request.model)
     cache = PagedKVCache(program.attention, max_seq_len_for(request), len(request.prompts), program.dtype, request.device)

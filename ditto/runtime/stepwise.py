@@ -13,6 +13,16 @@ from ditto.runtime.paged_cache import UNDUMPED_INPUTS, PagedKVCache
 StepFunction = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 
+def refuse_beyond_limit(program, request: StepwiseRequest) -> None:
+    """Refuse a request whose longest sequence (prompt + steps, as an engine's max_seq_len counts it) is
+    longer than the program's `sequence_limit` (ditto.program.SequenceLimit): past it the graph would
+    compute something other than the model."""
+    if program.sequence_limit is not None:
+        program.sequence_limit.check(max(len(p) for p in request.prompts) + request.steps,
+                                     "the request's longest sequence (prompt + steps)",
+                                     "use shorter prompts or fewer steps")
+
+
 def run_steps(request: StepwiseRequest, cache: PagedKVCache, step: StepFunction) -> list[StepDump]:
     prompts = request.prompts
     context_lengths = [len(p) for p in prompts]

@@ -38,7 +38,7 @@ import os
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
@@ -47,6 +47,9 @@ from ditto.errors import DittoError
 from ditto.ops.params import GPTAttentionParams
 from ditto.trtllm.gpt_attention_plugin import PluginOptions
 from ditto.trtllm.schema import validate_config
+
+if TYPE_CHECKING:
+    from ditto.program import SequenceLimit
 
 TARGET_TRTLLM_VERSION = "1.2.1"
 CONFIG_FILE = "config.json"
@@ -157,7 +160,8 @@ def check_limit_values(**given: int | None) -> None:
 
 def resolve_limits(hf_config, *, max_batch_size: int | None = None, max_input_len: int | None = None,
                    max_seq_len: int | None = None, max_num_tokens: int | None = None,
-                   tokens_per_block: int | None = None, context_fmha: bool = True) -> BuildLimits:
+                   tokens_per_block: int | None = None, context_fmha: bool = True,
+                   sequence_limit: SequenceLimit | None = None) -> BuildLimits:
     """The limits trtllm-build 1.2 would give this model for the same flags (None: not given).
 
     max_seq_len: max_position_embeddings (2048 without), times the RoPE scaling factor except for
@@ -165,6 +169,10 @@ def resolve_limits(hf_config, *, max_batch_size: int | None = None, max_input_le
     max_num_tokens and opt_num_tokens through `check_max_num_tokens` (_common.py): at most
     max_seq_len * max_batch_size, at least tokens_per_block with context FMHA, opt =
     min(max_batch_size * beam, max_num_tokens).
+
+    `sequence_limit` (the program's, ditto.program.SequenceLimit: e.g. sparse attention that is exact
+    only up to its top-k): a given max_seq_len above it is refused; the default is capped at it (ditto's
+    deviation from trtllm-build, which knows no such limit), so the engine never runs past it.
     """
     given = dict(max_batch_size=max_batch_size, max_input_len=max_input_len, max_seq_len=max_seq_len,
                  max_num_tokens=max_num_tokens, tokens_per_block=tokens_per_block)
@@ -174,11 +182,17 @@ def resolve_limits(hf_config, *, max_batch_size: int | None = None, max_input_le
     if max_seq_len is None:
         positions = getattr(hf_config, "max_position_embeddings", None) or MAX_SEQ_LEN_WITHOUT_POSITIONS
         max_seq_len = int(math.ceil(positions * _rotary_factor(hf_config)))
+        if sequence_limit is not None:
+            max_seq_len = min(max_seq_len, sequence_limit.tokens)
+    elif sequence_limit is not None:
+        sequence_limit.check(max_seq_len, "--max-seq-len", f"pass --max-seq-len {sequence_limit.tokens} or less")
     if max_input_len is None:
         max_input_len = min(TRTLLM_BUILD_DEFAULTS["max_input_len"], max_seq_len)
     elif max_input_len > max_seq_len:
-        raise DittoError(f"--max-input-len {max_input_len} exceeds the model's max_seq_len {max_seq_len} (from its "
-                         "max_position_embeddings); lower it or pass --max-seq-len")
+        source = "its sequence limit" if sequence_limit is not None and max_seq_len == sequence_limit.tokens else \
+            "its max_position_embeddings"
+        raise DittoError(f"--max-input-len {max_input_len} exceeds the model's max_seq_len {max_seq_len} (from {source}"
+                         "); lower it or pass --max-seq-len")
     tokens = max_num_tokens or TRTLLM_BUILD_DEFAULTS["max_num_tokens"]
     tokens = min(tokens, max_seq_len * batch)
     if context_fmha and tokens < block:

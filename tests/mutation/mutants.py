@@ -71,6 +71,7 @@ LAYERS = tuple(f"tests/replay/test_{kind}.py" for kind in (
 COMPARE = ("tests/compare/test_comparator.py", "tests/cli/test_compare.py")
 VERDICTS = ("tests/compare/test_verdicts.py",)
 GOLDENS = ("tests/harness/test_units.py", "tests/harness/test_goldens_plugin.py", "tests/harness/test_goldens_units.py")
+SPARSE = ("tests/pipeline/test_sparse_attention.py", "tests/passes/test_attention_sparse_topk.py")  # indexer's top-k, up to K
 PAD_KV = ("tests/passes/test_pad_kv_shapes.py",)  # mixed KV shapes (MiMo, Gemma 4) padded to one pool, fx and replay vs hf
 
 _OPS = "ditto/ops/gpt_attention.py"
@@ -133,6 +134,9 @@ LISTED: tuple[Mutant, ...] = (
            "x = insert_op(graph, aten.unsqueeze.default, (x, 2))\n    x = insert_op(graph, aten.expand.default, (x, [-1, kv, repeats, d]))",
            "x = insert_op(graph, aten.unsqueeze.default, (x, 1))\n    x = insert_op(graph, aten.expand.default, (x, [-1, repeats, kv, d]))",
            "KV heads padded by tiling (copies of every head in turn), so query heads read other heads' K/V", PAD_KV),
+    Mutant("pad_query_heads_tiled", "ditto/passes/pad_kv_shapes.py", "q = _repeat_heads(graph, q, H, copies, D)",
+           "q = insert_op(graph, aten.cat.default, ([q] * copies, 1))",
+           "query heads repeated by tiling, so their copies read other heads' K/V", PAD_KV),
     Mutant("pad_kv_scale_of_padded_size", "ditto/passes/pad_kv_shapes.py",
            "q_scaling=params.q_scaling * math.sqrt(params.head_size) / math.sqrt(head_size),", "q_scaling=params.q_scaling,",
            "zero-padded head size changes the softmax scale (1/sqrt of the padded size)", PAD_KV),
@@ -178,7 +182,31 @@ LISTED: tuple[Mutant, ...] = (
            "        q_scaling=1.0 / (scale * math.sqrt(head_size)),\n        **_position_fields",
            "q_scaling from the model's query/key head, not the op's padded head (value wider than q/k)", MLA),
     Mutant("pass_sparse_indexer_not_named", "ditto/passes/replace_attention.py", "picker = _token_topk(mask)",
-           "picker = None", "sparse attention refused as a generic token-dependent mask (the indexer unnamed)", MLA),
+           "picker = None", "sparse attention refused as a generic token-dependent mask (the indexer unnamed)", SPARSE),
+    Mutant("sparse_wrong_term_dropped", "ditto/passes/replace_attention.py",
+           "base, node = (clean[0] if clean else None), tainted[0]",
+           "base, node = (tainted[0] if clean else None), tainted[0]",
+           "the causal part of a sparse-attention mask dropped and the top-k term kept", SPARSE),
+    Mutant("sparse_keep_all_unchecked", "ditto/passes/replace_attention.py",
+           "if torch.broadcast_shapes(got.shape, want.shape) != got.shape or not torch.equal(got, want.expand_as(got)):",
+           "if False:", "a top-k term dropped without checking that keeping every key leaves the other operand", SPARSE),
+    Mutant("sparse_axis_not_the_tokens", "ditto/passes/replace_attention.py", "if not size.is_Symbol or any(",
+           "if not size.free_symbols or any(", "a top-k over 2 x tokens keys taken as bounding the sequence at K", SPARSE),
+    Mutant("sparse_limit_not_enforced", "ditto/runtime/stepwise.py",
+           "program.sequence_limit.check(max(len(p) for p in request.prompts) + request.steps,",
+           "program.sequence_limit.check(max(len(p) for p in request.prompts),",
+           "the sequence limit checked against the prompt alone: generation runs past K", SPARSE),
+    Mutant("sparse_limit_off_by_one", "ditto/program.py", "if tokens > self.tokens:", "if tokens >= self.tokens:",
+           "a sequence of exactly K tokens refused (top-k of K keys keeps all K)", SPARSE),
+    Mutant("sparse_build_limit_ignored", "ditto/trtllm/config.py",
+           "max_seq_len = min(max_seq_len, sequence_limit.tokens)", "max_seq_len = max(max_seq_len, sequence_limit.tokens)",
+           "ditto build's default max_seq_len not capped at the sequence limit", SPARSE),
+    Mutant("sparse_build_explicit_unchecked", "ditto/trtllm/config.py", "    elif sequence_limit is not None:\n",
+           "    elif False:\n", "an explicit --max-seq-len above the sequence limit accepted", SPARSE),
+    Mutant("converter_unbind_reversed", "ditto/trt/converters/slicing.py",
+           "return [select(ctx, x, dim, i) for i in range(x.shape[dim % len(x.shape)])]",
+           "return [select(ctx, x, dim, i) for i in reversed(range(x.shape[dim % len(x.shape)]))]",
+           "unbind's pieces in reverse order", ("tests/trt/test_converters.py::test_slicing[unbind]",)),
     Mutant("pass_lse_sink_scale_kept", "ditto/passes/eager_attention_to_sdpa.py", "            scaled.replace_all_uses_with(out)\n",
            "            pass\n", "logsumexp sink scaling kept beside an op that already has the sink (applied twice)",
            GRANITE_SINK),

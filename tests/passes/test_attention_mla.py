@@ -15,10 +15,8 @@ output, is far out of the bound; DeepSeek-V3's interleaved RoPE (a feature permu
 undone the wrong way is refused (tests/mutation/mutants.py: pass_mla_rope_piece_not_first,
 pass_mla_output_slice_wrong, pass_mla_rope_permutation_inverted)."""
 
-import pytest
 import torch
 
-from ditto.errors import DittoError
 from ditto.pipeline import load_program
 from ditto.trtllm.gpt_attention_plugin import PluginOptions, gpt_attention_fields
 from tests.tiny_models import assert_backends_match_hf, save_sweep_model
@@ -47,14 +45,6 @@ def test_deepseek_v3_interleaved_rope_permutation_cancels(tmp_path):
     assert {(p.position_embedding_type, p.rotary_embedding_dim, p.value_head_size) for p in program.attention} == {
         ("rope_gptj", 16, 16)}
     assert_backends_match_hf(path)
-
-
-def test_sparse_attention_indexer_is_refused_by_name(tmp_path):
-    # DeepSeek-V3.2's MLA converts like V3's, but a lightning indexer's top-k over the keys builds its mask:
-    # refused naming the sparse attention and the top-k, not as a generic token-dependent mask
-    path = save_sweep_model(tmp_path, "deepseek_v32")
-    with pytest.raises(DittoError, match=r"sparse attention: [\s\S]*top-k topk[\s\S]*modeling_deepseek_v32"):
-        load_program(path)
 
 
 def test_value_head_wider_than_query_key_pads_query_and_key(tmp_path):

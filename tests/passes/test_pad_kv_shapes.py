@@ -5,7 +5,8 @@ on one layer, 4 on the other: the 2 are repeated) and Gemma 4 text (head_dim 16 
 global_head_dim on full ones: Q/K/V zero-padded to it, the output sliced back). Every layer's op
 then has the one padded shape; fx (with 4-token KV blocks, so each sequence spans several blocks)
 and replay (the native TensorRT lowering) match Hugging Face in float32 within the project's 1e-4
-bound. Heads that cannot be repeated exactly are a DittoError."""
+bound. Dots3 (sliding layers with half the heads of the indexed ones, as many KV heads as query heads):
+the common 4 KV heads do not divide the sliding layers' 2 query heads, which are repeated too."""
 
 import dataclasses
 import functools
@@ -14,10 +15,9 @@ import tempfile
 import pytest
 import torch
 
-from ditto.errors import DittoError
 from ditto.ops.params import GPTAttentionParams
 from ditto.passes.manager import run_passes
-from ditto.passes.pad_kv_shapes import padded_kv_shape
+from ditto.passes.pad_kv_shapes import padded_kv_shape, query_repeats
 from ditto.pipeline import load_program
 from ditto.runtime.backend import get_backend
 from ditto.runtime.fx import place_on_device, run_program
@@ -69,14 +69,18 @@ def _fx_matches_hf_over_several_blocks(path: str, tokens_per_block: int = 4) -> 
 
 
 # what the padded shape must show: MiMo's 2 KV heads repeated to 4; Gemma 4's sliding layers' head_dim
-# 16 padded to the full layers' global_head_dim (the sweep keeps transformers' default, 512)
+# 16 padded to the full layers' global_head_dim (the sweep keeps transformers' default, 512); Dots3's
+# sliding layers (2 query heads over 2 KV heads, head 48) beside indexed ones (4 over 4, head 32): KV
+# heads repeated to 4, and so query heads too (2 -> 4, copy 0 of each kept), one head size 48
 @pytest.mark.parametrize("model_type, padded", [("mimo_v2_flash", lambda kv, d: (kv, d) == (4, 16)),
-                                                ("gemma4_text", lambda kv, d: kv == 2 and d > 16)])
+                                                ("gemma4_text", lambda kv, d: kv == 2 and d > 16),
+                                                ("dots3_note_text", lambda kv, d: (kv, d) == (4, 48))])
 def test_mixed_kv_shapes_convert_and_match_hf(tmp_path, model_type, padded):
     path = save_sweep_model(tmp_path, model_type)
     program = load_program(path)
     shapes = _shapes(program)
     assert len(shapes) == 1 and padded(*next(iter(shapes))), shapes
+    assert len({p.num_heads for p in program.attention}) == 1  # Dots3: the 2-head layers' queries repeated
     # the engine's config.json describes the one padded pool TensorRT-LLM's runtime allocates
     config = engine_config(program.hf_config, program.attention, _OPTIONS, moe=program.moe)["pretrained_config"]
     assert (config["num_key_value_heads"], config["head_size"]) == next(iter(shapes))
@@ -93,9 +97,9 @@ def test_the_common_shape_repeats_heads_to_their_lcm_and_pads_to_the_widest():
     assert padded_kv_shape([dataclasses.replace(p, layer_idx=i) for i, p in enumerate(layers)]) == (6, 64)
 
 
-def test_heads_that_cannot_be_repeated_exactly_are_refused():
-    with pytest.raises(DittoError, match=r"6 KV heads each, which does not divide \[4\] query heads"):
-        padded_kv_shape([_params(4, 2, 16), _params(6, 3, 16)])
+def test_query_heads_are_repeated_where_the_common_kv_heads_do_not_divide_them():
+    assert padded_kv_shape([_params(4, 2, 16), _params(6, 3, 16)]) == (6, 16)
+    assert [query_repeats(h, 6) for h in (4, 6, 12, 2)] == [3, 1, 1, 3]
 
 
 def test_one_shape_is_left_alone():

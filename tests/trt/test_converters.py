@@ -211,6 +211,7 @@ SLICING = {
     "select": lambda m, x: x.select(1, 2)[:, None] + x[:, -1:] + x[0] + x[-1],
     "split_chunk": lambda m, x: sum(p.sum(-1) for p in torch.split(x, 3, dim=1)) + sum(c.mean(-1) for c in x.chunk(2, dim=1))
     + torch.split_with_sizes(x, [5, 3], dim=1)[1].sum(-1),
+    "unbind": lambda m, x: sum(c * (i + 1) for i, c in enumerate(x.unbind(1))) + x[:, :3].unbind(-1)[-1],
     "stack_cat": lambda m, x: torch.stack([x, x * 2], dim=1).reshape(x.shape[0], -1) + torch.cat([x, x], -1),
 }
 

@@ -113,6 +113,18 @@ def select(ctx, x, dim, index):
     return gather(ctx, x, scalar, dim, "select")
 
 
+def _static_unbind_dim(node) -> str | None:
+    val = node.args[0].meta.get("val")
+    dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
+    return None if val is not None and isinstance(val.shape[dim], int) else "a dynamic dim"
+
+
+@converter(aten.unbind.int, supports=_static_unbind_dim)
+def unbind(ctx, x, dim=0):
+    """One select per index of a static dim (HY-V4's hyper-connection scales: `scale.unbind(0)`)."""
+    return [select(ctx, x, dim, i) for i in range(x.shape[dim % len(x.shape)])]
+
+
 @converter(aten.index_select.default)
 def index_select(ctx, x, dim, index):
     return gather(ctx, x, index, dim, "index_select")
