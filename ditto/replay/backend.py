@@ -62,8 +62,11 @@ def replay_steps(request: StepwiseRequest, program, max_seq_len: int, network_in
     def step(inputs):
         feed = {name: value for name, value in inputs.items() if name in network_inputs}
         feed[POOL_INPUT] = cache.pool
+        # context steps run layer by layer: one per run, and the largest activations (a recorded
+        # graph would hold them for good); decode steps, launch-bound, replay recorded graphs
+        context = not bool(inputs["host_request_types"].any())
         with torch.inference_mode():
-            outputs = replay(feed)
+            outputs = replay(feed, record=not context)
         pool = outputs.pop(POOL_OUTPUT)
         if pool.data_ptr() != cache.pool.data_ptr():  # the update layer writes in place; else copy
             cache.pool.copy_(pool)

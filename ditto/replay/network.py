@@ -155,11 +155,13 @@ class ReplayPlan:
                 storages[(storage.data_ptr(), t.device)] = storage.nbytes()
         return sum(storages.values())
 
-    def run(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def run(self, inputs: dict[str, torch.Tensor], record: bool = True) -> dict[str, torch.Tensor]:
+        """The wanted outputs of one run; `record`: this run's device work may be recorded or replayed
+        as a CUDA graph (when the plan has graphs), else it runs layer by layer."""
         values = _network_inputs(self.declared_inputs, inputs, self.device, self.host)
         if self.folded:
             values.update((name, self.constants[name]) for name in self.kept_names)
-            if self.graphs is not None:
+            if self.graphs is not None and record:
                 outputs = self.graphs.run(values)
                 if outputs is not None:
                     return outputs

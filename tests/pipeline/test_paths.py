@@ -50,7 +50,7 @@ def run_replay(program, request: StepwiseRequest) -> list[dict]:
                            max_num_tokens=sum(len(p) for p in request.prompts))
     built = build_network(program, trt_module(), limits, {p: node.name for p, node in nodes.items()})
     inputs = {built.network.get_input(i).name for i in range(built.network.num_inputs)}
-    return replay_steps(request, program, max_seq_len, inputs, lambda feed: replay_network(built.network, feed))
+    return replay_steps(request, program, max_seq_len, inputs, lambda feed, record=True: replay_network(built.network, feed))
 
 
 def test_paged_cache_gives_each_sequence_its_own_blocks():
