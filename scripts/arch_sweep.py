@@ -208,6 +208,11 @@ def tiny_config(model_type: str):
                 for kind in kinds}
         elif not rope:
             kwargs["rope_parameters"] = default_rope
+    if "mrope_section" in (getattr(type(default), "ignore_keys_at_rope_validation", None) or ()):
+        # M-RoPE splits the rotary half into (t, h, w) sections, which modeling files default for a
+        # 128-wide head (Cohere Compass: [22, 22, 20]; transformers 5.17 fails on a narrower head)
+        head_dim = kwargs.get("head_dim") or kwargs["hidden_size"] // kwargs["num_attention_heads"]
+        kwargs["rope_parameters"] = _with_mrope_sections(kwargs.get("rope_parameters", rope), head_dim)
     for key in _TOKEN_KEYS:
         value = values.get(key)
         if isinstance(value, int) and value >= 256:
@@ -216,6 +221,16 @@ def tiny_config(model_type: str):
             kwargs[key] = [v if v < 256 else 1 for v in value]
     kwargs.update(OVERRIDES.get(model_type, {}))
     return AutoConfig.for_model(model_type, **kwargs)
+
+
+def _with_mrope_sections(rope: dict, head_dim: int) -> dict:
+    """`rope` (flat, or keyed by layer type) with M-RoPE sections summing to the rotary half of
+    `head_dim`, split about as [22, 22, 20] splits 64."""
+    half = head_dim // 2
+    sections = [half * 3 // 8, half * 3 // 8, half - 2 * (half * 3 // 8)]
+    if "rope_type" in rope or "rope_theta" in rope:
+        return dict(rope, mrope_section=sections)
+    return {kind: None if entry is None else dict(entry, mrope_section=sections) for kind, entry in rope.items()}
 
 
 def run_one(model_type: str) -> dict:
