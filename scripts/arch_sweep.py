@@ -225,12 +225,14 @@ def tiny_config(model_type: str):
 
 def _with_mrope_sections(rope: dict, head_dim: int) -> dict:
     """`rope` (flat, or keyed by layer type) with M-RoPE sections summing to the rotary half of
-    `head_dim`, split about as [22, 22, 20] splits 64."""
-    half = head_dim // 2
-    sections = [half * 3 // 8, half * 3 // 8, half - 2 * (half * 3 // 8)]
+    `head_dim` (partial rotary counted), split about as [22, 22, 20] splits 64."""
+    def with_sections(entry: dict) -> dict:
+        half = int(head_dim * entry.get("partial_rotary_factor", 1.0)) // 2
+        return dict(entry, mrope_section=[half * 3 // 8, half * 3 // 8, half - 2 * (half * 3 // 8)])
+
     if "rope_type" in rope or "rope_theta" in rope:
-        return dict(rope, mrope_section=sections)
-    return {kind: None if entry is None else dict(entry, mrope_section=sections) for kind, entry in rope.items()}
+        return with_sections(rope)
+    return {kind: None if entry is None else with_sections(entry) for kind, entry in rope.items()}
 
 
 def run_one(model_type: str) -> dict:
