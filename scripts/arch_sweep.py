@@ -143,7 +143,8 @@ def tiny_config(model_type: str):
 
     Shrunk consistently: per-layer lists keep one entry per layer, multi-head latent attention
     keeps its KV head count equal to the query head count (it has no grouped KV heads), RoPE
-    parameters keyed by layer type get an entry per type, and fields the default leaves None
+    parameters keyed by layer type get an entry per type, M-RoPE sections (which modeling files
+    default for a 128-wide head) sum to the tiny head's rotary half, and fields the default leaves None
     although the model needs them are filled (`_NONE_FILLED`)."""
     from transformers import AutoConfig
 
