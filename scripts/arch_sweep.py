@@ -147,7 +147,8 @@ def tiny_config(model_type: str):
 
     Shrunk consistently: per-layer lists keep one entry per layer, multi-head latent attention
     keeps its KV head count equal to the query head count (it has no grouped KV heads), RoPE
-    parameters keyed by layer type get an entry per type, and fields the default leaves None
+    parameters keyed by layer type get an entry per type, M-RoPE sections (which modeling files
+    default for a 128-wide head) sum to the tiny head's rotary half, and fields the default leaves None
     although the model needs them are filled (`_NONE_FILLED`)."""
     from transformers import AutoConfig
 
@@ -212,6 +213,11 @@ def tiny_config(model_type: str):
                 for kind in kinds}
         elif not rope:
             kwargs["rope_parameters"] = default_rope
+    if "mrope_section" in (getattr(type(default), "ignore_keys_at_rope_validation", None) or ()):
+        # M-RoPE splits the rotary half into (t, h, w) sections, which modeling files default for a
+        # 128-wide head (Cohere Compass: [22, 22, 20]; transformers 5.17 fails on a narrower head)
+        head_dim = kwargs.get("head_dim") or kwargs["hidden_size"] // kwargs["num_attention_heads"]
+        kwargs["rope_parameters"] = _with_mrope_sections(kwargs.get("rope_parameters", rope), head_dim)
     for key in _TOKEN_KEYS:
         value = values.get(key)
         if isinstance(value, int) and value >= 256:
@@ -220,6 +226,18 @@ def tiny_config(model_type: str):
             kwargs[key] = [v if v < 256 else 1 for v in value]
     kwargs.update(OVERRIDES.get(model_type, {}))
     return AutoConfig.for_model(model_type, **kwargs)
+
+
+def _with_mrope_sections(rope: dict, head_dim: int) -> dict:
+    """`rope` (flat, or keyed by layer type) with M-RoPE sections summing to the rotary half of
+    `head_dim` (partial rotary counted), split about as [22, 22, 20] splits 64."""
+    def with_sections(entry: dict) -> dict:
+        half = int(head_dim * entry.get("partial_rotary_factor", 1.0)) // 2
+        return dict(entry, mrope_section=[half * 3 // 8, half * 3 // 8, half - 2 * (half * 3 // 8)])
+
+    if "rope_type" in rope or "rope_theta" in rope:
+        return with_sections(rope)
+    return {kind: None if entry is None else with_sections(entry) for kind, entry in rope.items()}
 
 
 def run_one(model_type: str) -> dict:

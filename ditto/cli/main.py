@@ -14,6 +14,7 @@ import sys
 import traceback
 
 from ditto.cli.errors import Terminated, error_line
+from ditto.fsutil import deferred_interrupts
 
 # name -> one-line help. Add a subcommand by adding its module and one line here.
 COMMANDS = {
@@ -52,9 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv or os.environ.get("DITTO_DEBUG", "") not in ("", "0")
     argv = [a for a in argv if a != "--debug"]  # accepted anywhere on the line
     command = "ditto"
-    previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
+    received: list[int] = []  # the signals that arrived while the command ran
+
+    def interrupt(signum, frame):
+        received.append(signum)
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)} if _main_thread() else {}
     try:
-        parser = build_parser()  # imports the subcommands: a Ctrl-C or a broken install lands here too
+        with deferred_interrupts():  # torch's and the subcommands' imports: a Ctrl-C there is delivered after them
+            parser = build_parser()  # (raised inside a C extension's import, it can abort the process)
         args = parser.parse_args(argv)
         command = f"ditto {args.command}"
         return int(args._module.run(args) or 0)
@@ -63,22 +71,22 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as e:
         if debug:
             traceback.print_exc()
+        if received and not isinstance(e, KeyboardInterrupt):
+            # the user's Ctrl-C, turned into another error by a library that caught it (transformers'
+            # lazy import reports it as a missing module): the interrupt is what ended the command
+            e = Terminated() if received[0] == signal.SIGTERM else KeyboardInterrupt()
         code, line = error_line(e, debug)
         print(f"{command}: {line}", file=sys.stderr)
         return code
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
-
-
-def _terminate(signum, frame):
-    raise Terminated
 
 
 if __name__ == "__main__":

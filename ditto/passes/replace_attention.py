@@ -939,7 +939,10 @@ def _to_heads(graph, x: Node, heads: int) -> Node:
     shape = fake(x).shape
     if len(shape) == 3:
         return insert_op(graph, aten.reshape.default, (x, [1, -1, 1, int(shape[2])]))
-    token_axis = next(i for i, d in enumerate(shape) if not isinstance(d, int))
+    token_axis = next((i for i, d in enumerate(shape) if not isinstance(d, int)), None)
+    if token_axis is None:  # fixed by export or by a fake kernel: the op would be built for one prompt length
+        raise DittoError(f"attention input {x.name} ({source_line(x)}) has the static shape {tuple(shape)}: its token "
+                         "count is no longer dynamic (run `ditto export MODEL --artifacts DIR` to see where it was fixed)")
     if token_axis == 2:
         x = insert_op(graph, aten.permute.default, (x, [0, 2, 1, 3]))
     return x

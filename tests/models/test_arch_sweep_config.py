@@ -6,12 +6,13 @@ that are not attention decoder-only LMs are excluded by name, before any config 
 Planted bugs these kill: MLA models keeping grouped KV heads (transformers' attention fails
 on 4 vs 8 heads), head_dim / KV heads left None (a TypeError in the attention's __init__),
 per-layer lists longer than the layer count, RoPE parameters missing a layer type (KeyError),
+M-RoPE sections left at a 128-wide head's (transformers 5.17's Cohere Compass: a size-0 copy),
 a hybrid classified as a testable LM, the MLA refusal turned into a bare shape error."""
 
 import pytest
 import torch
 
-from tests.tiny_models import arch_sweep
+from tests.tiny_models import arch_sweep, require_model_type
 
 sweep = arch_sweep()
 
@@ -24,6 +25,7 @@ RUNNABLE = ["deepseek_v3", "hunyuan_v1_dense", "nemotron", "ministral", "cohere_
 def test_shrunk_config_builds_and_runs_in_transformers(model_type):
     from transformers import AutoModelForCausalLM
 
+    require_model_type(model_type)
     config = sweep.tiny_config(model_type)
     assert sweep.family(model_type, config) is None
     torch.manual_seed(0)
@@ -45,6 +47,8 @@ def test_shrinking_keeps_fields_consistent():
     assert len(gemma3n.intermediate_size) == gemma3n.num_hidden_layers == len(gemma3n.layer_types)
     compass = sweep.tiny_config("cohere_compass_text")
     assert set(compass.rope_parameters) == set(compass.layer_types)
+    # M-RoPE sections cover the tiny head's rotary half (the modeling default is a 128-wide head's)
+    assert all(sum(p["mrope_section"]) == compass.head_dim // 2 for p in compass.rope_parameters.values())
 
 
 @pytest.mark.parametrize("model_type, expected", [

@@ -20,3 +20,16 @@ def test_each_layer_attention_becomes_one_gpt_attention():
     check_pass(**c)
     ops = [n for n in c["ctx"].graph.nodes if n.target is torch.ops.ditto.gpt_attention.default]
     assert len(ops) == len(c["ctx"].attention) == c["ctx"].loaded.config.num_hidden_layers == 2
+
+
+def test_an_attention_input_without_a_dynamic_token_axis_is_refused():
+    """A token count fixed before replace_attention (by export or a fake kernel) is named, never a bare StopIteration."""
+    import pytest
+
+    from ditto.errors import DittoError
+    from ditto.passes.replace_attention import _to_heads
+
+    graph = torch.export.export(torch.nn.Identity(), (torch.randn(1, 4, 6, 8),)).graph  # static: no dynamic axis
+    (x,) = [n for n in graph.nodes if n.op == "placeholder"]
+    with pytest.raises(DittoError, match=r"attention input \w+ .* static shape \(1, 4, 6, 8\): its token count"):
+        _to_heads(graph, x, 4)

@@ -15,7 +15,6 @@ import inspect
 
 import pytest
 import torch
-import transformers
 
 from ditto.errors import DittoError
 from ditto.exporter.export import forward_arguments
@@ -26,6 +25,7 @@ from ditto.pipeline import load_program
 from ditto.runtime.backend import get_backend
 from ditto.runtime.fx import run_program
 from tests.parity import forced_request, materialized, worst_errors
+from tests.tiny_models import require_model_type
 
 # ---- loading through transformers' conversion -------------------------------------------------------
 
@@ -343,10 +343,8 @@ def test_a_split_conversion_sized_by_the_model_loads(tmp_path):
     conversion without a model ("'NoneType' object has no attribute 'get_parameter'"), or
     shapes taken from the wrong target."""
     from transformers import AutoConfig, AutoModelForCausalLM
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
-    if "sarvam_moe" not in CONFIG_MAPPING_NAMES:  # a machine fact: added to transformers after 5.17
-        pytest.skip(f"this transformers ({transformers.__version__}) has no sarvam_moe")
+    require_model_type("sarvam_moe")  # added to transformers after 5.17 (the GPU node's)
     config = AutoConfig.for_model("sarvam_moe", vocab_size=64, hidden_size=32, intermediate_size=16, moe_intermediate_size=8,
                                   num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
                                   num_experts=4, num_experts_per_tok=2)
