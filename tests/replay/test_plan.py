@@ -264,3 +264,25 @@ def test_runs_of_one_plan_reuse_one_kv_pool_zeroed():
     second = backend.run(request)
     assert backend.last_plan.run_state["kv_pool"] is pool
     assert worst_errors(first, second)["logits"] == 0.0
+
+
+def test_a_recording_replays_only_for_the_host_values_it_read():
+    """A device layer reading a host value as a number (a slice start) bakes it into the recording:
+    the same shapes with another value must record again, never replay the old start."""
+    import numpy as np
+
+    from ditto.replay.network import ReplayPlan
+    from tests.replay._helpers import Net, trt
+
+    net = Net()
+    x = net.input("x", np.arange(8, dtype=np.float32))
+    start = net.input("host_start", np.array([0], dtype=np.int64))
+    layer = net.network.add_slice(x, (0,), (4,), (1,))
+    layer.set_input(1, start)
+    net.out(net.network.add_unary(layer.get_output(0), trt.UnaryOperation.NEG))
+    recorder = _ReRunRecorder()
+    plan = ReplayPlan(net.network, host_shapes=True, graphs=recorder)
+    for first in (0, 1, 1, 3, 3, 1):
+        feed = {"x": torch.arange(8, dtype=torch.float32), "host_start": torch.tensor([first])}
+        assert plan.run(feed)["out"].tolist() == [-float(v) for v in range(first, first + 4)], first
+    assert (recorder.recorded, recorder.replays) == (2, 3)  # starts 1 and 3 recorded; then 1, 3, 1 replayed
