@@ -26,6 +26,7 @@ def skip_reason(item: pytest.Item) -> str | None:
 
 def tensorrt_or_skip(provider: str | None = None):
     """The TensorRT module, for module-level use; skips the importing test module where none is installed."""
+    __tracebackhide__ = True  # the skip is reported at the importing module's line
     reason = missing_provider(provider)
     if reason is not None:
         pytest.skip(reason, allow_module_level=True)
