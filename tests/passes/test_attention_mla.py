@@ -15,6 +15,7 @@ output, is far out of the bound; DeepSeek-V3's interleaved RoPE (a feature permu
 undone the wrong way is refused (tests/mutation/mutants.py: pass_mla_rope_piece_not_first,
 pass_mla_output_slice_wrong, pass_mla_rope_permutation_inverted)."""
 
+import pytest
 import torch
 
 from ditto.pipeline import load_program
