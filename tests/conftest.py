@@ -1,10 +1,14 @@
 """Shared test setup: the ditto cache lives in the test session's temp folder unless set; tests
-marked `slow` run only with `--slow` (the nightly command passes it; CI runs the fast cut)."""
+marked `slow` run only with `--slow` (the nightly command passes it; CI runs the fast cut); tests
+marked `needs_tensorrt` are skipped with the machine fact where no TensorRT package is installed
+(tests/needs_tensorrt.py)."""
 
 import os
 import tempfile
 
 import pytest
+
+from tests.needs_tensorrt import skip_reason
 
 os.environ.setdefault("DITTO_CACHE_DIR", os.path.join(tempfile.gettempdir(), "ditto-test-cache"))
 
@@ -15,9 +19,15 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: minutes of CPU time; skipped unless --slow")
+    config.addinivalue_line("markers", "needs_tensorrt(provider=None): needs a TensorRT Python module (any, or the "
+                            "one named); skipped with the reason where it is not installed")
 
 
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        reason = skip_reason(item)
+        if reason is not None:
+            item.add_marker(pytest.mark.skip(reason=reason))
     if config.getoption("--slow"):
         return
     skip = pytest.mark.skip(reason="slow: run with --slow")

@@ -20,9 +20,9 @@ from ditto.passes.functionalize_inplace import functionalize_graph
 from ditto.replay.network import replay_network
 from ditto.trt.context import ConversionContext
 from ditto.trt.network import convert_graph
-from ditto.trt.provider import trt_module
+from tests.needs_tensorrt import tensorrt_or_skip
 
-trt = trt_module("tensorrt_rtx")
+trt = tensorrt_or_skip("tensorrt_rtx")
 N = Dim("n", min=3, max=64)  # from 3: export specialises sizes 0, 1 (and 2 after x[1:])
 
 

@@ -231,6 +231,7 @@ def test_malformed_config_json(capsys, model_copy):
     one_line_error(err, "config.json is not valid JSON", "re-download")
 
 
+@pytest.mark.needs_tensorrt
 def test_truncated_safetensors_with_its_header_intact(capsys, model_copy, tmp_path):
     weights = model_copy / "model.safetensors"
     data = weights.read_bytes()
@@ -605,6 +606,7 @@ def _assert_nothing_left(tmp_path: Path, err: str) -> None:
     assert len(lines) == 1 and "Traceback" not in err
 
 
+@pytest.mark.needs_tensorrt
 def test_ctrl_c_while_tensorrt_streams_the_plan(tmp_path):
     """Item 1: TensorRT swallowed the KeyboardInterrupt raised in the plan writer; exit 0 or 2."""
     done = subprocess.run([sys.executable, "-c", BUILD_WITH_SIGNAL_IN_THE_WRITER, "build", "tiny-llama",
@@ -614,6 +616,7 @@ def test_ctrl_c_while_tensorrt_streams_the_plan(tmp_path):
     _assert_nothing_left(tmp_path, done.stderr)
 
 
+@pytest.mark.needs_tensorrt
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
 def test_signal_during_the_build_stage(tmp_path, signum, code):
     proc = subprocess.Popen([sys.executable, "-m", "ditto.cli.main", "build", "tiny-llama", str(tmp_path / "engine")],

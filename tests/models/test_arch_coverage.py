@@ -30,6 +30,7 @@ CONVERTED = {
 }
 
 
+@pytest.mark.needs_tensorrt
 @pytest.mark.parametrize("model_type", sorted(CONVERTED))
 def test_architecture_converts_and_replays(tmp_path, model_type):
     assert_backends_match_hf(save_tiny(tmp_path, model_type, **CONVERTED[model_type]), steps=2)
@@ -76,6 +77,7 @@ def test_bare_error_in_a_pass_becomes_a_ditto_error_naming_the_pass():
         del PASSES["test_index_error"]
 
 
+@pytest.mark.needs_tensorrt
 def test_gpt_neo_local_band_written_with_where_is_a_sliding_window(tmp_path):
     # GPT-Neo masks its scores with where(band, scores, min) before adding the padding mask;
     # the local layer's band of 4 keys must become sliding_window=4 (prompts are up to 9 long)

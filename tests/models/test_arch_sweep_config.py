@@ -92,6 +92,7 @@ def test_markdown_groups_refusals_and_setups_by_reason(capsys):
     assert "something transformers cannot do" in out
 
 
+@pytest.mark.needs_tensorrt
 def test_gemma3n_text_converts_and_replays(tmp_path):
     # newly testable: its altup prediction adds in place into a permuted matmul (the base is never
     # read again) and it multiplies with aten.multiply (replay needed the alias)

@@ -16,6 +16,7 @@ from tests.tiny_models import assert_backends_match_hf, plugin_field, save_tiny
 SLOPES = [2.0**-2, 2.0**-4, 2.0**-6, 2.0**-8]
 
 
+@pytest.mark.needs_tensorrt
 @pytest.mark.parametrize("model_type, size", [
     ("bloom", dict(vocab_size=256, hidden_size=64, n_layer=2, n_head=4)),
     ("mpt", dict(vocab_size=256, d_model=64, n_layers=2, n_heads=4, max_seq_len=256, expansion_ratio=2)),

@@ -18,6 +18,7 @@ def _sink_weights(program):
     return [program.weights.load(n).float() for n in program.weights.names() if n.startswith("attention_sinks")]
 
 
+@pytest.mark.needs_tensorrt
 def test_flint_sinks_are_a_parameter(tmp_path):
     path = save_sweep_model(tmp_path, "flint")
     program = load_program(path)
@@ -34,6 +35,7 @@ def test_plugin_lowering_refuses_sinks():
     refuse_unmapped_inputs(0, {"qkv", "alibi_slopes"})  # no refusal without sinks
 
 
+@pytest.mark.needs_tensorrt
 def test_xglm_eager_attention_is_recognised(tmp_path):
     path = save_sweep_model(tmp_path, "xglm")
     program = load_program(path)

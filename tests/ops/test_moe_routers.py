@@ -110,6 +110,7 @@ def test_clamped_swiglu_reads_as_its_definition():
 LOWERING = dict(CASES, **{"clamped-swiglu": dict(top_k=2, mode=1, scoring="softmax", bias=False, activation="swiglu_clamped")})
 
 
+@pytest.mark.needs_tensorrt("tensorrt_rtx")
 @pytest.mark.parametrize("name", list(LOWERING))
 def test_native_lowering_replays_the_op(name):
     from tests.converter_check import Fn, N, check

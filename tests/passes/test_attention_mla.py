@@ -15,6 +15,7 @@ output, is far out of the bound; DeepSeek-V3's interleaved RoPE (a feature permu
 undone the wrong way is refused (tests/mutation/mutants.py: pass_mla_rope_piece_not_first,
 pass_mla_output_slice_wrong, pass_mla_rope_permutation_inverted)."""
 
+import pytest
 import torch
 
 from ditto.pipeline import load_program
@@ -22,6 +23,7 @@ from ditto.trtllm.gpt_attention_plugin import PluginOptions, gpt_attention_field
 from tests.tiny_models import assert_backends_match_hf, save_sweep_model
 
 
+@pytest.mark.needs_tensorrt
 def test_deepseek_v2_mla_matches_hf(tmp_path):
     path = save_sweep_model(tmp_path, "deepseek_v2")
     program = load_program(path)
@@ -37,6 +39,7 @@ def test_deepseek_v2_mla_matches_hf(tmp_path):
     assert_backends_match_hf(path)
 
 
+@pytest.mark.needs_tensorrt
 def test_deepseek_v3_interleaved_rope_permutation_cancels(tmp_path):
     # DeepSeek-V3's rope_interleave rotates pairs (x[2i], x[2i+1]) and writes them de-interleaved to
     # (i, i + 8): GPT-J RoPE followed by a feature permutation, the same for q and k, so it cancels in q.k
@@ -47,6 +50,7 @@ def test_deepseek_v3_interleaved_rope_permutation_cancels(tmp_path):
     assert_backends_match_hf(path)
 
 
+@pytest.mark.needs_tensorrt
 def test_value_head_wider_than_query_key_pads_query_and_key(tmp_path):
     # the other side of the padding: a value head (48) wider than the query/key head (32): q and k get
     # zero features (nothing added to q.k, the explicit scale kept), the op's head is the value's

@@ -45,6 +45,7 @@ def _save_hunyuan(tmp_path, model_type: str, pair_constant: bool, eps: float | N
     return str(tmp_path)
 
 
+@pytest.mark.needs_tensorrt
 @pytest.mark.parametrize("model_type", ["hunyuan_v1_dense", "hunyuan_v1_moe"])
 def test_qk_norm_after_rope_commuting_converts(tmp_path, model_type):
     path = _save_hunyuan(tmp_path, model_type, pair_constant=True)
@@ -62,6 +63,7 @@ def _norm_weights(program, name):
     return [program.weights.load(n).float() for n in program.weights.names() if n.startswith(name)]
 
 
+@pytest.mark.needs_tensorrt
 def test_qk_norm_after_rope_not_commuting_is_a_parameter(tmp_path):
     path = _save_hunyuan(tmp_path, "hunyuan_v1_dense", pair_constant=False, eps=0.1)  # an eps that matters
     program = load_program(path)

@@ -13,6 +13,7 @@ from ditto.trtllm.gpt_attention_plugin import refuse_unmapped_inputs
 from tests.tiny_models import assert_backends_match_hf, save_sweep_model
 
 
+@pytest.mark.needs_tensorrt
 def test_beam_query_scale_is_a_parameter(tmp_path):
     path = save_sweep_model(tmp_path, "beam")
     program = load_program(path)

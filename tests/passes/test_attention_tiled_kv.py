@@ -7,6 +7,7 @@ is made to tile: transformers' SDPA path with its repeat_kv replaced by `repeat`
 Face and the export alike. hf vs fx vs replay logits in float32 within 1e-4 of the largest logit;
 without the regrouping the heads read the wrong K/V (far out of bound)."""
 
+import pytest
 import torch
 
 from ditto.pipeline import load_program
@@ -17,6 +18,7 @@ def _tiled(hidden_states, n_rep):
     return hidden_states if n_rep == 1 else hidden_states.repeat(1, n_rep, 1, 1)
 
 
+@pytest.mark.needs_tensorrt
 def test_tiled_kv_heads_are_regrouped(tmp_path, monkeypatch):
     import transformers.integrations.sdpa_attention as sdpa
 

@@ -45,6 +45,7 @@ def test_mask_buffer_that_is_not_zero_one_is_left_alone():
     check_pass(ctx, feeds, "eager_attention_to_sdpa", matches=0, tolerance=FLOAT32)
 
 
+@pytest.mark.needs_tensorrt
 def test_openai_gpt_converts(tmp_path):
     path = save_sweep_model(tmp_path, "openai-gpt")
     program = load_program(path)

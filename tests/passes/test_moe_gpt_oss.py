@@ -15,6 +15,7 @@ alpha 1.702, limit 7), and a router with a bias whose weights are the softmax ov
 
 from __future__ import annotations
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -37,6 +38,7 @@ def _save_gpt_oss(directory) -> str:
     return str(directory)
 
 
+@pytest.mark.needs_tensorrt
 def test_interleaved_clamped_experts_are_recognised_and_reordered(tmp_path):
     path = _save_gpt_oss(tmp_path)
     program = load_program(path)

@@ -72,6 +72,7 @@ def _fx_matches_hf_over_several_blocks(path: str, tokens_per_block: int = 4) -> 
 # 16 padded to the full layers' global_head_dim (the sweep keeps transformers' default, 512); Dots3's
 # sliding layers (2 query heads over 2 KV heads, head 48) beside indexed ones (4 over 4, head 32): KV
 # heads repeated to 4, and so query heads too (2 -> 4, copy 0 of each kept), one head size 48
+@pytest.mark.needs_tensorrt
 @pytest.mark.parametrize("model_type, padded", [("mimo_v2_flash", lambda kv, d: (kv, d) == (4, 16)),
                                                 ("gemma4_text", lambda kv, d: kv == 2 and d > 16),
                                                 ("dots3_note_text", lambda kv, d: (kv, d) == (4, 48))])

@@ -31,8 +31,9 @@ from ditto.debug.trtllm import (
 )
 from ditto.dumps import load_step, save_step
 from ditto.errors import DittoError
+from tests.needs_tensorrt import tensorrt_or_skip
 
-trt = pytest.importorskip("tensorrt_rtx", reason="tensorrt_rtx is not installed on this machine")
+trt = tensorrt_or_skip("tensorrt_rtx")
 
 REPO = Path(__file__).resolve().parents[2]
 HAS_TRTLLM = importlib.util.find_spec("tensorrt_llm") is not None

@@ -11,6 +11,7 @@ from ditto.pipeline import load_program
 from tests.tiny_models import SMALL, assert_backends_match_hf, plugin_field, save_tiny
 
 
+@pytest.mark.needs_tensorrt
 def test_gemma2_logit_softcapping_is_a_parameter(tmp_path):
     # a cap of 1 bends scores of the size random weights give: ignoring it fails the parity bound
     path = save_tiny(tmp_path, "gemma2", **SMALL, attn_logit_softcapping=1.0, final_logit_softcapping=5.0,
@@ -21,6 +22,7 @@ def test_gemma2_logit_softcapping_is_a_parameter(tmp_path):
     assert_backends_match_hf(path)
 
 
+@pytest.mark.needs_tensorrt
 def test_attention_sink_through_logsumexp_is_a_sink_parameter(tmp_path):
     # Granite-SWA scales each head's output by sigmoid(logsumexp(scores) - sink), which equals a sink
     # logit in the softmax's denominator. (Converted once with only the softmax replaced, generation

@@ -196,6 +196,7 @@ def test_unknown_routing_is_refused_with_the_source_line(monkeypatch):
 
 # ---- TensorRT lowering and replay ---------------------------------------------------------------------
 
+@pytest.mark.needs_tensorrt("tensorrt_rtx")
 @pytest.mark.parametrize("name", list(CASES))
 def test_native_lowering_replays_the_op(name):
     from tests.converter_check import Fn, N, check
@@ -212,6 +213,7 @@ def test_native_lowering_replays_the_op(name):
     check(Fn(fn, **params), (v["x"], v["logits"]), ({0: N}, {0: N}), others=[(other["x"], other["logits"])], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.needs_tensorrt("tensorrt_rtx")
 def test_topk_replay_refuses_ties():
     from ditto.replay import ReplayError, replay_network
     from ditto.trt.provider import trt_module

@@ -71,6 +71,7 @@ def test_paged_cache_gives_each_sequence_its_own_blocks():
         cache.close()
 
 
+@pytest.mark.needs_tensorrt
 @pytest.mark.parametrize("model", BLOCK_MODELS)
 def test_fx_and_replay_with_small_kv_blocks_match_hf(model):
     """fx (reference op) and replay (native lowering) with 4-token blocks against HF, whose cache has no blocks."""
@@ -103,6 +104,7 @@ def test_sliding_window_is_shorter_than_the_test_sequences():
     assert errors["logits"] > 100 * bound(torch.float32), errors
 
 
+@pytest.mark.needs_tensorrt
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("model", sorted(TINY_MODELS))
 def test_replay_in_half_precision_matches_fx_and_hf(model, dtype):

@@ -10,6 +10,7 @@ import pytest
 
 from ditto.pipeline import load_program
 from ditto.runtime.backend import get_backend
+from tests.needs_tensorrt import REPLAY
 from tests.parity import FLOAT32_BOUND, forced_request, worst_errors
 from tests.tiny_models import COMMON, save_tiny
 
@@ -26,7 +27,7 @@ def test_window_is_recognised(windowed):
     assert {p.sliding_window for p in load_program(windowed).attention} == {WINDOW}
 
 
-@pytest.mark.parametrize("backend", ["fx", "replay"])
+@pytest.mark.parametrize("backend", ["fx", REPLAY])
 def test_windowed_attention_matches_hf(windowed, backend):
     request = forced_request(windowed, steps=4, probes=[])
     errors = worst_errors(get_backend("hf").run(request), get_backend(backend).run(request))

@@ -23,6 +23,8 @@ from ditto.trtllm.config import resolve_limits
 from tests.parity import FLOAT32_BOUND, forced_request, worst_errors
 from tests.tiny_models import assert_backends_match_hf, save_sweep_model
 
+pytestmark = pytest.mark.needs_tensorrt  # every test runs replay or builds (besides fx)
+
 K = 12  # the longest prompt of tests/parity.py is 9 tokens: 9 + 3 steps = K
 
 

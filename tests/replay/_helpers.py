@@ -7,15 +7,15 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
-import pytest
 import torch
 from hypothesis import settings
 
 from ditto.ops.kv_cache import block_offset, register_pool
 from ditto.replay import replay_network
 from ditto.replay.registry import LayerCall
+from tests.needs_tensorrt import tensorrt_or_skip
 
-trt = pytest.importorskip("tensorrt_rtx", reason="tensorrt_rtx is not installed")
+trt = tensorrt_or_skip("tensorrt_rtx")
 TRT_TYPES = {"float32": trt.float32, "float16": trt.float16, "int32": trt.int32, "int64": trt.int64, "bool": trt.bool}
 
 

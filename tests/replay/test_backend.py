@@ -11,6 +11,8 @@ from ditto.models.tiny import TINY_MODELS
 from ditto.runtime.backend import get_backend
 from tests.parity import FLOAT32_BOUND, forced_request, worst_errors
 
+pytestmark = pytest.mark.needs_tensorrt  # every test runs the replay backend
+
 
 @pytest.mark.parametrize("model", sorted(TINY_MODELS))
 def test_replay_matches_fx_and_hf(model):

@@ -46,9 +46,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.needs_tensorrt import tensorrt_or_skip
 from tests.replay._helpers import TRT_TYPES, Net
 
-trt = pytest.importorskip("tensorrt_rtx", reason="tensorrt_rtx is not installed")
+trt = tensorrt_or_skip("tensorrt_rtx")
 onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install -e '.[test]')")
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -e '.[test]')")
 from onnx import TensorProto, helper  # noqa: E402

@@ -7,6 +7,7 @@ grows), a backend that rebuilds the network per run, a cache that ignores a swap
 converter (a broken network would be served from the cache), constants scheduled first.
 """
 
+import pytest
 import torch
 
 import ditto.replay.backend as replay_backend
@@ -14,6 +15,8 @@ import ditto.replay.network as network_module
 from ditto.replay.registry import REPLAYS, Replay
 from ditto.runtime.backend import get_backend
 from tests.parity import forced_request, worst_errors
+
+pytestmark = pytest.mark.needs_tensorrt  # every test builds a network with the installed TensorRT
 
 
 def _count_constant_replays(monkeypatch):

@@ -13,9 +13,10 @@ from ditto.pipeline import load_program
 from ditto.replay.verify import verify_build
 from ditto.trt.attention_native import POOL_OUTPUT
 from ditto.trt.network import NetworkLimits, build_network
+from tests.needs_tensorrt import tensorrt_or_skip
 from tests.parity import bound
 
-trt = pytest.importorskip("tensorrt_rtx", reason="tensorrt_rtx is not installed")
+trt = tensorrt_or_skip("tensorrt_rtx")
 LIMITS = NetworkLimits(max_batch_size=4, max_seq_len=64, max_num_tokens=64)
 
 

@@ -6,6 +6,7 @@ Planted bug these kill: `ditto/replay/backend.py` turning every exception into "
 (a typo in `ditto/trt/provider.py` then gave three skips and exit 0).
 """
 
+import importlib.util
 
 from ditto.runtime.backend import available_backends, get_backend
 from ditto.trt import provider
@@ -13,21 +14,32 @@ from ditto.trt import provider
 pytest_plugins = ["pytester"]
 
 
+MISSING = "no TensorRT Python package (tensorrt or tensorrt_rtx) is installed on this machine"
+
+
 def test_replay_is_available_exactly_when_a_tensorrt_package_is_installed(monkeypatch):
+    """Asked of this machine (CI and CPU machines have tensorrt_rtx; a GPU node may have none),
+    then of a pretended machine with every package and with none."""
     monkeypatch.delenv("DITTO_TRT_PROVIDER", raising=False)
-    assert available_backends()["replay"] is None  # tensorrt_rtx is installed here (CI too)
+    installed = any(importlib.util.find_spec(name) is not None for name in provider.PROVIDERS)
+    assert available_backends()["replay"] == (None if installed else MISSING)
+    monkeypatch.setattr(provider, "_installed", lambda name: True)
+    assert available_backends()["replay"] is None
     monkeypatch.setattr(provider, "_installed", lambda name: False)
-    assert available_backends()["replay"] == "no TensorRT Python package (tensorrt or tensorrt_rtx) is installed on this machine"
+    assert available_backends()["replay"] == MISSING
 
 
 def test_a_backend_that_fails_to_load_is_not_reported_unavailable(monkeypatch):
     def typo(provider=None):
         raise NameError("name 'imporlib' is not defined")
 
+    monkeypatch.delenv("DITTO_TRT_PROVIDER", raising=False)
+    monkeypatch.setattr(provider, "_installed", lambda name: True)  # installed, on any machine
     monkeypatch.setattr(provider, "trt_module", typo)
     assert get_backend("replay").unavailable_reason() is None
 
 
+# the typo in an installed provider (pretended installed, so that this runs on any machine)
 TYPO_CONFTEST = '''
 import ditto.trt.provider as provider
 
@@ -36,6 +48,7 @@ def _typo(provider=None):
     raise NameError("name 'imporlib' is not defined")
 
 
+provider._installed = lambda name: True
 provider.trt_module = _typo
 '''
 

@@ -67,6 +67,7 @@ def run_on_double(double, request):
     return backend.run(request)
 
 
+@pytest.mark.needs_tensorrt("tensorrt_rtx")
 @pytest.mark.parametrize("model", sorted(TINY_MODELS))
 def test_ditto_backend_on_the_double_matches_fx(model, double, tmp_path):
     engine_dir = build_for_double(double, model, tmp_path / "engine")
@@ -87,6 +88,7 @@ def test_ditto_backend_on_the_double_matches_fx(model, double, tmp_path):
     assert got[0]["kv_cache_block_offsets"].shape[-1] == 4  # the sequences span 4 blocks
 
 
+@pytest.mark.needs_tensorrt("tensorrt_rtx")
 def test_the_double_sees_the_pool_written_by_earlier_steps(double, tmp_path, monkeypatch):
     """Planted bug: the pool the engine returns is not kept (as if the runner forgot to copy
     `present_kv_cache_pool` back); generation steps then attend to an empty cache."""
@@ -107,6 +109,7 @@ def test_the_double_sees_the_pool_written_by_earlier_steps(double, tmp_path, mon
     assert worst_errors(good, broken)["logits"] > 100 * FLOAT32_BOUND
 
 
+@pytest.mark.needs_tensorrt("tensorrt_rtx")
 def test_runner_refuses_requests_outside_the_engine_limits(double, tmp_path):
     engine_dir = build_for_double(double, "tiny-llama", tmp_path / "engine", probes=(), max_seq_len=12, max_input_len=10)
     with pytest.raises(DittoError, match=r"does not fit the engine: 9 \+ 5 steps > max_seq_len 12; rebuild"):
@@ -117,6 +120,7 @@ def test_runner_refuses_requests_outside_the_engine_limits(double, tmp_path):
         runner.session._check_profile("input_ids", tuple(feed["input_ids"].shape))
 
 
+@pytest.mark.needs_tensorrt("tensorrt_rtx")
 def test_runner_names_missing_probes_and_bad_directories(double, tmp_path):
     engine_dir = build_for_double(double, "tiny-gpt2", tmp_path / "engine", probes=("final_norm",))
     with pytest.raises(DittoError, match=r"no output for probe\(s\) \['layers.0.mlp'\] \(it has \['final_norm'\]\)"):
@@ -144,6 +148,7 @@ def test_runner_names_missing_probes_and_bad_directories(double, tmp_path):
         EngineRunner(tmp_path / "other", double.module, "cpu")
 
 
+@pytest.mark.needs_tensorrt("tensorrt_rtx")
 def test_plugin_engines_need_tensorrt_with_tensorrt_llm(double, tmp_path, monkeypatch):
     engine_dir = build_for_double(double, "tiny-llama", tmp_path / "engine", probes=())
     config = json.loads((engine_dir / "config.json").read_text())
@@ -191,8 +196,9 @@ def test_engine_backends_are_registered_and_say_why_they_skip_here():
     reasons = available_backends()
     assert {"ditto", "trtllm"} <= set(BACKENDS)
     _check_backends(["ditto", "trtllm"])  # pytest --ditto-backends=ditto: registered, not "unknown"
-    if not torch.cuda.is_available():
-        assert reasons["ditto"].startswith("no CUDA device")
+    if not torch.cuda.is_available():  # the first thing missing here is named: a TensorRT package, else the GPU
+        installed = any(engine_module._installed(name) for name in ("tensorrt", "tensorrt_rtx"))
+        assert reasons["ditto"].startswith("no CUDA device" if installed else "no TensorRT runtime module"), reasons
 
 
 def test_a_missing_backend_module_is_an_error_not_a_silent_gap(monkeypatch):

@@ -21,8 +21,9 @@ from ditto.runtime.paged_cache import PagedKVCache
 from ditto.trt import attention_native
 from ditto.trt.context import ConversionContext
 from tests import attention_reference as ref
+from tests.needs_tensorrt import tensorrt_or_skip
 
-trt = pytest.importorskip("tensorrt_rtx", reason="tensorrt_rtx is not installed")
+trt = tensorrt_or_skip("tensorrt_rtx")
 TOKENS_PER_BLOCK = 4
 
 

@@ -18,12 +18,12 @@ from ditto.errors import DittoError
 from ditto.models.tiny import TINY_MODELS
 from ditto.pipeline import load_program
 from ditto.trt.network import NetworkLimits, build_network, resolve_attention
-from ditto.trt.provider import trt_module
 from ditto.trtllm.inputs import dim_ranges
 from ditto.trtllm.schema import validate_config
 from tests.build_checks import build_keeping_program, check_build
+from tests.needs_tensorrt import tensorrt_or_skip
 
-trt = trt_module("tensorrt_rtx")
+trt = tensorrt_or_skip("tensorrt_rtx")
 LIMITS = dict(max_batch_size=4, max_input_len=64, max_seq_len=256, max_num_tokens=512, tokens_per_block=32)
 EXTRA = ("gpt_attention", "embedding")  # the first attention layer's output, the token embedding
 REPORT_DTYPES = {torch.int32: "INT32", torch.int64: "INT64", torch.float32: "FLOAT", torch.float16: "HALF", torch.bfloat16: "BF16"}

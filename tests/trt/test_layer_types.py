@@ -1,12 +1,11 @@
 """ditto.trt.layer_types: every TensorRT layer kind finds its concrete I*Layer class, and the
 network printer and the replay use this one lookup."""
 
-import pytest
 
 from ditto.trt.layer_types import layer_classes, typed_layer
+from tests.needs_tensorrt import tensorrt_or_skip
 
-trt = pytest.importorskip("tensorrt_rtx") if __import__("importlib").util.find_spec("tensorrt") is None \
-    else pytest.importorskip("tensorrt")
+trt = tensorrt_or_skip()  # tensorrt where installed, else tensorrt_rtx
 
 # LayerType members the installed bindings give no class of their own (read as a bare ILayer)
 WITHOUT_CLASS = {"PLUGIN"}

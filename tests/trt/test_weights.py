@@ -9,6 +9,7 @@
 """
 
 import os
+import types
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,7 @@ def test_release_pages_drops_resident_pages_and_keeps_values(table, tmp_path):
     assert torch.equal(a, tensors["a"]) and torch.equal(fused[256:], tensors["b"])  # read back from the file
 
 
+@pytest.mark.needs_tensorrt("tensorrt_rtx")
 def test_build_engine_streams_the_plan_to_its_file(tmp_path):
     from ditto.pipeline import load_program
     from ditto.trt.engine import build_engine
@@ -102,13 +104,21 @@ def test_build_engine_streams_the_plan_to_its_file(tmp_path):
 
 
 # ---- provider --------------------------------------------------------------------------------------
+def _pretend_importable(monkeypatch):
+    """Importing a provider gives a stand-in named after it: the choice logic, checked on any machine."""
+    monkeypatch.setattr(provider.importlib, "import_module", lambda name, *args: types.SimpleNamespace(__name__=name))
+
+
 def test_provider_prefers_tensorrt_then_tensorrt_rtx(monkeypatch):
     monkeypatch.delenv("DITTO_TRT_PROVIDER", raising=False)
+    _pretend_importable(monkeypatch)
     asked = []
     monkeypatch.setattr(provider, "_installed", lambda name: asked.append(name) or name == "tensorrt_rtx")
     assert provider.trt_module().__name__ == "tensorrt_rtx"
     assert asked == ["tensorrt", "tensorrt_rtx"]
     assert provider.missing_provider() is None
+    monkeypatch.setattr(provider, "_installed", lambda name: True)
+    assert provider.trt_module().__name__ == "tensorrt"
 
 
 def test_installed_provider_that_fails_to_import_is_an_error_not_a_fallback(monkeypatch):
@@ -126,6 +136,8 @@ def test_installed_provider_that_fails_to_import_is_an_error_not_a_fallback(monk
 
 
 def test_provider_override_by_argument_and_environment(monkeypatch):
+    _pretend_importable(monkeypatch)
+    monkeypatch.setattr(provider, "_installed", lambda name: True)
     monkeypatch.setenv("DITTO_TRT_PROVIDER", "tensorrt_rtx")
     assert provider.trt_module().__name__ == "tensorrt_rtx"
     monkeypatch.setenv("DITTO_TRT_PROVIDER", "onnxruntime")

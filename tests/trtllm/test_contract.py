@@ -187,6 +187,7 @@ def test_build_limit_defaults_are_trtllm_builds():
         resolve_limits(LlamaConfig(max_position_embeddings=64), max_input_len=100)
 
 
+@pytest.mark.needs_tensorrt
 def test_ditto_build_with_no_flags(tmp_path, monkeypatch):
     """`ditto build tiny-qwen2 DIR`: trtllm-build's defaults for the model, qwen_type, and the plugin
     options config.json describes are the ones the network is built with (defect 7). TensorRT's

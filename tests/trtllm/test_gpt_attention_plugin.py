@@ -14,6 +14,7 @@ import pytest
 
 from ditto.errors import DittoError
 from ditto.ops.params import GPTAttentionParams
+from ditto.trt.provider import trt_module
 from ditto.trtllm.gpt_attention_plugin import (
     PluginOptions,
     create_gpt_attention_plugin,
@@ -108,8 +109,9 @@ def test_field_values_follow_build_options():
     assert int(fields["pos_shift_enabled"]) == int(fields["dense_context_fmha"]) == 1
 
 
+@pytest.mark.needs_tensorrt("tensorrt_rtx")
 def test_type_ids_are_tensorrt_data_types():
-    trt = pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX is not installed")
+    trt = trt_module("tensorrt_rtx")
     for dtype, trt_type in (("float32", trt.DataType.FLOAT), ("float16", trt.DataType.HALF),
                             ("bfloat16", trt.DataType.BF16)):
         options = PluginOptions(dtype=dtype, tokens_per_block=64, max_context_length=8)
@@ -164,8 +166,9 @@ def test_missing_plugin_library_says_what_to_do():
         create_gpt_attention_plugin(FakeTrt(None), LLAMA, PLUGIN_OPTIONS)
 
 
+@pytest.mark.needs_tensorrt("tensorrt_rtx")
 def test_tensorrt_rtx_has_no_trtllm_plugins():
-    trt = pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX is not installed")
+    trt = trt_module("tensorrt_rtx")
     with pytest.raises(DittoError, match="plugin library is not loaded"):
         create_gpt_attention_plugin(trt, LLAMA, PLUGIN_OPTIONS)
 

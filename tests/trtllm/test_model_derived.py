@@ -26,6 +26,7 @@ from ditto.pipeline import load_program
 from tests.build_checks import LIMITS, build_keeping_program, check_attention, check_build
 
 
+@pytest.mark.needs_tensorrt
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("name", sorted(TINY_MODELS))
 def test_half_precision_build_carries_the_hf_config(name, dtype, tmp_path):

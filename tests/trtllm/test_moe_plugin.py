@@ -110,6 +110,7 @@ def test_plugin_is_created_through_the_registry_with_those_fields():
     assert {f.kind for f in created["fields"]} == {"INT32"}
 
 
+@pytest.mark.needs_tensorrt("tensorrt_rtx")
 def test_build_chooses_native_layers_without_tensorrt_llm():
     import importlib.util
 
@@ -121,6 +122,7 @@ def test_build_chooses_native_layers_without_tensorrt_llm():
         assert lowering == "native" and why
 
 
+@pytest.mark.needs_tensorrt("tensorrt_rtx")
 def test_plugin_lowering_routes_in_layers_and_feeds_the_plugin(monkeypatch):
     """`plugin_lowering` on a TensorRT-RTX network whose add_plugin_v2 is recorded (RTX has no
     plugins): the plugin gets [x, fc1, fc2, ids, weights] in TensorRT-LLM's order, and the
@@ -191,6 +193,7 @@ def test_plugin_lowering_routes_in_layers_and_feeds_the_plugin(monkeypatch):
         torch.testing.assert_close(got["weights"][t], expected, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.needs_tensorrt("tensorrt_rtx")
 def test_build_says_which_moe_lowering_it_used(tmp_path, capsys):
     """`ditto build` of an MoE model prints the MoE lowering and records it in config.json;
     here (no TensorRT-LLM) TensorRT layers. Kills: the plugin chosen without its creator."""
